@@ -1,0 +1,23 @@
+# The three commands the README names: set-up, the default study, the tests.
+PYTHON ?= python3
+DATA_DIR ?= ../shared/datasets/mnist
+
+.PHONY: setup study quick test bench
+
+# torch==2.13.0 first: this machine carries that CPU build locally, and an unpinned torch
+# would pull a multi-GB CUDA build from PyPI.
+setup:
+	$(PYTHON) -m pip install torch==2.13.0
+	$(PYTHON) -m pip install -e ".[dev]"
+
+study:
+	latentsweep run --data-dir $(DATA_DIR) --out runs/study
+
+quick:
+	latentsweep run --data-dir $(DATA_DIR) --out runs/quick --preset quick
+
+test:
+	LATENTSWEEP_DATA_DIR=$${LATENTSWEEP_DATA_DIR:-$(DATA_DIR)} $(PYTHON) -m pytest -q
+
+bench:
+	$(PYTHON) benchmarks/bench_train.py --data-dir $(DATA_DIR)

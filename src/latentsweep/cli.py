@@ -1,0 +1,302 @@
+"""The `latentsweep` command: parses options, builds one validated config, calls the library.
+
+Options may come from a TOML file (`--config study.toml`, keys named like the flags); flags given
+on the command line override it. Errors a user can fix are printed on one line, with exit code 2
+for bad input and 1 for other failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from latentsweep import __version__
+from latentsweep.config import DATASET_NAMES, DEVICES, PRESETS, StudyConfig, build_config, load_toml
+from latentsweep.errors import ConfigError, LatentsweepError
+
+log = logging.getLogger("latentsweep")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the problem, not a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--data-dir", help="folder with the four IDX files (.gz or not), or with a sub-folder named "
+                       "after the data set; default: $LATENTSWEEP_DATA_DIR, else ~/.cache/latentsweep/datasets/NAME, "
+                       "where a missing data set is downloaded and verified")
+    group.add_argument("--dataset", help=f"one of {', '.join(DATASET_NAMES)} (default mnist)")
+    group.add_argument("--no-verify-data", dest="verify_data", action="store_false",
+                       help="accept IDX files whose content differs from the canonical files' SHA-256")
+    group.add_argument("--val-size", help="validation images taken from the training split, stratified (default 5000)")
+    group.add_argument("--train-subset", help="train on a stratified subset of N images (default: all; preset quick: 10000)")
+    group.add_argument("--split-seed", help="seed of the validation split and subset (default 0)")
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("training")
+    group.add_argument("--preset", help=f"quick or full (default full): {'; '.join(f'{k}: ' + ', '.join(f'{a}={b}' for a, b in v.items()) for k, v in PRESETS.items())}")
+    group.add_argument("--epochs", help="training epochs per model (default: from the preset)")
+    group.add_argument("--batch-size", help="training batch size (default 128)")
+    group.add_argument("--learning-rate", help="Adam learning rate (default 0.001)")
+    group.add_argument("--beta", help="weight of the KL term in the loss (default 1, the plain VAE)")
+    group.add_argument("--device", help=f"one of {', '.join(DEVICES)} (default auto: CUDA when available)")
+    group.add_argument("--threads", help="CPU threads for torch (default: torch's choice, the physical cores)")
+
+
+def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("evaluation")
+    group.add_argument("--representatives-per-class", help="representative test images per class (default 10: the first 10 of each class)")
+    group.add_argument("--num-samples", help="images decoded from the prior per model for the figures (default 64)")
+    group.add_argument("--eval-batch-size", help="evaluation batch size (default 1000)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="latentsweep", description="How small can a VAE's latent space be? Train convolutional VAEs "
+                    "on MNIST for several latent sizes and measure reconstructions and samples per digit.",
+                    argument_default=argparse.SUPPRESS)
+    parser.add_argument("--version", action="version", version=f"latentsweep {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    commands.required = True
+
+    def command(name: str, help_text: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text, argument_default=argparse.SUPPRESS)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    run = command("run", "Run the whole study: train and evaluate a model per latent size and seed, then write "
+                  "results, figures and report.md/report.html into --out. Re-running on the same folder skips "
+                  "finished models and resumes unfinished ones.", cmd_run)
+    run.add_argument("--config", help="TOML file of options (keys as the flags, e.g. latent_dims = [5, 10]); flags override it")
+    run.add_argument("--out", help="study folder (default runs/study)")
+    run.add_argument("--latent-dims", help="comma-separated latent sizes (default 5,10,15,20)")
+    run.add_argument("--seeds", help="comma-separated training seeds (default 0)")
+    run.add_argument("--tolerance-db", help="selection rule: the smallest latent size within this many dB of the best "
+                     "mean test-set PSNR (default 0.5)")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted study (the default behaviour of a re-run)")
+    add_data_options(run)
+    add_training_options(run)
+    add_evaluation_options(run)
+
+    train = command("train", "Train and evaluate one model into a run folder.", cmd_train)
+    train.add_argument("--config", help="TOML file of options; flags override it")
+    train.add_argument("--out", required=True, help="run folder for this model")
+    train.add_argument("--latent-dim", required=True, help="latent size")
+    train.add_argument("--seed", help="training seed (default 0)")
+    train.add_argument("--resume", action="store_true", help="continue from the folder's last checkpoint")
+    add_data_options(train)
+    add_training_options(train)
+    add_evaluation_options(train)
+
+    evaluate = command("evaluate", "Re-evaluate a run folder's best checkpoint on the test set (rewrites its metrics.json).", cmd_evaluate)
+    evaluate.add_argument("run_dir", help="a run folder (models/latent010_seed0 inside a study, or a 'train' --out)")
+    evaluate.add_argument("--data-dir", help="data folder (default as for 'run')")
+    evaluate.add_argument("--device", help=f"one of {', '.join(DEVICES)} (default auto)")
+
+    report = command("report", "Re-render figures, report.md and report.html of a study folder from its saved files.", cmd_report)
+    report.add_argument("study_dir", help="a study folder written by 'latentsweep run'")
+
+    sample = command("sample", "Decode images from the prior N(0, I) of a checkpoint into a PNG grid.", cmd_sample)
+    sample.add_argument("checkpoint", help="best.pt or last.pt of a run folder")
+    sample.add_argument("--out", required=True, help="PNG file to write")
+    sample.add_argument("--num", default="64", help="number of images (default 64)")
+    sample.add_argument("--seed", default="0", help="seed of the latent draws (default 0)")
+
+    reconstruct = command("reconstruct", "Write a PNG grid of test images beside their reconstructions by a checkpoint.", cmd_reconstruct)
+    reconstruct.add_argument("checkpoint", help="best.pt or last.pt of a run folder")
+    reconstruct.add_argument("--out", required=True, help="PNG file to write")
+    reconstruct.add_argument("--per-class", default="8", help="test images per class, the first of each class (default 8)")
+    reconstruct.add_argument("--data-dir", help="data folder (default as for 'run')")
+    reconstruct.add_argument("--dataset", default="mnist", help=f"one of {', '.join(DATASET_NAMES)} (default mnist)")
+    return parser
+
+
+STUDY_KEYS = set(StudyConfig.__dataclass_fields__) - {"extra"}
+
+
+def config_from_args(args: argparse.Namespace, **forced: Any) -> StudyConfig:
+    values: dict[str, Any] = load_toml(args.config) if getattr(args, "config", None) else {}
+    values.update({key: value for key, value in vars(args).items() if key in STUDY_KEYS})
+    values.update(forced)
+    return build_config(values)
+
+
+def int_option(text: str, option: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{option}: {text!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{option}: must be at least {minimum}, got {value}")
+    return value
+
+
+def add_log_file(path: Path) -> None:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from latentsweep.sweep import prepare_study_dir, run_study
+
+    config = config_from_args(args)
+    prepare_study_dir(Path(config.out), config)
+    add_log_file(Path(config.out) / "study.log")
+    result = run_study(config)
+    print_summary(Path(config.out))
+    failed = [t for t in result["trials"] if t["status"] != "done"]
+    return 1 if failed else 0
+
+
+def print_summary(study_dir: Path) -> None:
+    """A plain table of the headline numbers, readable in a terminal and in a log."""
+    from latentsweep.metrics import combine_seeds, lookup
+    from latentsweep.selection import conclusion
+    from latentsweep.storage import read_json
+
+    info = read_json(study_dir / "config.json")
+    rows = combine_seeds(read_json(study_dir / "results.json"))
+    print(f"\n{'latent':>6}  {'PSNR dB':>8}  {'MSE':>8}  {'SSIM':>6}  {'neg.ELBO':>8}")
+    for dim in sorted({row["latent_dim"] for row in rows}):
+        values = {m: lookup(rows, latent_dim=dim, protocol="test_set", digit="all", metric=m)[0]["mean"]
+                  for m in ("psnr", "mse", "ssim", "neg_elbo")}
+        print(f"{dim:>6}  {values['psnr']:>8.2f}  {values['mse']:>8.4f}  {values['ssim']:>6.3f}  {values['neg_elbo']:>8.1f}")
+    _, sentences = conclusion(rows, info["config"]["tolerance_db"], info["class_names"])
+    print("\n" + sentences[0])
+    print(f"Report: {study_dir / 'report.html'} and {study_dir / 'report.md'}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from latentsweep.sweep import DONE_MARKER, Trial, load_study_data, run_trial, setup_device
+    from latentsweep.train import LAST_CHECKPOINT
+
+    latent_dim = int_option(args.latent_dim, "--latent-dim", 1)
+    seed = int_option(getattr(args, "seed", "0"), "--seed", 0)
+    resume = getattr(args, "resume", False)
+    config = config_from_args(args, latent_dims=(latent_dim,), seeds=(seed,))
+    folder = Path(config.out)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder} (--out): exists and is not a folder")
+    if (folder / LAST_CHECKPOINT).exists() and not resume:
+        raise ConfigError(f"{folder} (--out): already holds a checkpoint; pass --resume to continue it or choose another folder")
+    if resume:  # continue even a finished model, e.g. with more --epochs
+        (folder / DONE_MARKER).unlink(missing_ok=True)
+    device = setup_device(config)
+    dataset, _ = load_study_data(config)
+    metrics = run_trial(Trial(latent_dim, seed), config, dataset, device, folder)
+    overall = {row["metric"]: row["mean"] for row in metrics["rows"] if row["protocol"] == "test_set" and row["digit"] == "all"}
+    print(f"latent {latent_dim}: test PSNR {overall['psnr']:.2f} dB, MSE {overall['mse']:.4f}, SSIM {overall['ssim']:.3f}; "
+          f"files in {folder}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from latentsweep.storage import read_json
+    from latentsweep.sweep import evaluate_trial, load_study_data, setup_device
+
+    folder = Path(args.run_dir)
+    if not (folder / "config.json").is_file():
+        raise ConfigError(f"{folder}: not a run folder (no config.json)")
+    saved = read_json(folder / "config.json")["study"]
+    overrides = {k: v for k, v in saved.items() if k in STUDY_KEYS}
+    for key in ("data_dir", "device"):
+        if key in vars(args):
+            overrides[key] = getattr(args, key)
+    config = build_config(overrides)
+    device = setup_device(config)
+    dataset, _ = load_study_data(config)
+    metrics = evaluate_trial(folder, config, dataset, device)
+    psnr = next(r["mean"] for r in metrics["rows"] if r["protocol"] == "test_set" and r["digit"] == "all" and r["metric"] == "psnr")
+    print(f"{folder}: test PSNR {psnr:.2f} dB; wrote metrics.json, per_image.csv, images.npz")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from latentsweep.report import render_report
+
+    paths = render_report(Path(args.study_dir))
+    print("wrote " + " and ".join(str(p) for p in paths))
+    return 0
+
+
+def _load_model(path: str):
+    from latentsweep.train import load_checkpoint, model_from_checkpoint
+
+    return model_from_checkpoint(load_checkpoint(path), path)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from latentsweep.evaluate import sample_prior
+    from latentsweep.plots import sample_grid
+
+    count = int_option(args.num, "--num", 1)
+    seed = int_option(args.seed, "--seed", 0)
+    model = _load_model(args.checkpoint)
+    images = sample_prior(model, count, seed, torch.device("cpu")).squeeze(1).numpy()
+    out = _output_png(args.out)
+    sample_grid({model.config.latent_dim: images}, out, columns=min(8, count))
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    import torch
+
+    from latentsweep.data import DATASETS, load_pair, resolve_data_dir, to_split
+    from latentsweep.evaluate import reconstruct, representative_indices
+    from latentsweep.plots import reconstruction_grid
+
+    per_class = int_option(args.per_class, "--per-class", 1)
+    config = build_config({k: getattr(args, k) for k in ("data_dir", "dataset") if k in vars(args)})
+    model = _load_model(args.checkpoint)
+    spec = DATASETS[config.dataset]
+    folder = resolve_data_dir(spec, config.data_dir)
+    test = to_split(*load_pair(folder, spec.test_images, spec.test_labels, verify=config.verify_data))
+    indices = representative_indices(test.labels.numpy(), per_class)
+    originals = test.images[torch.as_tensor(indices)]
+    recon = reconstruct(model, originals)
+    classes = len(spec.class_names)
+    out = _output_png(args.out)
+    reconstruction_grid(originals.squeeze(1).numpy().reshape(classes, per_class, 28, 28),
+                        {model.config.latent_dim: recon.squeeze(1).numpy().reshape(classes, per_class, 28, 28)},
+                        spec.class_names, out)
+    print(f"wrote {out}")
+    return 0
+
+
+def _output_png(text: str) -> Path:
+    path = Path(text)
+    if path.suffix.lower() != ".png":
+        raise ConfigError(f"--out: {path} should end in .png")
+    if not path.parent.is_dir():
+        raise ConfigError(f"--out: folder {path.parent} does not exist")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
+                        format="%(message)s", stream=sys.stderr)
+    try:
+        return args.handler(args)
+    except LatentsweepError as exc:
+        print(f"latentsweep: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("latentsweep: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

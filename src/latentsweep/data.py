@@ -1,0 +1,322 @@
+"""MNIST-format data: IDX parsing, locating or downloading a data set, and the splits.
+
+The whole data set is held in memory as float tensors in [0, 1] with shape (N, 1, 28, 28):
+at 60,000 images that is under 200 MB, and indexing one tensor per batch is far faster than
+a per-item DataLoader. The official test split is kept intact; validation images are taken
+from the training split, stratified by class and seeded.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import urllib.error
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from latentsweep.errors import DataError
+from latentsweep.storage import atomic_write_bytes
+
+# IDX type codes (http://yann.lecun.com/exdb/mnist/): all multi-byte values are big-endian.
+IDX_DTYPES: dict[int, np.dtype] = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+ENV_DATA_DIR = "LATENTSWEEP_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class IdxFile:
+    stem: str  # file name without ".gz"
+    sha256: str  # SHA-256 of the decompressed content, the same whichever mirror compressed it
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    class_names: tuple[str, ...]
+    mirrors: tuple[str, ...]
+    train_images: IdxFile
+    train_labels: IdxFile
+    test_images: IdxFile
+    test_labels: IdxFile
+
+    @property
+    def files(self) -> tuple[IdxFile, ...]:
+        return (self.train_images, self.train_labels, self.test_images, self.test_labels)
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "mnist": DatasetSpec(
+        name="mnist",
+        class_names=tuple(str(digit) for digit in range(10)),
+        mirrors=(
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+            "http://yann.lecun.com/exdb/mnist/",
+        ),
+        train_images=IdxFile("train-images-idx3-ubyte", "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+        train_labels=IdxFile("train-labels-idx1-ubyte", "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+        test_images=IdxFile("t10k-images-idx3-ubyte", "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+        test_labels=IdxFile("t10k-labels-idx1-ubyte", "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+    ),
+    "fashion-mnist": DatasetSpec(
+        name="fashion-mnist",
+        class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        mirrors=(
+            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+        ),
+        train_images=IdxFile("train-images-idx3-ubyte", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+        train_labels=IdxFile("train-labels-idx1-ubyte", "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+        test_images=IdxFile("t10k-images-idx3-ubyte", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+        test_labels=IdxFile("t10k-labels-idx1-ubyte", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+    ),
+}
+
+
+# ----------------------------------------------------------------------------------------
+# IDX parsing
+
+
+def read_file_bytes(path: Path) -> bytes:
+    """The file's content, decompressed if its name ends in .gz."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as handle:
+                return handle.read()
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, expected an IDX file") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: damaged gzip data ({exc or 'truncated'})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def parse_idx(content: bytes, source: str) -> np.ndarray:
+    """Parse IDX bytes into an array, checking every field; `source` names the file in errors."""
+    if len(content) < 4:
+        raise DataError(f"{source}: too short for an IDX header ({len(content)} bytes)")
+    if content[0] != 0 or content[1] != 0:
+        raise DataError(f"{source}: wrong magic number (first two bytes {content[0]:#04x} {content[1]:#04x}, expected 0x00 0x00)")
+    type_code, ndim = content[2], content[3]
+    if type_code not in IDX_DTYPES:
+        raise DataError(f"{source}: unknown IDX data type code {type_code:#04x}")
+    if ndim == 0:
+        raise DataError(f"{source}: IDX header declares zero dimensions")
+    header_size = 4 + 4 * ndim
+    if len(content) < header_size:
+        raise DataError(f"{source}: truncated header ({len(content)} bytes, {header_size} needed for {ndim} dimensions)")
+    shape = tuple(int.from_bytes(content[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dtype = IDX_DTYPES[type_code]
+    expected = header_size + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(content) != expected:
+        problem = "truncated" if len(content) < expected else "has trailing bytes"
+        raise DataError(f"{source}: {problem}: {len(content)} bytes, but header shape {shape} of {dtype.name} needs {expected}")
+    return np.frombuffer(content, dtype=dtype, offset=header_size).reshape(shape)
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    path = Path(path)
+    return parse_idx(read_file_bytes(path), str(path))
+
+
+# ----------------------------------------------------------------------------------------
+# Locating and downloading
+
+
+def default_cache_dir(dataset: str) -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "latentsweep" / "datasets" / dataset
+
+
+def find_file(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / f"{stem}.gz", folder / stem):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def missing_files(folder: Path, spec: DatasetSpec) -> list[str]:
+    return [f"{f.stem}[.gz]" for f in spec.files if find_file(folder, f.stem) is None]
+
+
+Opener = Callable[..., "urllib.response.addinfourl"]
+
+
+def download_dataset(spec: DatasetSpec, folder: Path, opener: Opener = urllib.request.urlopen) -> None:
+    """Fetch the data set's missing files from its mirrors into `folder`, verifying each by checksum.
+
+    `opener(url, timeout=...)` is `urllib.request.urlopen` in use; tests pass their own.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    for idx_file in spec.files:
+        if find_file(folder, idx_file.stem) is not None:
+            continue
+        failures = []
+        for mirror in spec.mirrors:
+            url = f"{mirror}{idx_file.stem}.gz"
+            try:
+                with opener(url, timeout=60) as response:
+                    compressed = response.read()
+                content = gzip.decompress(compressed)
+            except (urllib.error.URLError, OSError, EOFError, zlib.error) as exc:
+                failures.append(f"{url}: {getattr(exc, 'reason', None) or exc}")
+                continue
+            digest = hashlib.sha256(content).hexdigest()
+            if digest != idx_file.sha256:
+                failures.append(f"{url}: checksum mismatch (SHA-256 {digest[:12]}...)")
+                continue
+            atomic_write_bytes(folder / f"{idx_file.stem}.gz", compressed)
+            break
+        else:
+            raise DataError(
+                f"could not download {spec.name} file {idx_file.stem}.gz ({'; '.join(failures)}); "
+                f"offline? put the four IDX files ({', '.join(f.stem + '.gz' for f in spec.files)}) "
+                f"in {folder} or pass --data-dir / set {ENV_DATA_DIR}"
+            )
+
+
+def resolve_data_dir(spec: DatasetSpec, data_dir: str | Path | None, opener: Opener = urllib.request.urlopen) -> Path:
+    """Where the data set's files are: --data-dir, else $LATENTSWEEP_DATA_DIR, else the user cache.
+
+    A folder given by flag or variable may hold the files itself or in a sub-folder named after the
+    data set. Only the cache folder is filled by downloading; a folder the user named is never
+    written to.
+    """
+    named = data_dir if data_dir not in (None, "") else os.environ.get(ENV_DATA_DIR) or None
+    if named is not None:
+        folder = Path(named).expanduser()
+        origin = "--data-dir" if data_dir not in (None, "") else f"${ENV_DATA_DIR}"
+        if not folder.exists():
+            raise DataError(f"{folder} ({origin}): folder does not exist")
+        if not folder.is_dir():
+            raise DataError(f"{folder} ({origin}): not a folder")
+        if not missing_files(folder, spec):
+            return folder
+        nested = folder / spec.name
+        if nested.is_dir() and not missing_files(nested, spec):
+            return nested
+        raise DataError(f"{folder} ({origin}): no {spec.name} data; missing {', '.join(missing_files(folder, spec))}")
+    folder = default_cache_dir(spec.name)
+    if missing_files(folder, spec):
+        download_dataset(spec, folder, opener)
+    return folder
+
+
+# ----------------------------------------------------------------------------------------
+# Loading and splitting
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # float32, (N, 1, 28, 28), values in [0, 1]
+    labels: torch.Tensor  # int64, (N,)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass
+class Dataset:
+    name: str
+    class_names: tuple[str, ...]
+    source: Path
+    train: Split
+    val: Split
+    test: Split
+
+
+def load_pair(folder: Path, images_file: IdxFile, labels_file: IdxFile, verify: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Read one images/labels pair and check that together they form a labelled image set."""
+    arrays = []
+    for idx_file in (images_file, labels_file):
+        path = find_file(folder, idx_file.stem)
+        if path is None:
+            raise DataError(f"{folder}: missing {idx_file.stem}[.gz]")
+        content = read_file_bytes(path)
+        array = parse_idx(content, str(path))
+        if verify and hashlib.sha256(content).hexdigest() != idx_file.sha256:
+            raise DataError(f"{path}: content differs from the canonical file (SHA-256 mismatch); "
+                            "pass --no-verify-data to use a modified copy")
+        arrays.append((path, array))
+    (images_path, images), (labels_path, labels) = arrays
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise DataError(f"{images_path}: expected 3-D unsigned-byte images, found {images.ndim}-D {images.dtype.name}")
+    if images.shape[1:] != (28, 28):
+        raise DataError(f"{images_path}: expected 28x28 images, found {images.shape[1]}x{images.shape[2]}")
+    if labels.ndim != 1 or labels.dtype != np.uint8:
+        raise DataError(f"{labels_path}: expected 1-D unsigned-byte labels, found {labels.ndim}-D {labels.dtype.name}")
+    if len(images) != len(labels):
+        raise DataError(f"{labels_path}: {len(labels)} labels for {len(images)} images in {images_path.name}")
+    if len(labels) and labels.max() > 9:
+        raise DataError(f"{labels_path}: label {int(labels.max())} outside 0-9")
+    return images, labels
+
+
+def stratified_sample(labels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` indices whose class proportions match `labels` as closely as integers allow.
+
+    Each class gets its proportional share rounded down; the leftover places go to the classes
+    with the largest remainders (Hamilton's method), so the total is exactly `count`.
+    """
+    if not 0 <= count <= len(labels):
+        raise ValueError(f"cannot take {count} of {len(labels)} items")
+    classes, sizes = np.unique(labels, return_counts=True)
+    exact = sizes * count / len(labels)
+    quotas = np.floor(exact).astype(int)
+    leftover = count - quotas.sum()
+    quotas[np.argsort(-(exact - quotas), kind="stable")[:leftover]] += 1
+    chosen = [rng.permutation(np.flatnonzero(labels == cls))[:quota] for cls, quota in zip(classes, quotas)]
+    return np.sort(np.concatenate(chosen))
+
+
+def to_split(images: np.ndarray, labels: np.ndarray) -> Split:
+    # np.array copies: arrays parsed from bytes are read-only, which torch warns about.
+    pixels = torch.from_numpy(np.array(images, dtype=np.float32)).div_(255.0).unsqueeze(1)
+    return Split(images=pixels, labels=torch.from_numpy(labels.astype(np.int64)))
+
+
+def load_dataset(
+    spec: DatasetSpec,
+    folder: Path,
+    val_size: int = 5000,
+    train_subset: int | None = None,
+    split_seed: int = 0,
+    verify: bool = True,
+) -> Dataset:
+    train_images, train_labels = load_pair(folder, spec.train_images, spec.train_labels, verify)
+    test_images, test_labels = load_pair(folder, spec.test_images, spec.test_labels, verify)
+    if val_size >= len(train_labels):
+        raise DataError(f"{folder}: validation size {val_size} leaves no training images ({len(train_labels)} in total)")
+    rng = np.random.default_rng(split_seed)
+    val_idx = stratified_sample(train_labels, val_size, rng)
+    train_idx = np.setdiff1d(np.arange(len(train_labels)), val_idx)
+    if train_subset is not None:
+        if train_subset > len(train_idx):
+            raise DataError(f"--train-subset {train_subset} exceeds the {len(train_idx)} training images left after validation")
+        train_idx = train_idx[stratified_sample(train_labels[train_idx], train_subset, rng)]
+    return Dataset(
+        name=spec.name,
+        class_names=spec.class_names,
+        source=folder,
+        train=to_split(train_images[train_idx], train_labels[train_idx]),
+        val=to_split(train_images[val_idx], train_labels[val_idx]),
+        test=to_split(test_images, test_labels),
+    )

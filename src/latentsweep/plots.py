@@ -1,0 +1,152 @@
+"""Figures as PNG files. Each function takes plain data and a path and writes one figure.
+
+Uses matplotlib's object API (Figure, not pyplot), so no global figure state and no display
+backend is involved.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from latentsweep.metrics import lookup
+from latentsweep.storage import atomic_write_bytes
+
+METRIC_LABELS = {"mse": "MSE (lower is better)", "psnr": "PSNR, dB (higher is better)",
+                 "ssim": "SSIM (higher is better)", "neg_elbo": "negative ELBO, nats (lower is better)"}
+PROTOCOL_TITLES = {"representative": "10 representative test images per class",
+                   "test_set": "whole test set, 95% CI"}
+
+
+def save(figure: Figure, path: Path, dpi: int = 110) -> Path:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def _colors(count: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    return [cmap(0.1 + 0.8 * i / max(count - 1, 1)) for i in range(count)]
+
+
+def _error_bars(rows: Sequence[Mapping[str, Any]]) -> np.ndarray | None:
+    lows = np.array([r["ci_low"] if r["ci_low"] is not None else math.nan for r in rows], dtype=float)
+    highs = np.array([r["ci_high"] if r["ci_high"] is not None else math.nan for r in rows], dtype=float)
+    means = np.array([r["mean"] for r in rows], dtype=float)
+    if np.isnan(lows).all():
+        return None
+    return np.nan_to_num(np.vstack([means - lows, highs - means]))
+
+
+def loss_curves(histories: Mapping[int, Sequence[Mapping[str, float]]], path: Path) -> Path:
+    """Train (solid) and validation (dashed) loss per epoch, and the validation loss's two terms."""
+    figure = Figure(figsize=(14, 4.2))
+    axes = figure.subplots(1, 3)
+    for color, (latent_dim, history) in zip(_colors(len(histories)), sorted(histories.items())):
+        epochs = [row["epoch"] for row in history]
+        axes[0].plot(epochs, [row["train_loss"] for row in history], color=color, label=f"z={latent_dim} train")
+        axes[0].plot(epochs, [row["val_loss"] for row in history], color=color, linestyle="--", label=f"z={latent_dim} val")
+        axes[1].plot(epochs, [row["val_reconstruction"] for row in history], color=color, label=f"z={latent_dim}")
+        axes[2].plot(epochs, [row["val_kl"] for row in history], color=color, label=f"z={latent_dim}")
+    titles = ("loss (negative ELBO), nats per image", "validation reconstruction term, nats", "validation KL term, nats")
+    for axis, title in zip(axes, titles):
+        axis.set_title(title)
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=2)
+    axes[1].legend(fontsize=8)
+    return save(figure, path)
+
+
+def metric_by_class(rows: Sequence[Mapping[str, Any]], metric: str, class_names: Sequence[str], path: Path) -> Path:
+    """Grouped bars: one group per class, one bar per latent size; both protocols side by side."""
+    latent_dims = sorted({row["latent_dim"] for row in rows})
+    figure = Figure(figsize=(15, 4.5))
+    axes = figure.subplots(1, 2, sharey=True)
+    width = 0.8 / len(latent_dims)
+    positions = np.arange(len(class_names))
+    for axis, protocol in zip(axes, ("representative", "test_set")):
+        for offset, (color, latent_dim) in enumerate(zip(_colors(len(latent_dims)), latent_dims)):
+            selected = sorted(lookup(rows, metric=metric, protocol=protocol, latent_dim=latent_dim),
+                              key=lambda r: 99 if r["digit"] == "all" else int(r["digit"]))[:len(class_names)]
+            axis.bar(positions + (offset - (len(latent_dims) - 1) / 2) * width, [r["mean"] for r in selected], width,
+                     yerr=_error_bars(selected), capsize=1.5, color=color, label=f"z={latent_dim}")
+        axis.set_title(PROTOCOL_TITLES[protocol])
+        axis.set_xticks(positions, class_names, rotation=30 if max(map(len, class_names)) > 2 else 0)
+        axis.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel(METRIC_LABELS[metric])
+    axes[0].legend(title="latent size", fontsize=8)
+    if metric == "psnr":
+        lowest = min(r["mean"] for r in lookup(rows, metric=metric))
+        axes[0].set_ylim(bottom=max(0.0, math.floor(lowest) - 2))
+    return save(figure, path)
+
+
+def overall_vs_latent(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Whole-test-set mean of each metric against latent size, with 95% CI."""
+    metrics = [m for m in ("psnr", "mse", "ssim", "neg_elbo") if lookup(rows, metric=m)]
+    figure = Figure(figsize=(4.2 * len(metrics), 3.8))
+    axes = np.atleast_1d(figure.subplots(1, len(metrics)))
+    for axis, metric in zip(axes, metrics):
+        for protocol, style in (("test_set", "o-"), ("representative", "s:")):
+            selected = sorted(lookup(rows, metric=metric, protocol=protocol, digit="all"), key=lambda r: r["latent_dim"])
+            axis.errorbar([r["latent_dim"] for r in selected], [r["mean"] for r in selected], yerr=_error_bars(selected),
+                          fmt=style, capsize=3, label=PROTOCOL_TITLES[protocol])
+        axis.set_xlabel("latent size")
+        axis.set_title(METRIC_LABELS[metric], fontsize=10)
+        axis.set_xticks(sorted({row["latent_dim"] for row in rows}))
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    return save(figure, path)
+
+
+def tile(images: np.ndarray, columns: int, gap: int = 1) -> np.ndarray:
+    """Arrange (N, H, W) images on a grid `columns` wide, separated by `gap` white pixels."""
+    count, height, width = images.shape
+    rows = math.ceil(count / columns)
+    canvas = np.ones((rows * (height + gap) - gap, columns * (width + gap) - gap), dtype=np.float32)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        canvas[r * (height + gap): r * (height + gap) + height, c * (width + gap): c * (width + gap) + width] = image
+    return canvas
+
+
+def reconstruction_grid(originals: np.ndarray, reconstructions: Mapping[int, np.ndarray], class_names: Sequence[str],
+                        path: Path) -> Path:
+    """One row per class: the original test image, then its reconstruction at each latent size.
+
+    `originals` is (classes, K, 28, 28) and each reconstruction array has the same shape; K images per
+    class are shown side by side in every column.
+    """
+    columns = [("original", originals)] + [(f"z={dim}", recon) for dim, recon in sorted(reconstructions.items())]
+    per_class = originals.shape[1]
+    figure = Figure(figsize=(1.0 + 0.55 * per_class * len(columns), 0.6 * len(class_names) + 0.6))
+    axes = np.atleast_1d(figure.subplots(1, len(columns)))
+    for axis, (title, images) in zip(axes, columns):
+        stacked = np.concatenate([tile(images[c], per_class) for c in range(len(class_names))], axis=0)
+        axis.imshow(stacked, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        axis.set_title(title)
+        axis.set_xticks([])
+        axis.set_yticks([(c + 0.5) * originals.shape[2] for c in range(len(class_names))], class_names)
+    for axis in axes[1:]:
+        axis.set_yticks([])
+    return save(figure, path)
+
+
+def sample_grid(samples: Mapping[int, np.ndarray], path: Path, columns: int = 8) -> Path:
+    """Images decoded from z ~ N(0, I): one panel per latent size."""
+    figure = Figure(figsize=(3.2 * len(samples), 3.5))
+    axes = np.atleast_1d(figure.subplots(1, len(samples)))
+    for axis, (latent_dim, images) in zip(axes, sorted(samples.items())):
+        axis.imshow(tile(images, columns), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        axis.set_title(f"z={latent_dim}")
+        axis.axis("off")
+    return save(figure, path)

@@ -1,0 +1,238 @@
+"""The study: one model per (latent size, seed), each in its own folder, then the report.
+
+Layout of a study folder:
+  config.json              the study's settings and the environment it ran in
+  study.log                the log of every run of the study in this folder
+  models/latent005_seed0/  one folder per trial:
+      config.json  history.csv  last.pt  best.pt  metrics.json  per_image.csv  images.npz  DONE
+  results.csv, results.json  the tidy table of every finished trial
+  summary.json             wall time and status of each trial
+  figures/, report.md, report.html   written by latentsweep.report from the files above only
+
+A trial with a DONE marker is skipped when the study is run again; one without is resumed from
+its last checkpoint. Settings that change what a model is cannot change within a folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from latentsweep import __version__
+from latentsweep.config import StudyConfig
+from latentsweep.data import DATASETS, Dataset, load_dataset, resolve_data_dir
+from latentsweep.errors import ConfigError, LatentsweepError, TrainingDiverged
+from latentsweep.evaluate import PER_IMAGE_FIELDS, evaluate_model
+from latentsweep.metrics import TIDY_FIELDS
+from latentsweep.model import VAEConfig, count_parameters
+from latentsweep.storage import atomic_write, atomic_write_text, read_json, remove_temp_files, write_csv, write_json
+from latentsweep.train import (BEST_CHECKPOINT, LAST_CHECKPOINT, TrainConfig, load_checkpoint, model_from_checkpoint,
+                              resolve_device, train_model)
+
+log = logging.getLogger(__name__)
+
+DONE_MARKER = "DONE"
+FAILED_MARKER = "FAILED"
+
+
+@dataclass(frozen=True)
+class Trial:
+    latent_dim: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"latent{self.latent_dim:03d}_seed{self.seed}"
+
+
+def plan_trials(config: StudyConfig) -> list[Trial]:
+    return [Trial(dim, seed) for dim in sorted(config.latent_dims) for seed in config.seeds]
+
+
+def trial_dir(study_dir: Path, trial: Trial) -> Path:
+    return study_dir / "models" / trial.name
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    return {
+        "latentsweep": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
+    }
+
+
+def prepare_study_dir(study_dir: Path, config: StudyConfig) -> None:
+    """Create the folder, or check that an existing study there used the same training settings."""
+    if study_dir.exists() and not study_dir.is_dir():
+        raise ConfigError(f"{study_dir} (--out): exists and is not a folder")
+    try:
+        (study_dir / "models").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{study_dir} (--out): cannot create the folder ({exc.strerror or exc})") from None
+    if not os.access(study_dir, os.W_OK):
+        raise ConfigError(f"{study_dir} (--out): folder is not writable")
+    existing = study_dir / "config.json"
+    if existing.exists():
+        previous = read_json(existing).get("config", {})
+        changed = [key for key in StudyConfig.TRAINING_KEYS if key in previous and previous[key] != getattr(config, key)]
+        if changed:
+            details = ", ".join(f"{key} {previous[key]!r} -> {getattr(config, key)!r}" for key in changed)
+            raise ConfigError(f"{study_dir} (--out): holds a study made with other settings ({details}); "
+                              "choose another --out folder")
+
+
+def save_evaluation(folder: Path, evaluation, metrics: dict[str, Any]) -> None:
+    columns = evaluation.per_image
+    rows = ({field: columns[field][i].item() for field in PER_IMAGE_FIELDS} for i in range(len(columns["index"])))
+    write_csv(folder / "per_image.csv", rows, PER_IMAGE_FIELDS)
+
+    def write_images(handle) -> None:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, representatives=evaluation.representatives,
+                            originals=evaluation.representative_originals,
+                            reconstructions=evaluation.representative_reconstructions, samples=evaluation.samples)
+        handle.write(buffer.getvalue())
+
+    atomic_write(folder / "images.npz", write_images)
+    write_json(folder / "metrics.json", metrics)
+
+
+def run_trial(trial: Trial, config: StudyConfig, dataset: Dataset, device: torch.device, folder: Path,
+              label: str = "") -> dict[str, Any]:
+    """Train and evaluate one model in `folder`, or return the saved metrics of a finished one.
+
+    An unfinished model in `folder` is resumed from its last checkpoint.
+    """
+    if (folder / DONE_MARKER).exists():
+        log.info("%s already done, skipping", trial.name)
+        return read_json(folder / "metrics.json")
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_temp_files(folder)
+    (folder / FAILED_MARKER).unlink(missing_ok=True)
+    model_config = VAEConfig(latent_dim=trial.latent_dim)
+    train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size,
+                               learning_rate=config.learning_rate, beta=config.beta, seed=trial.seed)
+    write_json(folder / "config.json", {"latent_dim": trial.latent_dim, "seed": trial.seed,
+                                        "model_config": dataclasses.asdict(model_config),
+                                        "train_config": dataclasses.asdict(train_config), "study": config.to_dict()})
+    train_model(folder, model_config, train_config, dataset.train.images, dataset.val.images, device,
+                resume=True, extra_metadata={"dataset": dataset.name, "trial": trial.name},
+                progress_label=label or trial.name)
+    metrics = evaluate_trial(folder, config, dataset, device)
+    atomic_write_text(folder / DONE_MARKER, time.strftime("%Y-%m-%dT%H:%M:%S%z\n"))
+    return metrics
+
+
+def evaluate_trial(folder: Path, config: StudyConfig, dataset: Dataset, device: torch.device) -> dict[str, Any]:
+    """Evaluate a run folder's best.pt on the test set and write metrics.json, per_image.csv, images.npz."""
+    best = load_checkpoint(folder / BEST_CHECKPOINT, map_location=device)
+    last = load_checkpoint(folder / LAST_CHECKPOINT, map_location="cpu")
+    model = model_from_checkpoint(best, folder / BEST_CHECKPOINT).to(device)
+    latent_dim, seed = model.config.latent_dim, last["train_config"]["seed"]
+    started = time.perf_counter()
+    evaluation = evaluate_model(model, dataset.test.images, dataset.test.labels, latent_dim, seed,
+                                per_class=config.representatives_per_class, num_samples=config.num_samples,
+                                batch_size=config.eval_batch_size)
+    metrics = {
+        "status": "done",
+        "latent_dim": latent_dim,
+        "seed": seed,
+        "dataset": dataset.name,
+        "parameters": count_parameters(model),
+        "epochs": last["epoch"],
+        "best_epoch": best["epoch"],
+        "train_images": len(dataset.train),
+        "train_seconds": sum(row["seconds"] for row in last["history"]),
+        "eval_seconds": time.perf_counter() - started,
+        "device": str(device),
+        "rows": evaluation.rows,
+    }
+    save_evaluation(folder, evaluation, metrics)
+    return metrics
+
+
+def collect_results(study_dir: Path, trials: list[Trial]) -> list[dict[str, Any]]:
+    """The tidy rows of every finished trial, read back from their metrics.json files."""
+    rows = []
+    for trial in trials:
+        path = trial_dir(study_dir, trial) / "metrics.json"
+        if (trial_dir(study_dir, trial) / DONE_MARKER).exists():
+            rows.extend(read_json(path)["rows"])
+    return rows
+
+
+def load_study_data(config: StudyConfig) -> tuple[Dataset, Path]:
+    spec = DATASETS[config.dataset]
+    data_dir = resolve_data_dir(spec, config.data_dir)
+    log.info("loading %s from %s", spec.name, data_dir)
+    dataset = load_dataset(spec, data_dir, val_size=config.val_size, train_subset=config.train_subset,
+                           split_seed=config.split_seed, verify=config.verify_data)
+    log.info("%d training, %d validation, %d test images", len(dataset.train), len(dataset.val), len(dataset.test))
+    return dataset, data_dir
+
+
+def setup_device(config: StudyConfig) -> torch.device:
+    device = resolve_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    log.info("device %s, %d CPU threads", device, torch.get_num_threads())
+    return device
+
+
+def run_study(config: StudyConfig) -> dict[str, Any]:
+    """Train and evaluate every trial, write the results table, render the report."""
+    from latentsweep.report import render_report  # report imports plotting; keep `sweep` light to import
+
+    study_started = time.perf_counter()
+    study_dir = Path(config.out)
+    prepare_study_dir(study_dir, config)
+    remove_temp_files(study_dir)
+    device = setup_device(config)
+    dataset, data_dir = load_study_data(config)
+    write_json(study_dir / "config.json", {"config": config.to_dict(), "data_source": str(data_dir),
+                                           "class_names": list(dataset.class_names),
+                                           "split_sizes": {"train": len(dataset.train), "val": len(dataset.val), "test": len(dataset.test)},
+                                           "environment": environment(device)})
+    trials = plan_trials(config)
+    statuses = []
+    for number, trial in enumerate(trials, start=1):
+        label = f"[{number}/{len(trials)}] latent {trial.latent_dim} seed {trial.seed}"
+        try:
+            metrics = run_trial(trial, config, dataset, device, trial_dir(study_dir, trial), label)
+            statuses.append({"trial": trial.name, "status": "done", "train_seconds": metrics["train_seconds"],
+                             "eval_seconds": metrics["eval_seconds"]})
+        except TrainingDiverged as exc:
+            # One diverged model must not cost the others: record it, go on, show it in the report.
+            log.error("%s failed: %s", trial.name, exc)
+            folder = trial_dir(study_dir, trial)
+            write_json(folder / "metrics.json", {"status": "failed", "latent_dim": trial.latent_dim, "seed": trial.seed, "error": str(exc)})
+            atomic_write_text(folder / FAILED_MARKER, str(exc) + "\n")
+            statuses.append({"trial": trial.name, "status": "failed", "error": str(exc)})
+    rows = collect_results(study_dir, trials)
+    if not rows:
+        raise LatentsweepError(f"{study_dir}: no model finished training; see {study_dir / 'study.log'}")
+    write_csv(study_dir / "results.csv", rows, TIDY_FIELDS)
+    write_json(study_dir / "results.json", rows)
+    write_json(study_dir / "summary.json", {"wall_seconds": time.perf_counter() - study_started,
+                                            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "trials": statuses,
+                                            "command": " ".join(sys.argv)})
+    report_paths = render_report(study_dir)
+    return {"study_dir": str(study_dir), "trials": statuses, "report": [str(p) for p in report_paths]}

@@ -1,0 +1,246 @@
+"""Training one VAE: plain functions with explicit arguments.
+
+Reproducibility: the batch order of an epoch is a pure function of (seed, epoch), and the
+reparameterisation noise comes from one generator whose state is saved in every checkpoint,
+so a run resumed from a checkpoint replays exactly what an uninterrupted run would have done.
+
+Files in a run folder:
+  last.pt      checkpoint after the latest finished epoch (weights, optimizer, generator state,
+               history, both configs); written atomically every epoch
+  best.pt      the weights with the lowest validation loss so far, same self-describing format
+  history.csv  per-epoch train/validation loss (total, reconstruction, KL) and seconds
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from latentsweep.errors import CheckpointError, ConfigError, TrainingDiverged
+from latentsweep.model import ConvVAE, VAEConfig, vae_loss_terms
+from latentsweep.storage import atomic_torch_save, write_csv
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+LAST_CHECKPOINT = "last.pt"
+BEST_CHECKPOINT = "best.pt"
+HISTORY_FILE = "history.csv"
+HISTORY_FIELDS = ["epoch", "train_loss", "train_reconstruction", "train_kl",
+                  "val_loss", "val_reconstruction", "val_kl", "seconds"]
+
+# Offsets that keep the seeds of independent random streams apart for the same user seed.
+_BATCH_ORDER_STREAM = 1_000_003
+_VALIDATION_NOISE_STREAM = 2_000_003
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    beta: float = 1.0
+    seed: int = 0
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
+    return torch.device(name)
+
+
+def epoch_permutation(num_items: int, seed: int, epoch: int) -> torch.Tensor:
+    """The order in which an epoch visits the training images: a pure function of (seed, epoch)."""
+    generator = torch.Generator().manual_seed(seed * _BATCH_ORDER_STREAM + epoch)
+    return torch.randperm(num_items, generator=generator)
+
+
+def make_noise_generator(seed: int, device: torch.device) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def train_epoch(
+    model: ConvVAE,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    order: torch.Tensor,
+    batch_size: int,
+    beta: float,
+    generator: torch.Generator,
+    progress: tqdm | None = None,
+) -> dict[str, float]:
+    """One pass over `images` in `order`; returns mean loss, reconstruction and KL per image."""
+    model.train()
+    totals = torch.zeros(2, dtype=torch.float64, device=images.device)
+    for start in range(0, len(order), batch_size):
+        batch = images[order[start:start + batch_size].to(images.device)]
+        terms = vae_loss_terms(model(batch, generator=generator), batch)
+        loss = (terms.reconstruction + beta * terms.kl).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        # Summed on the device: no host synchronisation per step.
+        totals += torch.stack([terms.reconstruction.detach().sum(), terms.kl.detach().sum()]).double()
+        if progress is not None:
+            progress.update(len(batch))
+    reconstruction, kl = (totals / len(order)).tolist()
+    return {"loss": reconstruction + beta * kl, "reconstruction": reconstruction, "kl": kl}
+
+
+@torch.no_grad()
+def evaluate_loss(
+    model: ConvVAE, images: torch.Tensor, batch_size: int, beta: float, seed: int
+) -> dict[str, float]:
+    """Mean loss terms on `images` with fixed noise, so epochs compare like with like.
+
+    Does not change the model: no gradients, eval mode, its own generator.
+    """
+    model.eval()
+    generator = make_noise_generator(seed + _VALIDATION_NOISE_STREAM, images.device)
+    totals = torch.zeros(2, dtype=torch.float64, device=images.device)
+    for start in range(0, len(images), batch_size):
+        batch = images[start:start + batch_size]
+        terms = vae_loss_terms(model(batch, generator=generator), batch)
+        totals += torch.stack([terms.reconstruction.sum(), terms.kl.sum()]).double()
+    reconstruction, kl = (totals / len(images)).tolist()
+    return {"loss": reconstruction + beta * kl, "reconstruction": reconstruction, "kl": kl}
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and sanity-check a checkpoint; any damage becomes a one-line CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for damaged files; all mean the same here
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({reason[:200]})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a latentsweep checkpoint (format {CHECKPOINT_FORMAT})")
+    for key in ("model_config", "model_state", "epoch"):
+        if key not in checkpoint:
+            raise CheckpointError(f"{path}: checkpoint lacks {key!r}")
+    return checkpoint
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any], source: str | Path) -> ConvVAE:
+    try:
+        model = ConvVAE(VAEConfig(**checkpoint["model_config"]))
+        model.load_state_dict(checkpoint["model_state"])
+    except (TypeError, ValueError, RuntimeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{source}: weights do not fit the model config ({first_line[:200]})") from None
+    return model
+
+
+def _check_same_experiment(checkpoint: dict[str, Any], model_config: VAEConfig, train_config: TrainConfig,
+                           path: Path) -> None:
+    """Refuse to continue a checkpoint made with other settings; only more epochs are allowed."""
+    if checkpoint.get("model_config") != dataclasses.asdict(model_config):
+        raise CheckpointError(f"{path}: made for another model ({checkpoint.get('model_config')}); "
+                              "use another output folder or delete it")
+    saved = dict(checkpoint.get("train_config", {}))
+    wanted = dataclasses.asdict(train_config)
+    saved.pop("epochs", None)
+    wanted.pop("epochs")
+    if saved != wanted:
+        raise CheckpointError(f"{path}: made with other training settings ({saved}); "
+                              "use another output folder or delete it")
+
+
+def _write_history(run_dir: Path, history: list[dict[str, float]]) -> None:
+    write_csv(run_dir / HISTORY_FILE, history, HISTORY_FIELDS)
+
+
+@dataclass
+class TrainResult:
+    model: ConvVAE  # the best-by-validation weights
+    history: list[dict[str, float]]
+    best_epoch: int
+    train_seconds: float
+
+
+def train_model(
+    run_dir: Path,
+    model_config: VAEConfig,
+    train_config: TrainConfig,
+    train_images: torch.Tensor,
+    val_images: torch.Tensor,
+    device: torch.device,
+    resume: bool = True,
+    extra_metadata: dict[str, Any] | None = None,
+    progress_label: str = "",
+) -> TrainResult:
+    """Train (or continue training) one model into `run_dir` and return its best weights.
+
+    With `resume`, a `last.pt` in `run_dir` from the same configs is continued; a checkpoint from
+    other configs is an error rather than silently mixing two experiments.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    train_images = train_images.to(device)
+    val_images = val_images.to(device)
+    # Seeded weight initialisation that neither depends on nor disturbs the global RNG.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(train_config.seed)
+        model = ConvVAE(model_config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate)
+    generator = make_noise_generator(train_config.seed, device)
+    history: list[dict[str, float]] = []
+    best_loss, best_epoch, start_epoch = math.inf, 0, 1
+
+    last_path = run_dir / LAST_CHECKPOINT
+    if resume and last_path.exists():
+        checkpoint = load_checkpoint(last_path, map_location=device)
+        _check_same_experiment(checkpoint, model_config, train_config, last_path)
+        model.load_state_dict(checkpoint["model_state"])
+        optimizer.load_state_dict(checkpoint["optimizer_state"])
+        generator.set_state(checkpoint["generator_state"].cpu())  # generator states are CPU byte tensors
+        history = list(checkpoint["history"])
+        best_loss, best_epoch = checkpoint["best_val_loss"], checkpoint["best_epoch"]
+        start_epoch = checkpoint["epoch"] + 1
+        if start_epoch <= train_config.epochs:
+            log.info("%s resuming after epoch %d of %d", progress_label or run_dir.name, checkpoint["epoch"], train_config.epochs)
+
+    base = {"format": CHECKPOINT_FORMAT, "model_config": dataclasses.asdict(model_config),
+            "train_config": dataclasses.asdict(train_config), "metadata": extra_metadata or {}}
+    for epoch in range(start_epoch, train_config.epochs + 1):
+        started = time.perf_counter()
+        order = epoch_permutation(len(train_images), train_config.seed, epoch)
+        with tqdm(total=len(order), desc=f"{progress_label} epoch {epoch}/{train_config.epochs}".strip(),
+                  unit="img", leave=False, disable=None, dynamic_ncols=True) as progress:
+            train_terms = train_epoch(model, optimizer, train_images, order, train_config.batch_size,
+                                      train_config.beta, generator, progress)
+        val_terms = evaluate_loss(model, val_images, 1000, train_config.beta, train_config.seed)
+        seconds = time.perf_counter() - started
+        if not all(math.isfinite(v) for v in (*train_terms.values(), *val_terms.values())):
+            raise TrainingDiverged(f"{run_dir}: loss became NaN or infinite in epoch {epoch}; "
+                                   f"the last good checkpoint (epoch {epoch - 1}) is kept")
+        history.append({"epoch": epoch, **{f"train_{k}": v for k, v in train_terms.items()},
+                        **{f"val_{k}": v for k, v in val_terms.items()}, "seconds": seconds})
+        if val_terms["loss"] < best_loss:
+            best_loss, best_epoch = val_terms["loss"], epoch
+            atomic_torch_save({**base, "epoch": epoch, "model_state": model.state_dict(), "val_loss": best_loss},
+                              run_dir / BEST_CHECKPOINT)
+        atomic_torch_save({**base, "epoch": epoch, "model_state": model.state_dict(),
+                           "optimizer_state": optimizer.state_dict(), "generator_state": generator.get_state(),
+                           "history": history, "best_val_loss": best_loss, "best_epoch": best_epoch},
+                          last_path)
+        _write_history(run_dir, history)
+        log.info("%s epoch %d/%d  train %.2f (rec %.2f, KL %.2f)  val %.2f  %.1fs",
+                 progress_label or run_dir.name, epoch, train_config.epochs, train_terms["loss"],
+                 train_terms["reconstruction"], train_terms["kl"], val_terms["loss"], seconds)
+
+    best = model_from_checkpoint(load_checkpoint(run_dir / BEST_CHECKPOINT, map_location=device), run_dir / BEST_CHECKPOINT)
+    return TrainResult(model=best.to(device), history=history, best_epoch=best_epoch,
+                       train_seconds=sum(row["seconds"] for row in history))
