@@ -146,9 +146,11 @@ def add_log_file(path: Path) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from latentsweep.data import DATASETS, resolve_data_dir
     from latentsweep.sweep import prepare_study_dir, run_study
 
     config = config_from_args(args)
+    resolve_data_dir(DATASETS[config.dataset], config.data_dir)  # fail on bad data before creating --out
     prepare_study_dir(Path(config.out), config)
     add_log_file(Path(config.out) / "study.log")
     result = run_study(config)
@@ -242,9 +244,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     count = int_option(args.num, "--num", 1)
     seed = int_option(args.seed, "--seed", 0)
+    out = _output_png(args.out)
     model = _load_model(args.checkpoint)
     images = sample_prior(model, count, seed, torch.device("cpu")).squeeze(1).numpy()
-    out = _output_png(args.out)
     sample_grid({model.config.latent_dim: images}, out, columns=min(8, count))
     print(f"wrote {out}")
     return 0
@@ -258,6 +260,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from latentsweep.plots import reconstruction_grid
 
     per_class = int_option(args.per_class, "--per-class", 1)
+    out = _output_png(args.out)
     config = build_config({k: getattr(args, k) for k in ("data_dir", "dataset") if k in vars(args)})
     model = _load_model(args.checkpoint)
     spec = DATASETS[config.dataset]
@@ -267,7 +270,6 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     originals = test.images[torch.as_tensor(indices)]
     recon = reconstruct(model, originals)
     classes = len(spec.class_names)
-    out = _output_png(args.out)
     reconstruction_grid(originals.squeeze(1).numpy().reshape(classes, per_class, 28, 28),
                         {model.config.latent_dim: recon.squeeze(1).numpy().reshape(classes, per_class, 28, 28)},
                         spec.class_names, out)

@@ -22,8 +22,10 @@ else:  # pragma: no cover - exercised only on Python 3.10
 DATASET_NAMES = ("mnist", "fashion-mnist")
 DEVICES = ("auto", "cpu", "cuda")
 
-# What differs between a quick iteration and a real result. Epoch counts were chosen from the
-# validation curves of full runs: by epoch 30 validation loss changes by well under 0.1% an epoch.
+# What differs between a quick iteration and a real result. The full preset's 30 epochs come from a
+# 40-epoch run at latent size 20 on all 55,000 training images: validation loss fell 1.4 nats from
+# epoch 20 to 30 and 0.7 nats (0.7%) from 30 to 40, so 30 epochs is close to converged while the
+# four-size study stays near 15 minutes on a 2-core CPU.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"epochs": 10, "train_subset": 10_000},
     "full": {"epochs": 30, "train_subset": None},

@@ -5,7 +5,8 @@ Definitions (intensities in [0, 1]):
   PSNR = 10 * log10(1 / MSE) dB, per image; identical images would give infinity, so MSE is
          floored at 1e-10, which caps PSNR at 100 dB
   SSIM = structural similarity (Wang et al. 2004) with an 11x11 Gaussian window, sigma 1.5,
-         data range 1, computed by torchmetrics, per image
+         data range 1, computed by torchmetrics, per image: the image is reflect-padded by 5
+         pixels so the SSIM map covers all 28x28 pixels, and the map is averaged
 Summaries are the mean over images with a 95% Student-t confidence interval for the mean.
 """
 

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from latentsweep import plots
-from latentsweep.errors import LatentsweepError
+from latentsweep.errors import ConfigError, LatentsweepError
 from latentsweep.metrics import combine_seeds, lookup
 from latentsweep.selection import conclusion, rule_text
 from latentsweep.storage import atomic_write_text, read_json
@@ -143,7 +143,7 @@ def read_history(path: Path) -> list[dict[str, float]]:
 
 def read_study(study_dir: Path) -> StudyFiles:
     if not (study_dir / "config.json").is_file():
-        raise LatentsweepError(f"{study_dir}: not a study folder (no config.json); run 'latentsweep run' first")
+        raise ConfigError(f"{study_dir}: not a study folder (no config.json); run 'latentsweep run' first")
     info = read_json(study_dir / "config.json")
     summary = read_json(study_dir / "summary.json") if (study_dir / "summary.json").is_file() else None
     trials, histories, images = [], {}, {}

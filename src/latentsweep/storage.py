@@ -37,20 +37,26 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Call `write(file)` on a temporary file beside `path`, then rename it to `path`."""
+    """Call `write(file)` on a temporary file beside `path`, then rename it to `path`.
+
+    Any OS error (a missing or read-only folder, a full disk) becomes a LatentsweepError naming
+    the file; the previous version of `path`, if any, is untouched.
+    """
     path = Path(path)
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    temp_name = None
     try:
+        fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp_name, path)
     except BaseException as exc:
-        try:
-            os.unlink(temp_name)
-        except FileNotFoundError:
-            pass
+        if temp_name is not None:
+            try:
+                os.unlink(temp_name)
+            except FileNotFoundError:
+                pass
         if isinstance(exc, OSError):
             raise LatentsweepError(f"{path}: could not write: {exc.strerror or exc}") from exc
         raise

@@ -1,0 +1,58 @@
+"""Shared fixtures: tiny IDX files written by the tests, and the real MNIST folder when present."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+IDX_TYPE_CODES = {np.dtype("u1"): 0x08, np.dtype("i1"): 0x09, np.dtype(">i2"): 0x0B, np.dtype(">i4"): 0x0C,
+                  np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """IDX encoding written from the format's definition, independently of the parser under test."""
+    header = bytes([0, 0, IDX_TYPE_CODES[array.dtype], array.ndim])
+    header += b"".join(int(size).to_bytes(4, "big") for size in array.shape)
+    return header + array.tobytes()
+
+
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    data = idx_bytes(array)
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return path
+
+
+def write_fake_dataset(folder: Path, train: int = 300, test: int = 120, seed: int = 0, gz: bool = True) -> Path:
+    """A tiny MNIST-format data set with blocky class-dependent images (not MNIST; use verify=False)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = ".gz" if gz else ""
+    for prefix, count in (("train", train), ("t10k", test)):
+        labels = (np.arange(count) % 10).astype(np.uint8)
+        rng.shuffle(labels)
+        images = rng.integers(0, 40, size=(count, 28, 28), dtype=np.uint8)
+        for i, label in enumerate(labels):
+            images[i, 2 * label: 2 * label + 8, 4:24] = 230
+        write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", labels)
+    return folder
+
+
+@pytest.fixture
+def fake_data(tmp_path: Path) -> Path:
+    return write_fake_dataset(tmp_path / "fake-mnist")
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    folder = os.environ.get("LATENTSWEEP_DATA_DIR")
+    if not folder or not (Path(folder) / "t10k-labels-idx1-ubyte.gz").is_file():
+        pytest.skip("real MNIST not found: set LATENTSWEEP_DATA_DIR to the folder with the four IDX .gz files "
+                    "(e.g. ../shared/datasets/mnist)")
+    return Path(folder)

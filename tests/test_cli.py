@@ -1,0 +1,196 @@
+"""End to end: the real command on a small real-MNIST subset, and the bad-input battery."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import write_fake_dataset
+from latentsweep.cli import main
+
+FIGURES = ["loss_curves.png", "overall_vs_latent.png", "mse_by_digit.png", "psnr_by_digit.png", "ssim_by_digit.png",
+           "reconstructions.png", "samples.png"]
+MODEL_FILES = ["config.json", "history.csv", "metrics.json", "per_image.csv", "images.npz", "best.pt", "last.pt", "DONE"]
+SMALL_RUN = ["--latent-dims", "2,4", "--train-subset", "500", "--val-size", "200", "--epochs", "2", "--num-samples", "16"]
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The installed entry point in a fresh interpreter, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "latentsweep", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def study(mnist_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("e2e") / "study"
+    result = cli("run", "--data-dir", str(mnist_dir), "--out", str(out), *SMALL_RUN)
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_run_writes_every_report_file(study):
+    out, result = study
+    for name in ["config.json", "results.csv", "results.json", "summary.json", "study.log", "report.md", "report.html"]:
+        assert (out / name).is_file(), name
+    for name in FIGURES:
+        assert (out / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    for model in ("latent002_seed0", "latent004_seed0"):
+        for name in MODEL_FILES:
+            assert (out / "models" / model / name).is_file(), f"{model}/{name}"
+    assert "Selected latent size" in result.stdout and "Traceback" not in result.stderr
+
+
+def test_results_table_is_tidy_and_complete(study):
+    out, _ = study
+    with (out / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["latent_dim", "seed", "protocol", "digit", "n", "metric", "mean", "ci_low", "ci_high"]
+    assert len(rows) == 2 * 2 * 11 * 4  # latent sizes x protocols x (10 digits + all) x metrics
+    test_all = [r for r in rows if r["protocol"] == "test_set" and r["digit"] == "all"]
+    assert {r["n"] for r in test_all} == {"10000"}
+    assert {r["n"] for r in rows if r["protocol"] == "representative" and r["digit"] == "3"} == {"10"}
+    for row in rows:
+        assert float(row["ci_low"]) <= float(row["mean"]) <= float(row["ci_high"])
+    assert json.loads((out / "results.json").read_text())[0]["metric"] in {"mse", "psnr", "ssim", "neg_elbo"}
+
+
+def test_per_image_metrics_aggregate_to_the_table(study):
+    out, _ = study
+    with (out / "models" / "latent004_seed0" / "per_image.csv").open() as handle:
+        per_image = list(csv.DictReader(handle))
+    assert len(per_image) == 10000
+    sevens = [float(r["psnr"]) for r in per_image if r["label"] == "7"]
+    table = json.loads((out / "results.json").read_text())
+    row = next(r for r in table if r["latent_dim"] == 4 and r["protocol"] == "test_set" and r["digit"] == "7" and r["metric"] == "psnr")
+    assert row["mean"] == pytest.approx(sum(sevens) / len(sevens), rel=1e-9)
+
+
+def test_report_shows_the_measured_numbers_and_embeds_every_figure(study):
+    out, _ = study
+    table = json.loads((out / "results.json").read_text())
+    psnr = next(r for r in table if r["latent_dim"] == 2 and r["protocol"] == "test_set" and r["digit"] == "all" and r["metric"] == "psnr")
+    markdown = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    assert f"{psnr['mean']:.2f} [{psnr['ci_low']:.2f}, {psnr['ci_high']:.2f}]" in markdown
+    assert f"{psnr['mean']:.2f} [{psnr['ci_low']:.2f}, {psnr['ci_high']:.2f}]" in html
+    assert html.count("data:image/png;base64,") == len(FIGURES)
+    assert 'src="figures/' not in html and "<img" in html and 'alt="' in html
+    for name in FIGURES:
+        assert f"(figures/{name})" in markdown
+    for phrase in ("Selection rule", "posterior mean", "first 10 test images", "Per-digit results", "training s"):
+        assert phrase in markdown, phrase
+
+
+def test_rerun_skips_finished_models_and_report_rerenders_from_files(study, mnist_dir):
+    out, _ = study
+    before = (out / "results.json").read_text()
+    result = cli("run", "--data-dir", str(mnist_dir), "--out", str(out), *SMALL_RUN)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("already done, skipping") == 2
+    assert (out / "results.json").read_text() == before
+    (out / "report.md").unlink()
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.md").is_file()
+
+
+def test_evaluate_reproduces_the_saved_metrics(study, mnist_dir):
+    out, _ = study
+    folder = out / "models" / "latent002_seed0"
+    saved = json.loads((folder / "metrics.json").read_text())["rows"]
+    assert main(["evaluate", str(folder), "--data-dir", str(mnist_dir)]) == 0
+    assert json.loads((folder / "metrics.json").read_text())["rows"] == saved
+
+
+def test_sample_and_reconstruct_write_pngs(study, mnist_dir, tmp_path):
+    out, _ = study
+    checkpoint = str(out / "models" / "latent004_seed0" / "best.pt")
+    assert main(["sample", checkpoint, "--out", str(tmp_path / "s.png"), "--num", "16"]) == 0
+    assert main(["reconstruct", checkpoint, "--out", str(tmp_path / "r.png"), "--per-class", "2", "--data-dir", str(mnist_dir)]) == 0
+    for name in ("s.png", "r.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_one_model_and_refuse_to_overwrite_without_resume(mnist_dir, tmp_path, capsys):
+    args = ["train", "--data-dir", str(mnist_dir), "--out", str(tmp_path / "one"), "--latent-dim", "3",
+            "--train-subset", "200", "--val-size", "100", "--epochs", "1", "--num-samples", "4"]
+    assert main(args) == 0
+    assert "test PSNR" in capsys.readouterr().out
+    assert main(args) == 2
+    assert "already holds a checkpoint; pass --resume" in capsys.readouterr().err
+    assert main(args + ["--resume", "--epochs", "2"]) == 0
+    with (tmp_path / "one" / "history.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == 2
+
+
+def test_a_changed_setting_cannot_reuse_a_study_folder(study, mnist_dir, capsys):
+    out, _ = study
+    assert main(["run", "--data-dir", str(mnist_dir), "--out", str(out), *SMALL_RUN[:-4], "--epochs", "3"]) == 2
+    assert "other settings (epochs 2 -> 3)" in capsys.readouterr().err
+
+
+# --- Bad input: one line, a non-zero exit, never a traceback ----------------------------------
+
+@pytest.fixture
+def bad_inputs(tmp_path):
+    fake = write_fake_dataset(tmp_path / "fake")
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "unknown.toml").write_text("latent_dims = [5]\nwarp_speed = 9\n")
+    (tmp_path / "corrupt.pt").write_bytes(b"\x00" * 100)
+    return tmp_path, fake
+
+
+BAD_CASES = [
+    (["run", "--data-dir", "{tmp}/nowhere"], "folder does not exist"),
+    (["run", "--data-dir", "{tmp}/a_file"], "not a folder"),
+    (["run", "--data-dir", "{tmp}"], "no mnist data; missing"),
+    (["run", "--data-dir", "{fake}", "--out", "{tmp}/o"], "SHA-256 mismatch"),
+    (["run", "--latent-dims", "0,5"], "--latent-dims: every latent size must be at least 1"),
+    (["run", "--latent-dims", ""], "--latent-dims: needs at least one value"),
+    (["run", "--epochs", "many"], "--epochs: 'many' is not an integer"),
+    (["run", "--config", "{tmp}/unknown.toml"], "unknown key(s) warp_speed"),
+    (["run", "--config", "{tmp}/missing.toml"], "config file not found"),
+    (["run", "--data-dir", "{fake}", "--no-verify-data", "--out", "{tmp}/a_file"], "exists and is not a folder"),
+    (["run", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+    (["sample", "{tmp}/corrupt.pt", "--out", "{tmp}/s.png"], "not a readable checkpoint"),
+    (["sample", "{tmp}/none.pt", "--out", "{tmp}/s.png"], "checkpoint not found"),
+    (["sample", "{tmp}/corrupt.pt", "--out", "{tmp}/s.jpg"], "should end in .png"),
+    (["report", "{tmp}"], "not a study folder"),
+    (["evaluate", "{tmp}"], "not a run folder"),
+    (["train", "--out", "{tmp}/t", "--latent-dim", "-2"], "--latent-dim: must be at least 1"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_CASES, ids=[" ".join(a[:2]) + f" #{i}" for i, (a, _) in enumerate(BAD_CASES)])
+def test_bad_input_gives_one_line_and_exit_2(bad_inputs, args, message, capsys, monkeypatch):
+    tmp, fake = bad_inputs
+    monkeypatch.delenv("LATENTSWEEP_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp)
+    argv = [a.format(tmp=tmp, fake=fake) for a in args]
+    try:
+        code = main(argv)
+    except SystemExit as exited:  # argparse's own usage errors exit from inside parse_args
+        code = exited.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_the_installed_command_prints_no_traceback_on_bad_data(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "latentsweep", "run", "--data-dir", str(tmp_path / "missing")],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("latentsweep: error:") and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()  # nothing created for a run that could not start
+
+
+def test_version_and_help():
+    result = cli("--version")
+    assert result.returncode == 0 and result.stdout.startswith("latentsweep ")
+    for command in ("run", "train", "evaluate", "report", "sample", "reconstruct"):
+        helped = cli(command, "--help")
+        assert helped.returncode == 0 and "usage: latentsweep " + command in helped.stdout

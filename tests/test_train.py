@@ -1,0 +1,140 @@
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from latentsweep.errors import CheckpointError, TrainingDiverged
+from latentsweep.model import ConvVAE, VAEConfig
+from latentsweep.train import (BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT, TrainConfig, epoch_permutation,
+                               evaluate_loss, load_checkpoint, model_from_checkpoint, train_epoch, train_model)
+
+SMALL = VAEConfig(latent_dim=3, conv_channels=(4, 8), hidden_dim=16)
+CPU = torch.device("cpu")
+
+
+def state_hash(state_dict) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(state_dict.items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture
+def images():
+    return torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+
+
+def test_a_train_step_changes_every_weight(images):
+    torch.manual_seed(0)
+    model = ConvVAE(SMALL)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    train_epoch(model, optimizer, images, torch.arange(16), 16, 1.0, torch.Generator().manual_seed(0))
+    for name, tensor in model.state_dict().items():
+        assert not torch.equal(tensor, before[name]), name
+
+
+def test_an_evaluation_step_changes_nothing(images):
+    model = ConvVAE(SMALL)
+    before = state_hash(model.state_dict())
+    first = evaluate_loss(model, images, 16, 1.0, seed=0)
+    assert state_hash(model.state_dict()) == before
+    assert evaluate_loss(model, images, 16, 1.0, seed=0) == first  # fixed noise: repeatable
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_batch_order_is_a_pure_function_of_seed_and_epoch():
+    assert torch.equal(epoch_permutation(100, 3, 2), epoch_permutation(100, 3, 2))
+    assert not torch.equal(epoch_permutation(100, 3, 2), epoch_permutation(100, 3, 3))
+    assert not torch.equal(epoch_permutation(100, 3, 2), epoch_permutation(100, 4, 2))
+    assert sorted(epoch_permutation(100, 0, 1).tolist()) == list(range(100))
+
+
+def _train(folder: Path, images, epochs: int, seed: int = 0, resume: bool = True):
+    return train_model(folder, SMALL, TrainConfig(epochs=epochs, batch_size=16, seed=seed),
+                       images[:48], images[48:], CPU, resume=resume)
+
+
+def test_training_writes_history_and_checkpoints_and_loss_falls(tmp_path, images):
+    result = _train(tmp_path / "run", images, epochs=3)
+    assert (tmp_path / "run" / LAST_CHECKPOINT).is_file() and (tmp_path / "run" / BEST_CHECKPOINT).is_file()
+    lines = (tmp_path / "run" / HISTORY_FILE).read_text().splitlines()
+    assert lines[0].startswith("epoch,train_loss,train_reconstruction,train_kl,val_loss")
+    assert len(lines) == 4
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    checkpoint = load_checkpoint(tmp_path / "run" / LAST_CHECKPOINT)
+    assert checkpoint["epoch"] == 3 and checkpoint["model_config"]["latent_dim"] == 3
+    rebuilt = model_from_checkpoint(checkpoint, "x")  # the nanoGPT way: Model(Config(**ckpt["model_config"]))
+    assert state_hash(rebuilt.state_dict()) == state_hash(checkpoint["model_state"])
+    best = load_checkpoint(tmp_path / "run" / BEST_CHECKPOINT)
+    assert best["epoch"] == result.best_epoch
+    assert best["val_loss"] == min(row["val_loss"] for row in result.history)
+
+
+def test_the_same_seed_gives_identical_weights_and_another_seed_does_not(tmp_path, images):
+    a = _train(tmp_path / "a", images, 2, seed=1)
+    b = _train(tmp_path / "b", images, 2, seed=1)
+    c = _train(tmp_path / "c", images, 2, seed=2)
+    assert state_hash(load_checkpoint(tmp_path / "a" / LAST_CHECKPOINT)["model_state"]) == \
+        state_hash(load_checkpoint(tmp_path / "b" / LAST_CHECKPOINT)["model_state"])
+    assert a.history == [dict(row, seconds=row["seconds"]) for row in a.history]
+    assert [r["train_loss"] for r in a.history] == [r["train_loss"] for r in b.history]
+    assert [r["train_loss"] for r in a.history] != [r["train_loss"] for r in c.history]
+
+
+def test_resuming_an_interrupted_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, images):
+    _train(tmp_path / "straight", images, epochs=3)
+    _train(tmp_path / "interrupted", images, epochs=1)  # as if killed after epoch 1's checkpoint
+    resumed = _train(tmp_path / "interrupted", images, epochs=3, resume=True)
+    straight = load_checkpoint(tmp_path / "straight" / LAST_CHECKPOINT)
+    continued = load_checkpoint(tmp_path / "interrupted" / LAST_CHECKPOINT)
+    assert state_hash(straight["model_state"]) == state_hash(continued["model_state"])
+    assert [r["val_loss"] for r in straight["history"]] == [r["val_loss"] for r in resumed.history]
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path, images):
+    _train(tmp_path / "run", images, epochs=1)
+    with pytest.raises(CheckpointError, match="other training settings"):
+        train_model(tmp_path / "run", SMALL, TrainConfig(epochs=2, batch_size=8), images[:48], images[48:], CPU)
+    with pytest.raises(CheckpointError, match="another model"):
+        train_model(tmp_path / "run", VAEConfig(latent_dim=4, conv_channels=(4, 8), hidden_dim=16),
+                    TrainConfig(epochs=2, batch_size=16), images[:48], images[48:], CPU)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "not a readable checkpoint"),
+    (b"garbage" * 100, "not a readable checkpoint"),
+])
+def test_damaged_checkpoints_are_one_line_errors(tmp_path, content, message):
+    path = tmp_path / "bad.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message) as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value)
+
+
+def test_truncated_checkpoint_and_foreign_weights_are_refused(tmp_path, images):
+    _train(tmp_path / "run", images, epochs=1)
+    data = (tmp_path / "run" / LAST_CHECKPOINT).read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "cut.pt")
+    checkpoint = load_checkpoint(tmp_path / "run" / LAST_CHECKPOINT)
+    checkpoint["model_config"]["latent_dim"] = 9
+    with pytest.raises(CheckpointError, match="weights do not fit the model config"):
+        model_from_checkpoint(checkpoint, "other.pt")
+    torch.save({"something": 1}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a latentsweep checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+
+
+def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, images):
+    _train(tmp_path / "run", images, epochs=1)
+    good = state_hash(load_checkpoint(tmp_path / "run" / LAST_CHECKPOINT)["model_state"])
+    poisoned = images.clone()
+    poisoned[0, 0, 0, 0] = float("nan")
+    with pytest.raises(TrainingDiverged, match="NaN or infinite in epoch 2"):
+        train_model(tmp_path / "run", SMALL, TrainConfig(epochs=2, batch_size=16), poisoned[:48], poisoned[48:], CPU)
+    assert state_hash(load_checkpoint(tmp_path / "run" / LAST_CHECKPOINT)["model_state"]) == good
