@@ -17,7 +17,7 @@ quick:
 	latentsweep run --data-dir $(DATA_DIR) --out runs/quick --preset quick
 
 test:
-	LATENTSWEEP_DATA_DIR=$${LATENTSWEEP_DATA_DIR:-$(DATA_DIR)} $(PYTHON) -m pytest -q
+	LATENTSWEEP_DATA_DIR=$${LATENTSWEEP_DATA_DIR:-$(abspath $(DATA_DIR))} $(PYTHON) -m pytest -q
 
 bench:
-	$(PYTHON) benchmarks/bench_train.py --data-dir $(DATA_DIR)
+	$(PYTHON) benchmarks/bench_train.py --data-dir $(DATA_DIR) --quick-study

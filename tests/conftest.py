@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import gzip
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The feature classifier is cached under $XDG_CACHE_HOME: keep the tests' copy out of the user's cache,
+# shared by every test (and the subprocesses they start) in one session.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="latentsweep-test-cache-")
 
 IDX_TYPE_CODES = {np.dtype("u1"): 0x08, np.dtype("i1"): 0x09, np.dtype(">i2"): 0x0B, np.dtype(">i4"): 0x0C,
                   np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}

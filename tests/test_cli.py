@@ -13,9 +13,15 @@ from conftest import write_fake_dataset
 from latentsweep.cli import main
 
 FIGURES = ["loss_curves.png", "overall_vs_latent.png", "mse_by_digit.png", "psnr_by_digit.png", "ssim_by_digit.png",
-           "reconstructions.png", "samples.png"]
-MODEL_FILES = ["config.json", "history.csv", "metrics.json", "per_image.csv", "images.npz", "best.pt", "last.pt", "DONE"]
-SMALL_RUN = ["--latent-dims", "2,4", "--train-subset", "500", "--val-size", "200", "--epochs", "2", "--num-samples", "16"]
+           "reconstructions.png", "samples.png", "generation_vs_latent.png", "class_histogram.png", "rate_distortion.png",
+           "kl_per_dimension.png", "latent_2d.png", "interpolations.png", "traversals.png"]
+MODEL_FILES = ["config.json", "history.csv", "metrics.json", "per_image.csv", "images.npz", "analysis.npz", "best.pt",
+               "last.pt", "DONE"]
+# Small evaluation settings keep the suite fast; the defaults are measured in benchmarks/.
+SMALL_EVAL = ["--num-samples", "16", "--generation-samples", "300", "--iwae-samples", "20", "--iwae-images", "50",
+              "--tsne-points", "100", "--classifier-epochs", "1"]
+SMALL_RUN = ["--latent-dims", "2,4", "--train-subset", "500", "--val-size", "200", "--epochs", "2", *SMALL_EVAL]
+RECONSTRUCTION_METRICS = {"mse", "psnr", "ssim", "neg_elbo", "reconstruction", "kl"}
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -49,12 +55,23 @@ def test_results_table_is_tidy_and_complete(study):
     with (out / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == ["latent_dim", "seed", "protocol", "digit", "n", "metric", "mean", "ci_low", "ci_high"]
-    assert len(rows) == 2 * 2 * 11 * 4  # latent sizes x protocols x (10 digits + all) x metrics
-    test_all = [r for r in rows if r["protocol"] == "test_set" and r["digit"] == "all"]
+    reconstruction = [r for r in rows if r["metric"] in RECONSTRUCTION_METRICS and r["protocol"] in ("representative", "test_set")]
+    assert len(reconstruction) == 2 * 2 * 11 * 6  # latent sizes x protocols x (10 digits + all) x metrics
+    test_all = [r for r in reconstruction if r["protocol"] == "test_set" and r["digit"] == "all"]
     assert {r["n"] for r in test_all} == {"10000"}
     assert {r["n"] for r in rows if r["protocol"] == "representative" and r["digit"] == "3"} == {"10"}
     for row in rows:
-        assert float(row["ci_low"]) <= float(row["mean"]) <= float(row["ci_high"])
+        if row["ci_low"]:
+            assert float(row["ci_low"]) <= float(row["mean"]) <= float(row["ci_high"])
+    per_model = {}
+    for row in rows:
+        per_model.setdefault(row["latent_dim"], set()).add((row["protocol"], row["metric"]))
+    for pairs in per_model.values():
+        for needed in [("prior_samples", "fd"), ("prior_samples", "kid"), ("prior_samples", "inception_score"),
+                       ("prior_samples", "class_share"), ("prior_samples", "class_entropy_bits"),
+                       ("prior_samples", "confident_share"), ("reconstructions", "fd"), ("likelihood", "iwae_nll"),
+                       ("likelihood", "neg_elbo"), ("test_set", "active_units"), ("test_set", "probe_accuracy")]:
+            assert needed in pairs, needed
     assert json.loads((out / "results.json").read_text())[0]["metric"] in {"mse", "psnr", "ssim", "neg_elbo"}
 
 
@@ -81,8 +98,28 @@ def test_report_shows_the_measured_numbers_and_embeds_every_figure(study):
     assert 'src="figures/' not in html and "<img" in html and 'alt="' in html
     for name in FIGURES:
         assert f"(figures/{name})" in markdown
-    for phrase in ("Selection rule", "posterior mean", "first 10 test images", "Per-digit results", "training s"):
+    for phrase in ("Selection rule", "posterior mean", "first 10 test images", "Per-digit results", "training s",
+                   "Combined selection", "Generation quality", "Likelihood", "IWAE", "K = 20", "Why it saturates",
+                   "active units", "Representation quality", "linear probe", "paired t-test", "Wilcoxon"):
         assert phrase in markdown, phrase
+
+
+def test_generation_and_likelihood_numbers_are_sane(study):
+    out, _ = study
+    table = json.loads((out / "results.json").read_text())
+
+    def value(dim, protocol, metric, digit="all"):
+        return next(r["mean"] for r in table if r["latent_dim"] == dim and r["protocol"] == protocol
+                    and r["metric"] == metric and r["digit"] == digit)
+
+    for dim in (2, 4):
+        assert value(dim, "likelihood", "iwae_nll") <= value(dim, "likelihood", "neg_elbo") + 1.0
+        assert 1.0 <= value(dim, "prior_samples", "inception_score") <= 10.0
+        assert 0 <= value(dim, "test_set", "active_units") <= dim
+        assert sum(value(dim, "prior_samples", "class_share", str(d)) for d in range(10)) == pytest.approx(1.0)
+        assert 0.1 < value(dim, "test_set", "probe_accuracy") <= 1.0
+    metrics = json.loads((out / "models" / "latent004_seed0" / "metrics.json").read_text())
+    assert len(metrics["analysis"]["kl_per_dimension"]) == 4 and metrics["classifier"]["train_images"] == 60000
 
 
 def test_rerun_skips_finished_models_and_report_rerenders_from_files(study, mnist_dir):
@@ -116,7 +153,7 @@ def test_sample_and_reconstruct_write_pngs(study, mnist_dir, tmp_path):
 
 def test_train_one_model_and_refuse_to_overwrite_without_resume(mnist_dir, tmp_path, capsys):
     args = ["train", "--data-dir", str(mnist_dir), "--out", str(tmp_path / "one"), "--latent-dim", "3",
-            "--train-subset", "200", "--val-size", "100", "--epochs", "1", "--num-samples", "4"]
+            "--train-subset", "200", "--val-size", "100", "--epochs", "1", *SMALL_EVAL]
     assert main(args) == 0
     assert "test PSNR" in capsys.readouterr().out
     assert main(args) == 2
@@ -128,7 +165,7 @@ def test_train_one_model_and_refuse_to_overwrite_without_resume(mnist_dir, tmp_p
 
 def test_a_changed_setting_cannot_reuse_a_study_folder(study, mnist_dir, capsys):
     out, _ = study
-    assert main(["run", "--data-dir", str(mnist_dir), "--out", str(out), *SMALL_RUN[:-4], "--epochs", "3"]) == 2
+    assert main(["run", "--data-dir", str(mnist_dir), "--out", str(out), *SMALL_RUN, "--epochs", "3"]) == 2
     assert "other settings (epochs 2 -> 3)" in capsys.readouterr().err
 
 

@@ -19,12 +19,12 @@ def test_markdown_rendering():
 def test_html_is_self_contained_and_escaped(tmp_path):
     (tmp_path / "figures").mkdir()
     (tmp_path / "figures" / "f.png").write_bytes(PNG + b"data")
-    page = to_html([Heading("T", 1), Paragraph("answer <b>"), Table(["a&b"], [["<1>"]]),
+    page = to_html([Heading("T", 1), Paragraph("answer <b>", highlight=True), Paragraph("plain"), Table(["a&b"], [["<1>"]]),
                     Figure("figures/f.png", 'alt "q"', "cap")], tmp_path, "title")
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert "answer &lt;b&gt;" in page and "<th>a&amp;b</th>" in page and "<td>&lt;1&gt;</td>" in page
     assert 'src="data:image/png;base64,' in page and 'alt="alt &quot;q&quot;"' in page
-    assert '<p class="answer">' in page  # the answer paragraph is highlighted
+    assert '<p class="answer">answer' in page and "<p>plain</p>" in page
     assert "@media print" in page
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from latentsweep import __version__
-from latentsweep.config import DATASET_NAMES, DEVICES, PRESETS, StudyConfig, build_config, load_toml
+from latentsweep.config import DATASET_NAMES, DEVICES, FIELD_NAMES, PRESETS, build_config, load_toml
 from latentsweep.errors import ConfigError, LatentsweepError
 
 log = logging.getLogger("latentsweep")
@@ -47,6 +47,8 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--batch-size", help="training batch size (default 128)")
     group.add_argument("--learning-rate", help="Adam learning rate (default 0.001)")
     group.add_argument("--beta", help="weight of the KL term in the loss (default 1, the plain VAE)")
+    group.add_argument("--binarize", action="store_true", help="dynamically binarised MNIST: training batches re-drawn as "
+                       "Bernoulli(intensity), validation and test binarised once; makes likelihoods comparable with the literature")
     group.add_argument("--device", help=f"one of {', '.join(DEVICES)} (default auto: CUDA when available)")
     group.add_argument("--threads", help="CPU threads for torch (default: torch's choice, the physical cores)")
 
@@ -56,6 +58,11 @@ def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--representatives-per-class", help="representative test images per class (default 10: the first 10 of each class)")
     group.add_argument("--num-samples", help="images decoded from the prior per model for the figures (default 64)")
     group.add_argument("--eval-batch-size", help="evaluation batch size (default 1000)")
+    group.add_argument("--generation-samples", help="prior samples per model for FD, KID and the classifier scores (default 10000)")
+    group.add_argument("--iwae-samples", help="importance samples K per image for the IWAE likelihood bound (default 1000)")
+    group.add_argument("--iwae-images", help="test images for the IWAE bound, the first tenth of each class (default 500)")
+    group.add_argument("--tsne-points", help="test images in the t-SNE view, the first tenth of each class (default 2000)")
+    group.add_argument("--classifier-epochs", help="training epochs of the feature classifier, cached per setting (default 6)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", help="comma-separated training seeds (default 0)")
     run.add_argument("--tolerance-db", help="selection rule: the smallest latent size within this many dB of the best "
                      "mean test-set PSNR (default 0.5)")
+    run.add_argument("--fd-tolerance", help="combined rule: prior samples' Fréchet distance within this fraction of the "
+                     "best size's (default 0.10)")
     run.add_argument("--resume", action="store_true", help="continue an interrupted study (the default behaviour of a re-run)")
     add_data_options(run)
     add_training_options(run)
@@ -119,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-STUDY_KEYS = set(StudyConfig.__dataclass_fields__) - {"extra"}
+STUDY_KEYS = set(FIELD_NAMES)
 
 
 def config_from_args(args: argparse.Namespace, **forced: Any) -> StudyConfig:
@@ -178,7 +187,7 @@ def print_summary(study_dir: Path) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from latentsweep.sweep import DONE_MARKER, Trial, load_study_data, run_trial, setup_device
+    from latentsweep.sweep import DONE_MARKER, Trial, load_study_data, prepare_evaluation, run_trial, setup_device
     from latentsweep.train import LAST_CHECKPOINT
 
     latent_dim = int_option(args.latent_dim, "--latent-dim", 1)
@@ -194,7 +203,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         (folder / DONE_MARKER).unlink(missing_ok=True)
     device = setup_device(config)
     dataset, _ = load_study_data(config)
-    metrics = run_trial(Trial(latent_dim, seed), config, dataset, device, folder)
+    reference = prepare_evaluation(config, dataset, device)
+    metrics = run_trial(Trial(latent_dim, seed), config, dataset, device, folder, reference)
     overall = {row["metric"]: row["mean"] for row in metrics["rows"] if row["protocol"] == "test_set" and row["digit"] == "all"}
     print(f"latent {latent_dim}: test PSNR {overall['psnr']:.2f} dB, MSE {overall['mse']:.4f}, SSIM {overall['ssim']:.3f}; "
           f"files in {folder}")
@@ -203,7 +213,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from latentsweep.storage import read_json
-    from latentsweep.sweep import evaluate_trial, load_study_data, setup_device
+    from latentsweep.sweep import evaluate_trial, load_study_data, prepare_evaluation, setup_device
 
     folder = Path(args.run_dir)
     if not (folder / "config.json").is_file():
@@ -216,7 +226,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     config = build_config(overrides)
     device = setup_device(config)
     dataset, _ = load_study_data(config)
-    metrics = evaluate_trial(folder, config, dataset, device)
+    metrics = evaluate_trial(folder, config, dataset, device, prepare_evaluation(config, dataset, device))
     psnr = next(r["mean"] for r in metrics["rows"] if r["protocol"] == "test_set" and r["digit"] == "all" and r["metric"] == "psnr")
     print(f"{folder}: test PSNR {psnr:.2f} dB; wrote metrics.json, per_image.csv, images.npz")
     return 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -49,27 +49,35 @@ class StudyConfig:
     batch_size: int = 128
     learning_rate: float = 1e-3
     beta: float = 1.0
+    binarize: bool = False
     device: str = "auto"
     threads: int | None = None
     tolerance_db: float = 0.5
+    fd_tolerance: float = 0.10
     representatives_per_class: int = 10
     num_samples: int = 64
     eval_batch_size: int = 1000
-    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    generation_samples: int = 10_000
+    iwae_samples: int = 1000
+    iwae_images: int = 500
+    tsne_points: int = 2000
+    classifier_epochs: int = 6
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        data.pop("extra")
         data["latent_dims"] = list(self.latent_dims)
         data["seeds"] = list(self.seeds)
         return data
 
     # Settings that change what a trained model is; a study folder refuses to mix them.
     TRAINING_KEYS = ("dataset", "epochs", "train_subset", "val_size", "split_seed", "batch_size",
-                     "learning_rate", "beta", "verify_data")
+                     "learning_rate", "beta", "binarize", "verify_data")
+    # Settings that change what is measured; a finished model is re-evaluated (not retrained) when they change.
+    EVALUATION_KEYS = ("representatives_per_class", "num_samples", "generation_samples", "iwae_samples",
+                       "iwae_images", "tsne_points", "classifier_epochs")
 
 
-FIELD_NAMES = tuple(f.name for f in dataclasses.fields(StudyConfig) if f.name != "extra")
+FIELD_NAMES = tuple(f.name for f in dataclasses.fields(StudyConfig))
 
 
 def parse_int_list(text: str | list | tuple, option: str) -> tuple[int, ...]:
@@ -124,8 +132,10 @@ def build_config(overrides: Mapping[str, Any], source: str = "options") -> Study
 
 
 _INT_FIELDS = {"epochs", "train_subset", "val_size", "split_seed", "batch_size", "threads",
-               "representatives_per_class", "num_samples", "eval_batch_size"}
-_FLOAT_FIELDS = {"learning_rate", "beta", "tolerance_db"}
+               "representatives_per_class", "num_samples", "eval_batch_size", "generation_samples",
+               "iwae_samples", "iwae_images", "tsne_points", "classifier_epochs"}
+_FLOAT_FIELDS = {"learning_rate", "beta", "tolerance_db", "fd_tolerance"}
+_BOOL_FIELDS = {"verify_data", "binarize"}
 
 
 def _option(key: str) -> str:
@@ -152,9 +162,9 @@ def _coerce(key: str, value: Any) -> Any:
             return float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{_option(key)}: {value!r} is not a number") from None
-    if key == "verify_data":
+    if key in _BOOL_FIELDS:
         if not isinstance(value, bool):
-            raise ConfigError(f"verify_data: {value!r} is not true or false")
+            raise ConfigError(f"{key}: {value!r} is not true or false")
         return value
     if key in ("out", "dataset", "data_dir", "device", "preset") and not isinstance(value, str):
         raise ConfigError(f"{_option(key)}: {value!r} is not a string")
@@ -185,4 +195,10 @@ def validate(config: StudyConfig) -> None:
     need(0 <= config.tolerance_db < float("inf"), f"--tolerance-db: must be non-negative, got {config.tolerance_db}")
     need(config.representatives_per_class >= 1, f"--representatives-per-class: must be at least 1, got {config.representatives_per_class}")
     need(1 <= config.num_samples <= 10_000, f"--num-samples: must be between 1 and 10000, got {config.num_samples}")
+    need(0 <= config.fd_tolerance < float("inf"), f"--fd-tolerance: must be non-negative, got {config.fd_tolerance}")
+    need(config.generation_samples >= 100, f"--generation-samples: must be at least 100, got {config.generation_samples}")
+    need(config.iwae_samples >= 1, f"--iwae-samples: must be at least 1, got {config.iwae_samples}")
+    need(config.iwae_images >= 10, f"--iwae-images: must be at least 10 (one per class), got {config.iwae_images}")
+    need(config.tsne_points >= 50, f"--tsne-points: must be at least 50, got {config.tsne_points}")
+    need(config.classifier_epochs >= 1, f"--classifier-epochs: must be at least 1, got {config.classifier_epochs}")
     need(bool(config.out), "--out: must not be empty")

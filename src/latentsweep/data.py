@@ -141,9 +141,13 @@ def read_idx(path: str | Path) -> np.ndarray:
 # Locating and downloading
 
 
+def cache_root() -> Path:
+    """~/.cache/latentsweep, or $XDG_CACHE_HOME/latentsweep."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "latentsweep"
+
+
 def default_cache_dir(dataset: str) -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "latentsweep" / "datasets" / dataset
+    return cache_root() / "datasets" / dataset
 
 
 def find_file(folder: Path, stem: str) -> Path | None:
@@ -241,6 +245,7 @@ class Dataset:
     train: Split
     val: Split
     test: Split
+    full_train: Split  # the whole official training split, for the feature classifier
 
 
 def load_pair(folder: Path, images_file: IdxFile, labels_file: IdxFile, verify: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -319,4 +324,5 @@ def load_dataset(
         train=to_split(train_images[train_idx], train_labels[train_idx]),
         val=to_split(train_images[val_idx], train_labels[val_idx]),
         test=to_split(test_images, test_labels),
+        full_train=to_split(train_images, train_labels),
     )

@@ -8,19 +8,32 @@ Two protocols, both aggregated per class 0-9 and overall:
   representative  the first `per_class` test images of each class in the official test order
                   (10 per class by default): a fixed, documented choice that anyone can redo
   test_set        all 10,000 test images, mean with 95% confidence interval
+
+With a `Reference` (the feature classifier and what it says of the test set, computed once per
+study), also:
+  prior_samples     generation metrics on images decoded from z ~ N(0, I) (default 10,000)
+  reconstructions   the same metrics on the posterior-mean reconstructions of the test set
+  likelihood        IWAE estimate of -log p(x) and the negative ELBO on a stratified test subset
+  test_set          active units, and the linear probe's accuracy per class
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from latentsweep.metrics import mse_per_image, psnr_from_mse, ssim_per_image, summarize_by_class
+from latentsweep import latent
+from latentsweep.classifier import DigitClassifier, predict
+from latentsweep.metrics import (active_units, class_histogram, confident_share, entropy_bits, frechet_distance,
+                                 inception_score, kernel_distance, kl_per_dimension, mse_per_image, psnr_from_mse,
+                                 ssim_per_image, summarize_by_class)
 from latentsweep.model import ConvVAE, vae_loss_terms
 
-METRICS = ("mse", "psnr", "ssim", "neg_elbo")
+METRICS = ("mse", "psnr", "ssim", "neg_elbo", "reconstruction", "kl")
 PER_IMAGE_FIELDS = ["index", "label", "mse", "psnr", "ssim", "neg_elbo", "reconstruction", "kl"]
 
 
@@ -80,6 +93,8 @@ class Evaluation:
     representative_originals: np.ndarray  # (len(representatives), 28, 28) float32
     representative_reconstructions: np.ndarray  # (len(representatives), 28, 28) float32
     samples: np.ndarray  # (num_samples, 28, 28) float32, decoded from the prior
+    analysis: dict[str, np.ndarray] | None = None  # arrays for the latent-space figures (see analyse)
+    summary: dict | None = None  # scalars not in the tidy rows: KL per dimension, KID spread, classifier
 
 
 def evaluate_model(
@@ -91,7 +106,10 @@ def evaluate_model(
     per_class: int = 10,
     num_samples: int = 64,
     batch_size: int = 1000,
+    reference: Reference | None = None,
+    settings: AnalysisSettings | None = None,
 ) -> Evaluation:
+    """Reconstruction metrics on both protocols; with a `reference`, everything `analyse` adds."""
     device = next(model.parameters()).device
     images = test_images.to(device)
     labels = test_labels.cpu().numpy()
@@ -105,6 +123,11 @@ def evaluate_model(
     originals = images[torch.as_tensor(representatives, device=device)]
     recon = reconstruct(model, originals, batch_size)
     samples = sample_prior(model, num_samples, seed, device)
+    analysis, summary = None, None
+    if reference is not None:
+        extra_rows, analysis, summary = analyse(model, images, labels, seed, reference, settings or AnalysisSettings(),
+                                                batch_size)
+        rows += [{"latent_dim": latent_dim, "seed": seed, **row} for row in extra_rows]
     return Evaluation(
         rows=rows,
         per_image={"index": np.arange(len(labels)), "label": labels, **scores},
@@ -112,4 +135,147 @@ def evaluate_model(
         representative_originals=originals.squeeze(1).float().cpu().numpy(),
         representative_reconstructions=recon.squeeze(1).float().cpu().numpy(),
         samples=samples.squeeze(1).float().cpu().numpy(),
+        analysis=analysis,
+        summary=summary,
     )
+
+
+# ----------------------------------------------------------------------------------------
+# Likelihood
+
+
+@torch.no_grad()
+def iwae_nll(model: ConvVAE, images: torch.Tensor, samples: int, seed: int, images_per_chunk: int = 8) -> np.ndarray:
+    """Per-image importance-weighted estimate of -log p(x) (Burda et al. 2016), in nats.
+
+    -log (1/K sum_k p(x|z_k) p(z_k) / q(z_k|x)) with z_k ~ q(z|x). With K = 1 its expectation is
+    the negative ELBO; it decreases towards -log p(x) as K grows. p(x|z) is the decoder's
+    Bernoulli likelihood, a proper likelihood for binary images (see --binarize).
+    """
+    model.eval()
+    generator = torch.Generator(device=images.device).manual_seed(seed)
+    log_2pi = math.log(2 * math.pi)
+    results = []
+    for start in range(0, len(images), images_per_chunk):
+        batch = images[start:start + images_per_chunk]
+        mean, log_var = model.encode(batch)
+        noise = torch.randn((len(batch), samples, mean.shape[1]), generator=generator, device=batch.device)
+        latents = mean[:, None] + noise * torch.exp(0.5 * log_var)[:, None]
+        logits = model.decode(latents.flatten(0, 1))
+        targets = batch.repeat_interleave(samples, dim=0)
+        log_px_z = -F.binary_cross_entropy_with_logits(logits, targets, reduction="none").flatten(1).sum(1)
+        log_pz = (-0.5 * (latents.pow(2) + log_2pi)).sum(2)
+        log_qz_x = (-0.5 * (noise.pow(2) + log_var[:, None] + log_2pi)).sum(2)
+        log_weights = log_px_z.view(len(batch), samples) + log_pz - log_qz_x
+        results.append(-(torch.logsumexp(log_weights, dim=1) - math.log(samples)))
+    return torch.cat(results).double().cpu().numpy()
+
+
+def binarize(images: torch.Tensor, seed: int) -> torch.Tensor:
+    """A fixed stochastic binarisation: each pixel is 1 with probability its intensity."""
+    generator = torch.Generator(device=images.device).manual_seed(seed)
+    return torch.bernoulli(images, generator=generator)
+
+
+# ----------------------------------------------------------------------------------------
+# Generation quality, likelihood and the latent space, measured against a study-wide reference
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    generation_samples: int = 10_000
+    iwae_samples: int = 1000
+    iwae_images: int = 500
+    tsne_points: int = 2000
+    interpolation_steps: int = 10
+    traversal_steps: int = 9
+
+
+@dataclass
+class Reference:
+    """What every model of a study is measured against; computed once per study."""
+
+    classifier: DigitClassifier
+    classifier_record: dict
+    test_features: np.ndarray
+    train_images: torch.Tensor  # for the linear probe
+    train_labels: np.ndarray
+    likelihood_indices: np.ndarray  # stratified test subset for the IWAE estimate
+    tsne_indices: np.ndarray  # stratified test subset for t-SNE
+
+
+def generation_rows(features: np.ndarray, probabilities: np.ndarray, reference: Reference,
+                    protocol: str, seed: int) -> tuple[list[dict], dict]:
+    """Tidy rows of FD, KID, IS, class shares, their entropy and the confident share."""
+    kid_mean, kid_std = kernel_distance(features, reference.test_features, seed=seed)
+    shares = class_histogram(probabilities)
+    count = len(features)
+    values = {"fd": frechet_distance(features, reference.test_features), "kid": kid_mean,
+              "inception_score": inception_score(probabilities), "class_entropy_bits": entropy_bits(shares),
+              "confident_share": confident_share(probabilities, 0.9)}
+    rows = [{"protocol": protocol, "digit": "all", "n": count, "metric": metric, "mean": value,
+             "ci_low": math.nan, "ci_high": math.nan} for metric, value in values.items()]
+    rows += [{"protocol": protocol, "digit": str(digit), "n": count, "metric": "class_share", "mean": float(share),
+              "ci_low": math.nan, "ci_high": math.nan} for digit, share in enumerate(shares)]
+    return rows, {f"{protocol}_kid_std": kid_std}
+
+
+@torch.no_grad()
+def analyse(model: ConvVAE, test_images: torch.Tensor, labels: np.ndarray, seed: int, reference: Reference,
+            settings: AnalysisSettings, batch_size: int) -> tuple[list[dict], dict[str, np.ndarray], dict]:
+    """Everything beyond reconstruction for one model: (tidy rows, arrays for figures, extra scalars)."""
+    device = test_images.device
+    rows: list[dict] = []
+    extra: dict = {}
+
+    # Generation: prior samples and test-set reconstructions through the feature classifier.
+    samples = sample_prior(model, settings.generation_samples, seed + 1, device)
+    reconstructions = reconstruct(model, test_images, batch_size)
+    for protocol, images in (("prior_samples", samples), ("reconstructions", reconstructions)):
+        features, probabilities = predict(reference.classifier, images)
+        protocol_rows, protocol_extra = generation_rows(features.double().cpu().numpy(), probabilities.double().cpu().numpy(),
+                                                        reference, protocol, seed)
+        rows += protocol_rows
+        extra.update(protocol_extra)
+
+    # Likelihood on a stratified test subset: IWAE bound with K samples, and the ELBO on the same images.
+    subset = torch.as_tensor(reference.likelihood_indices, device=device)
+    nll = iwae_nll(model, test_images[subset], settings.iwae_samples, seed)
+    elbo_generator = torch.Generator(device=device).manual_seed(seed)
+    terms = vae_loss_terms(model(test_images[subset], generator=elbo_generator), test_images[subset])
+    neg_elbo = (terms.reconstruction + terms.kl).double().cpu().numpy()
+    for row in summarize_by_class({"iwae_nll": nll, "neg_elbo": neg_elbo}, labels[reference.likelihood_indices]):
+        rows.append({"protocol": "likelihood", **row})
+    extra["iwae_samples"] = settings.iwae_samples
+
+    # The latent space: KL per dimension, active units, linear probe, 2-D views, interpolations, traversals.
+    means, log_vars = latent.posterior_parameters(model, test_images)
+    per_dimension = kl_per_dimension(means, log_vars)
+    extra["kl_per_dimension"] = per_dimension.tolist()
+    rows.append({"protocol": "test_set", "digit": "all", "n": len(means), "metric": "active_units",
+                 "mean": float(active_units(means)), "ci_low": math.nan, "ci_high": math.nan})
+    train_means, _ = latent.posterior_parameters(model, reference.train_images.to(device))
+    correct = latent.linear_probe(train_means, reference.train_labels, means, labels)
+    rows += [{"protocol": "test_set", **row} for row in summarize_by_class({"probe_accuracy": correct}, labels)]
+
+    first_of_class = [int(np.flatnonzero(labels == c)[0]) for c in range(10)]
+    pairs = [(first_of_class[a], first_of_class[b]) for a, b in ((1, 7), (3, 8), (4, 9), (0, 6), (2, 5))]
+    interpolations = np.stack([latent.interpolate(model, test_images[a], test_images[b], settings.interpolation_steps)
+                               for a, b in pairs])
+    order = np.argsort(-per_dimension)
+    traversed = list(order[: min(8, len(order))])
+    values = np.linspace(-3, 3, settings.traversal_steps)
+    traversals = latent.traverse(model, test_images[first_of_class[8]], traversed, values)
+    arrays = {
+        "kl_per_dimension": per_dimension,
+        "pca": latent.pca_2d(means).astype(np.float32),
+        "pca_labels": labels.astype(np.int8),
+        "tsne": latent.tsne_2d(means[reference.tsne_indices], seed).astype(np.float32),
+        "tsne_labels": labels[reference.tsne_indices].astype(np.int8),
+        "interpolations": interpolations.astype(np.float32),
+        "interpolation_pairs": np.array([[labels[a], labels[b]] for a, b in pairs]),
+        "traversals": traversals.astype(np.float32),
+        "traversal_dimensions": np.array(traversed),
+        "traversal_values": values,
+    }
+    return rows, arrays, extra

@@ -96,3 +96,88 @@ def _digit_order(digit: str) -> int:
 def lookup(rows: Iterable[Mapping[str, Any]], **where: Any) -> list[Mapping[str, Any]]:
     """Rows whose fields equal every keyword given, e.g. lookup(rows, metric="psnr", digit="all")."""
     return [row for row in rows if all(row.get(key) == value for key, value in where.items())]
+
+
+# ----------------------------------------------------------------------------------------
+# Generation quality, on features and class probabilities of a classifier (numpy arrays)
+
+
+def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a) + Tr(S_b) - 2 Tr((S_a S_b)^(1/2)) between Gaussians fitted to two feature sets.
+
+    This is FID's formula (Heusel et al. 2017) on whatever features are given; here the MNIST
+    classifier's penultimate layer. Tr((S_a S_b)^(1/2)) is computed as the sum of the square roots
+    of the eigenvalues of the symmetric matrix S_a^(1/2) S_b S_a^(1/2), which has the same
+    eigenvalues; unlike a general matrix square root this stays exact when the covariances are
+    singular (ReLU features that never fire), in float64.
+    """
+    a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
+    mean_a, mean_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    values, vectors = np.linalg.eigh(cov_a)
+    root_a = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    middle = root_a @ cov_b @ root_a
+    trace_root = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum()
+    distance = float(((mean_a - mean_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root)
+    return max(distance, 0.0)
+
+
+def kernel_distance(features_a: np.ndarray, features_b: np.ndarray, subsets: int = 100, subset_size: int = 1000,
+                    seed: int = 0) -> tuple[float, float]:
+    """KID (Binkowski et al. 2018): unbiased MMD^2 with the kernel (x.y / d + 1)^3, averaged over
+    random subsets; returns (mean, standard deviation over subsets)."""
+    a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
+    size = min(subset_size, len(a), len(b))
+    rng = np.random.default_rng(seed)
+    dim = a.shape[1]
+    values = []
+    for _ in range(subsets):
+        x = a[rng.choice(len(a), size, replace=False)]
+        y = b[rng.choice(len(b), size, replace=False)]
+        k_xx, k_yy, k_xy = ((x @ x.T) / dim + 1) ** 3, ((y @ y.T) / dim + 1) ** 3, ((x @ y.T) / dim + 1) ** 3
+        off_diagonal = size * (size - 1)
+        values.append((k_xx.sum() - np.trace(k_xx)) / off_diagonal + (k_yy.sum() - np.trace(k_yy)) / off_diagonal
+                      - 2 * k_xy.mean())
+    return float(np.mean(values)), float(np.std(values))
+
+
+def inception_score(probabilities: np.ndarray) -> float:
+    """exp(E_x KL(p(y|x) || p(y))) from a classifier's class probabilities: high when each image is
+    confidently one class and all classes appear. Between 1 and the number of classes."""
+    p = np.clip(np.asarray(probabilities, np.float64), 1e-12, 1.0)
+    marginal = p.mean(0)
+    return float(np.exp((p * (np.log(p) - np.log(marginal))).sum(1).mean()))
+
+
+def class_histogram(probabilities: np.ndarray) -> np.ndarray:
+    """Share of images assigned (argmax) to each class."""
+    probabilities = np.asarray(probabilities)
+    return np.bincount(probabilities.argmax(1), minlength=probabilities.shape[1]) / len(probabilities)
+
+
+def entropy_bits(shares: np.ndarray) -> float:
+    """Entropy of a distribution in bits: log2(10) = 3.32 for ten equally common classes, 0 for one."""
+    shares = np.asarray(shares, np.float64)
+    shares = shares[shares > 0]
+    return float(-(shares * np.log2(shares)).sum())
+
+
+def confident_share(probabilities: np.ndarray, threshold: float = 0.9) -> float:
+    """Share of images whose most probable class has probability above `threshold`."""
+    return float((np.asarray(probabilities).max(1) > threshold).mean())
+
+
+# ----------------------------------------------------------------------------------------
+# Latent-space statistics (numpy arrays of posterior means and log-variances)
+
+
+def kl_per_dimension(means: np.ndarray, log_vars: np.ndarray) -> np.ndarray:
+    """Mean over images of each latent dimension's KL(q(z_d|x) || N(0, 1)), in nats."""
+    means, log_vars = np.asarray(means, np.float64), np.asarray(log_vars, np.float64)
+    return (0.5 * (np.exp(log_vars) + means**2 - 1 - log_vars)).mean(0)
+
+
+def active_units(means: np.ndarray, threshold: float = 0.01) -> int:
+    """Latent dimensions whose posterior mean varies across images, Cov_x(E_q[z_d]) > threshold
+    (Burda et al. 2016)."""
+    return int((np.asarray(means, np.float64).var(0) > threshold).sum())

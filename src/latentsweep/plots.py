@@ -18,7 +18,11 @@ from latentsweep.metrics import lookup
 from latentsweep.storage import atomic_write_bytes
 
 METRIC_LABELS = {"mse": "MSE (lower is better)", "psnr": "PSNR, dB (higher is better)",
-                 "ssim": "SSIM (higher is better)", "neg_elbo": "negative ELBO, nats (lower is better)"}
+                 "ssim": "SSIM (higher is better)", "neg_elbo": "negative ELBO, nats (lower is better)",
+                 "fd": "Fréchet distance (lower is better)", "kid": "KID (lower is better)",
+                 "inception_score": "classifier Inception Score (higher is better)",
+                 "confident_share": "share classified with p > 0.9", "class_entropy_bits": "class entropy, bits",
+                 "iwae_nll": "IWAE -log p(x), nats (lower is better)", "probe_accuracy": "linear probe accuracy"}
 PROTOCOL_TITLES = {"representative": "10 representative test images per class",
                    "test_set": "whole test set, 95% CI"}
 
@@ -149,4 +153,109 @@ def sample_grid(samples: Mapping[int, np.ndarray], path: Path, columns: int = 8)
         axis.imshow(tile(images, columns), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         axis.set_title(f"z={latent_dim}")
         axis.axis("off")
+    return save(figure, path)
+
+
+# ----------------------------------------------------------------------------------------
+# Generation, likelihood and latent-space figures
+
+
+def generation_vs_latent(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """FD, KID, Inception Score and confident share against latent size, for prior samples and reconstructions."""
+    metrics = ["fd", "kid", "inception_score", "confident_share"]
+    figure = Figure(figsize=(16, 3.8))
+    axes = figure.subplots(1, len(metrics))
+    for axis, metric in zip(axes, metrics):
+        for protocol, style, label in (("prior_samples", "o-", "prior samples"), ("reconstructions", "s--", "test reconstructions")):
+            selected = sorted(lookup(rows, metric=metric, protocol=protocol, digit="all"), key=lambda r: r["latent_dim"])
+            axis.errorbar([r["latent_dim"] for r in selected], [r["mean"] for r in selected], yerr=_error_bars(selected),
+                          fmt=style, capsize=3, label=label)
+        axis.set_title(METRIC_LABELS[metric], fontsize=10)
+        axis.set_xlabel("latent size")
+        axis.set_xticks(sorted({row["latent_dim"] for row in rows}))
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return save(figure, path)
+
+
+def class_histogram(rows: Sequence[Mapping[str, Any]], class_names: Sequence[str], path: Path) -> Path:
+    """Share of prior samples the classifier assigns to each class, per latent size (0.1 each would be uniform)."""
+    latent_dims = sorted({row["latent_dim"] for row in lookup(rows, metric="class_share")})
+    figure = Figure(figsize=(10, 3.8))
+    axis = figure.subplots()
+    width = 0.8 / max(len(latent_dims), 1)
+    positions = np.arange(len(class_names))
+    for offset, (color, latent_dim) in enumerate(zip(_colors(len(latent_dims)), latent_dims)):
+        shares = {r["digit"]: r["mean"] for r in lookup(rows, metric="class_share", protocol="prior_samples", latent_dim=latent_dim)}
+        axis.bar(positions + (offset - (len(latent_dims) - 1) / 2) * width, [shares.get(str(i), 0) for i in positions],
+                 width, color=color, label=f"z={latent_dim}")
+    axis.axhline(1 / len(class_names), color="grey", linestyle=":", label="uniform")
+    axis.set_xticks(positions, class_names)
+    axis.set_ylabel("share of prior samples")
+    axis.legend(fontsize=8, ncol=2)
+    axis.grid(axis="y", alpha=0.3)
+    return save(figure, path)
+
+
+def kl_per_dimension(kl: Mapping[int, np.ndarray], path: Path, threshold: float | None = None) -> Path:
+    """Each latent dimension's mean KL, sorted, one panel per latent size: unused dimensions sit near 0."""
+    figure = Figure(figsize=(3.6 * len(kl), 3.4))
+    axes = np.atleast_1d(figure.subplots(1, len(kl), sharey=True))
+    for axis, (latent_dim, values) in zip(axes, sorted(kl.items())):
+        ordered = np.sort(np.asarray(values))[::-1]
+        axis.bar(np.arange(1, len(ordered) + 1), ordered, color="#3b6ea5")
+        axis.set_title(f"z={latent_dim}")
+        axis.set_xlabel("dimension (sorted)")
+        axis.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("mean KL per dimension, nats")
+    return save(figure, path)
+
+
+def rate_distortion(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Test-set mean KL (rate) against mean reconstruction term (distortion), one point per latent size."""
+    figure = Figure(figsize=(5.2, 4.2))
+    axis = figure.subplots()
+    rate = {r["latent_dim"]: r["mean"] for r in lookup(rows, metric="kl", protocol="test_set", digit="all")}
+    distortion = {r["latent_dim"]: r["mean"] for r in lookup(rows, metric="reconstruction", protocol="test_set", digit="all")}
+    dims = sorted(set(rate) & set(distortion))
+    axis.plot([rate[d] for d in dims], [distortion[d] for d in dims], "o-")
+    for d in dims:
+        axis.annotate(f"z={d}", (rate[d], distortion[d]), textcoords="offset points", xytext=(5, 5), fontsize=9)
+    axis.set_xlabel("rate: KL(q(z|x) || p(z)), nats")
+    axis.set_ylabel("distortion: -log p(x|z), nats")
+    axis.grid(alpha=0.3)
+    return save(figure, path)
+
+
+def latent_2d(views: Mapping[int, Mapping[str, np.ndarray]], class_names: Sequence[str], path: Path) -> Path:
+    """Posterior means in 2-D (PCA, t-SNE), coloured by class; one column per latent size."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    figure = Figure(figsize=(3.6 * len(views), 7.4))
+    axes = np.atleast_2d(figure.subplots(2, len(views))).reshape(2, len(views))
+    for column, (latent_dim, arrays) in enumerate(sorted(views.items())):
+        for row, (key, title) in enumerate((("pca", "PCA"), ("tsne", "t-SNE"))):
+            axis = axes[row, column]
+            points, labels = arrays[key], arrays[f"{key}_labels"]
+            axis.scatter(points[:, 0], points[:, 1], c=cmap(labels.astype(int) % 10), s=2, alpha=0.6, rasterized=True)
+            axis.set_title(f"z={latent_dim}, {title}", fontsize=10)
+            axis.set_xticks([])
+            axis.set_yticks([])
+    handles = [axes[0, 0].scatter([], [], color=cmap(i), label=name) for i, name in enumerate(class_names)]
+    figure.legend(handles=handles, loc="lower center", ncol=10, fontsize=8, markerscale=2)
+    return save(figure, path)
+
+
+def image_rows(images: np.ndarray, row_labels: Sequence[str], column_labels: Sequence[str], title: str, path: Path) -> Path:
+    """A (rows, columns, 28, 28) array as a labelled grid: interpolations and traversals."""
+    rows, columns = images.shape[:2]
+    figure = Figure(figsize=(0.75 * columns + 1.2, 0.75 * rows + 0.8))
+    axis = figure.subplots()
+    axis.imshow(tile(images.reshape(rows * columns, *images.shape[2:]), columns), cmap="gray", vmin=0, vmax=1,
+                interpolation="nearest")
+    size = images.shape[2] + 1
+    axis.set_yticks([(r + 0.5) * size for r in range(rows)], row_labels)
+    axis.set_xticks([(c + 0.5) * size for c in range(columns)], column_labels, fontsize=8)
+    axis.set_title(title, fontsize=10)
     return save(figure, path)

@@ -20,7 +20,8 @@ import numpy as np
 from latentsweep import plots
 from latentsweep.errors import ConfigError, LatentsweepError
 from latentsweep.metrics import combine_seeds, lookup
-from latentsweep.selection import conclusion, rule_text
+from latentsweep.selection import (combined_rule_text, conclusion, overall_psnr, paired_comparison, rule_text,
+                                   select_combined)
 from latentsweep.storage import atomic_write_text, read_json
 
 # ----------------------------------------------------------------------------------------
@@ -36,6 +37,7 @@ class Heading:
 @dataclass
 class Paragraph:
     text: str
+    highlight: bool = False  # the answer, set off from the rest in HTML
 
 
 @dataclass
@@ -104,7 +106,8 @@ def to_html(blocks: Sequence[Block], study_dir: Path, title: str) -> str:
         if isinstance(block, Heading):
             parts.append(f"<h{block.level}>{html.escape(block.text)}</h{block.level}>")
         elif isinstance(block, Paragraph):
-            parts.append(f"<p>{html.escape(block.text)}</p>")
+            attributes = ' class="answer"' if block.highlight else ""
+            parts.append(f"<p{attributes}>{html.escape(block.text)}</p>")
         elif isinstance(block, Bullets):
             parts.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in block.items) + "</ul>")
         elif isinstance(block, Table):
@@ -116,8 +119,6 @@ def to_html(blocks: Sequence[Block], study_dir: Path, title: str) -> str:
             data = base64.b64encode((study_dir / block.path).read_bytes()).decode("ascii")
             parts.append(f"<figure><img src=\"data:image/png;base64,{data}\" alt=\"{html.escape(block.alt, quote=True)}\">"
                          f"<figcaption>{html.escape(block.caption)}</figcaption></figure>")
-    # The first paragraph after the title is the answer: make it stand out.
-    parts = [p.replace("<p>", "<p class=\"answer\">", 1) if i == 2 and p.startswith("<p>") else p for i, p in enumerate(parts)]
     parts.append("</body>\n</html>\n")
     return "\n".join(parts)
 
@@ -134,6 +135,7 @@ class StudyFiles:
     trials: list[dict[str, Any]]  # each trial's metrics.json, with "folder"
     histories: dict[tuple[int, int], list[dict[str, float]]]
     images: dict[tuple[int, int], dict[str, np.ndarray]]
+    analysis: dict[tuple[int, int], dict[str, np.ndarray]]  # analysis.npz, where the evaluation made one
 
 
 def read_history(path: Path) -> list[dict[str, float]]:
@@ -146,7 +148,7 @@ def read_study(study_dir: Path) -> StudyFiles:
         raise ConfigError(f"{study_dir}: not a study folder (no config.json); run 'latentsweep run' first")
     info = read_json(study_dir / "config.json")
     summary = read_json(study_dir / "summary.json") if (study_dir / "summary.json").is_file() else None
-    trials, histories, images = [], {}, {}
+    trials, histories, images, analysis = [], {}, {}, {}
     config = info["config"]
     for latent_dim in sorted(config["latent_dims"]):
         for seed in config["seeds"]:
@@ -160,7 +162,17 @@ def read_study(study_dir: Path) -> StudyFiles:
                 histories[(latent_dim, seed)] = read_history(folder / "history.csv")
                 with np.load(folder / "images.npz") as npz:
                     images[(latent_dim, seed)] = {key: npz[key] for key in npz.files}
-    return StudyFiles(study_dir, info, summary, trials, histories, images)
+                if (folder / "analysis.npz").is_file():
+                    with np.load(folder / "analysis.npz") as npz:
+                        analysis[(latent_dim, seed)] = {key: npz[key] for key in npz.files}
+    return StudyFiles(study_dir, info, summary, trials, histories, images, analysis)
+
+
+def per_image_psnr(folder: Path) -> np.ndarray:
+    """PSNR of every test image, in test order, from a run folder's per_image.csv."""
+    with (folder / "per_image.csv").open(newline="") as handle:
+        rows = sorted(csv.DictReader(handle), key=lambda row: int(row["index"]))
+    return np.array([float(row["psnr"]) for row in rows])
 
 
 # ----------------------------------------------------------------------------------------
@@ -180,7 +192,7 @@ def _with_ci(row: dict[str, Any], digits: int) -> str:
 DIGITS = {"mse": 4, "psnr": 2, "ssim": 3, "neg_elbo": 1}
 
 
-def make_figures(files: StudyFiles, combined: list[dict[str, Any]], class_names: list[str]) -> dict[str, Path]:
+def make_figures(files: StudyFiles, combined: list[dict[str, Any]], class_names: list[str], selected: int) -> dict[str, Path]:
     figures_dir = files.study_dir / "figures"
     figures_dir.mkdir(exist_ok=True)
     first_seed = files.info["config"]["seeds"][0]
@@ -204,7 +216,48 @@ def make_figures(files: StudyFiles, combined: list[dict[str, Any]], class_names:
             by_class(any_arrays["originals"]), {dim: by_class(a["reconstructions"]) for dim, a in shown.items()},
             class_names, figures_dir / "reconstructions.png")
         paths["samples"] = plots.sample_grid({dim: a["samples"] for dim, a in shown.items()}, figures_dir / "samples.png")
+    if lookup(combined, metric="fd"):
+        paths["generation"] = plots.generation_vs_latent(combined, figures_dir / "generation_vs_latent.png")
+        paths["class_histogram"] = plots.class_histogram(combined, class_names, figures_dir / "class_histogram.png")
+        paths["rate_distortion"] = plots.rate_distortion(combined, figures_dir / "rate_distortion.png")
+    views = {dim: arrays for (dim, seed), arrays in files.analysis.items() if seed == first_seed}
+    if views:
+        paths["kl_per_dimension"] = plots.kl_per_dimension({d: a["kl_per_dimension"] for d, a in views.items()},
+                                                           figures_dir / "kl_per_dimension.png")
+        paths["latent_2d"] = plots.latent_2d(views, class_names, figures_dir / "latent_2d.png")
+        if selected in views:
+            chosen = views[selected]
+            pair_names = [f"{class_names[a]} -> {class_names[b]}" for a, b in chosen["interpolation_pairs"]]
+            steps = chosen["interpolations"].shape[1]
+            paths["interpolations"] = plots.image_rows(
+                chosen["interpolations"], pair_names, [f"{w:.2f}" for w in np.linspace(0, 1, steps)],
+                f"Interpolations between posterior means, latent size {selected}", figures_dir / "interpolations.png")
+            paths["traversals"] = plots.image_rows(
+                chosen["traversals"], [f"dim {d}" for d in chosen["traversal_dimensions"]],
+                [f"{v:+.1f}" for v in chosen["traversal_values"]],
+                f"Latent traversals around a test image, latent size {selected} (dimensions by KL, highest first)",
+                figures_dir / "traversals.png")
     return paths
+
+
+def final_selection(combined: list[dict[str, Any]], config: dict[str, Any]) -> tuple[int, list[str]]:
+    """The answer: the combined rule where generation metrics exist, else the reconstruction rule."""
+    psnr = overall_psnr(combined)
+    fd = {r["latent_dim"]: r["mean"] for r in lookup(combined, metric="fd", protocol="prior_samples", digit="all")}
+    reconstruction, _ = conclusion(combined, config["tolerance_db"], config.get("class_names", [str(d) for d in range(10)]))
+    if not fd or set(fd) != set(psnr):
+        return reconstruction.selected, []
+    tolerance = config.get("fd_tolerance", 0.10)
+    chosen = select_combined(psnr, fd, config["tolerance_db"], tolerance)
+    sentences = [
+        f"Combined selection (reconstruction and generation): latent size {chosen.selected}. Rule: "
+        f"{combined_rule_text(config['tolerance_db'], tolerance)}.",
+        f"Sizes passing the reconstruction test: {', '.join(map(str, chosen.passes_reconstruction))}; passing the "
+        f"generation test: {', '.join(map(str, chosen.passes_generation))} (lowest Fréchet distance "
+        f"{fd[chosen.best_fd_size]:.2f} at size {chosen.best_fd_size})."
+        + (" No size passes both, so the reconstruction rule decides." if chosen.fell_back else ""),
+    ]
+    return chosen.selected, sentences
 
 
 def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths: dict[str, Path]) -> list[Block]:
@@ -213,7 +266,9 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
     noun = "digit" if config["dataset"] == "mnist" else "class"
     done = [t for t in files.trials if t.get("status") == "done"]
     failed = [t for t in files.trials if t.get("status") != "done"]
-    selection, sentences = conclusion(combined, config["tolerance_db"], class_names, noun)
+    answer, combined_sentences = final_selection(combined, config)
+    selection, sentences = conclusion(combined, config["tolerance_db"], class_names, noun,
+                                      "Reconstruction rule alone, latent size" if combined_sentences else "Selected latent size")
     env = info["environment"]
     rel = {key: str(path.relative_to(files.study_dir)) for key, path in figure_paths.items()}
     multi_seed = len(config["seeds"]) > 1
@@ -222,9 +277,10 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
 
     blocks: list[Block] = [
         Heading(f"How small can a VAE's latent space be? Latent-size study on {config['dataset']}", 1),
-        Paragraph(" ".join(sentences[:2])),
+        Paragraph(" ".join(combined_sentences[:1] + sentences[1:2]) if combined_sentences else " ".join(sentences[:2]),
+                  highlight=True),
         Heading("Conclusion"),
-        Bullets(sentences),
+        Bullets(combined_sentences + sentences),
         Heading("Setup"),
         Bullets([
             f"Data: {config['dataset']} from {info['data_source']}; {info['split_sizes']['train']} training images"
@@ -235,6 +291,10 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
             f"{config['learning_rate']:g}, beta {config['beta']:g} (loss = reconstruction + beta * KL); the weights with the lowest "
             "validation loss are evaluated.",
             f"Latent sizes {', '.join(map(str, sorted(config['latent_dims'])))}; seeds {', '.join(map(str, config['seeds']))}.",
+            "Data mode: " + ("dynamically binarised MNIST (training batches re-drawn as Bernoulli(intensity) every time; "
+                             "validation and test images binarised once with fixed seeds; every test metric on those)."
+                             if config.get("binarize") else "grey-level intensities in [0, 1] with a Bernoulli decoder "
+                             "(likelihoods are then not comparable with binarised-MNIST figures in the literature)."),
             "Model: convolutional VAE; encoder conv 4x4/2 (1->16) -> conv 4x4/2 (16->32) -> linear 1568->256 -> linear to "
             "mean and log-variance; decoder mirrors it with transposed convolutions to Bernoulli logits. Parameters: "
             + ", ".join(f"{t['parameters']:,} at z={t['latent_dim']}" for t in done if t["seed"] == config["seeds"][0]) + ".",
@@ -293,6 +353,7 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
         if key in rel:
             blocks.append(Figure(rel[key], caption, caption))
 
+    blocks += analysis_blocks(files, combined, rel, answer, noun)
     blocks.append(Heading(f"Per-{noun} results"))
     for latent_dim in sorted(seconds):
         rows = []
@@ -313,6 +374,116 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
     return blocks
 
 
+def _value(combined: list[dict[str, Any]], latent_dim: int, protocol: str, metric: str, digit: str = "all") -> dict[str, Any] | None:
+    found = lookup(combined, latent_dim=latent_dim, protocol=protocol, metric=metric, digit=digit)
+    return found[0] if found else None
+
+
+def analysis_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: dict[str, str], selected: int,
+                    noun: str) -> list[Block]:
+    """The sections on generation, likelihood, the latent space and seeds; empty for older evaluations."""
+    if not lookup(combined, metric="fd"):
+        return []
+    config = files.info["config"]
+    sizes = sorted({row["latent_dim"] for row in lookup(combined, metric="fd")})
+    done = [t for t in files.trials if t.get("status") == "done" and t.get("classifier")]
+    classifier = done[0]["classifier"]
+    samples_n = _value(combined, sizes[0], "prior_samples", "fd")["n"]
+    blocks: list[Block] = [
+        Heading("Generation quality"),
+        Paragraph(f"Images decoded from z ~ N(0, I) ({samples_n:,} per latent size) and the posterior-mean reconstructions "
+                  f"of the test set, scored by a CNN classifier that latentsweep trained on the {classifier['train_images']:,} "
+                  f"official training images (test accuracy {100 * classifier['test_accuracy']:.2f}%, weights SHA-256 "
+                  f"{str(classifier.get('sha256', 'n/a'))[:12]}...). Fréchet distance (FD) and KID compare the classifier's "
+                  "128-d penultimate features with those of the test set; the Inception Score analogue is "
+                  "exp(E KL(p(y|x) || p(y))) with this classifier (at most 10); 'confident' is the share of images whose top "
+                  "class has p > 0.9; class entropy is that of the histogram of predicted classes (3.32 bits when uniform)."),
+    ]
+    rows = []
+    for size in sizes:
+        cells = [str(size) + (" (selected)" if size == selected else "")]
+        for protocol in ("prior_samples", "reconstructions"):
+            for metric, digits in (("fd", 2), ("kid", 4), ("inception_score", 2), ("class_entropy_bits", 3), ("confident_share", 3)):
+                row = _value(combined, size, protocol, metric)
+                cells.append(_with_ci(row, digits) if row else "n/a")
+        rows.append(cells)
+    blocks.append(Table(["latent size", "FD (samples)", "KID (samples)", "IS (samples)", "entropy bits (samples)",
+                         "confident (samples)", "FD (recon.)", "KID (recon.)", "IS (recon.)", "entropy bits (recon.)",
+                         "confident (recon.)"], rows, "Generation metrics; lower FD/KID is better, higher IS is better"))
+    for key, caption in (("generation", "Generation metrics against latent size: prior samples and test reconstructions."),
+                         ("class_histogram", f"Share of prior samples the classifier assigns to each {noun}.")):
+        if key in rel:
+            blocks.append(Figure(rel[key], caption, caption))
+
+    mode = "binarised test images" if config.get("binarize") else "grey-level test images under the Bernoulli decoder"
+    k = done[0].get("analysis", {}).get("iwae_samples", config.get("iwae_samples"))
+    blocks.append(Heading("Likelihood"))
+    likelihood_n = _value(combined, sizes[0], "likelihood", "iwae_nll")["n"]
+    blocks.append(Paragraph(
+        f"Importance-weighted estimate of -log p(x) (IWAE bound, K = {k} samples per image) and the negative ELBO on the "
+        f"same {likelihood_n} test images (the first {likelihood_n // 10} of each {noun}), on {mode}. The IWAE figure is "
+        "a tighter upper bound on the negative log-likelihood than the negative ELBO."
+        + (" For reference, the literature reports about 89.9 nats (VAE, ELBO-trained) and 86.8 nats (IWAE) on "
+           "binarised MNIST with other architectures." if config.get("binarize") else "")))
+    rows = []
+    for size in sizes:
+        iwae = _value(combined, size, "likelihood", "iwae_nll")
+        elbo = _value(combined, size, "likelihood", "neg_elbo")
+        rows.append([str(size), _with_ci(elbo, 2), _with_ci(iwae, 2), _fmt(elbo["mean"] - iwae["mean"], 2)])
+    blocks.append(Table(["latent size", "negative ELBO, nats", f"IWAE -log p(x), K={k}, nats", "gap, nats"], rows,
+                        f"Mean [95% CI] over the {likelihood_n} images; {mode}"))
+
+    blocks.append(Heading("Why it saturates"))
+    rows = []
+    for size in sizes:
+        units = _value(combined, size, "test_set", "active_units")
+        kl = _value(combined, size, "test_set", "kl")
+        reconstruction = _value(combined, size, "test_set", "reconstruction")
+        rows.append([str(size), _fmt(units["mean"], 1) if units else "n/a", _with_ci(kl, 2) if kl else "n/a",
+                     _with_ci(reconstruction, 2) if reconstruction else "n/a"])
+    blocks.append(Paragraph("A latent dimension is active when its posterior mean varies across test images "
+                            "(variance above 0.01, after Burda et al. 2016). Once extra dimensions stay inactive, their "
+                            "KL is near zero and a larger latent size buys nothing: the rate (KL) and the distortion "
+                            "(reconstruction term) stop moving."))
+    blocks.append(Table(["latent size", "active units", "rate: KL, nats", "distortion: reconstruction, nats"], rows,
+                        "Whole test set, mean [95% CI]" + (" (means over seeds)" if len(config["seeds"]) > 1 else "")))
+    for key, caption in (("kl_per_dimension", "Mean KL of each latent dimension, sorted, per latent size."),
+                         ("rate_distortion", "Rate (KL) against distortion (reconstruction term) across latent sizes.")):
+        if key in rel:
+            blocks.append(Figure(rel[key], caption, caption))
+
+    blocks.append(Heading("Representation quality"))
+    rows = [[str(size), _with_ci(_value(combined, size, "test_set", "probe_accuracy"), 4)] for size in sizes]
+    blocks.append(Paragraph("A linear probe: multinomial logistic regression (scikit-learn) on standardised posterior means, "
+                            "fitted on the training split and scored on the test set."))
+    blocks.append(Table(["latent size", "probe test accuracy"], rows, "Mean [95% CI] over test images"))
+    for key, caption in (("latent_2d", f"Posterior means of test images in 2-D, coloured by {noun}: PCA of all test images "
+                                       f"and t-SNE of {config.get('tsne_points', 2000)} (the first of each {noun})."),
+                         ("interpolations", f"Decoded points on the line between two test images' posterior means, latent size {selected}."),
+                         ("traversals", f"One latent dimension varied from -3 to +3 around a test image's posterior mean, latent size {selected}.")):
+        if key in rel:
+            blocks.append(Figure(rel[key], caption, caption))
+
+    blocks.append(Heading("Statistics over seeds and a paired test"))
+    seeds = config["seeds"]
+    text = (f"{len(seeds)} seed(s): {', '.join(map(str, seeds))}. "
+            + ("Every mean in the tables is the mean over seeds and its interval is the 95% Student-t interval across seeds. "
+               if len(seeds) > 1 else "With one seed, intervals are across test images and say nothing about training randomness; "
+               "use --seeds 0,1,2 for intervals across seeds. "))
+    larger = [size for size in sizes if size > selected]
+    if larger:
+        folders = {(t["latent_dim"], t["seed"]): t["folder"] for t in files.trials if t.get("status") == "done"}
+        pairs = [(folders[(selected, s)], folders[(larger[0], s)]) for s in seeds if (selected, s) in folders and (larger[0], s) in folders]
+        if pairs:
+            comparison = paired_comparison(selected, larger[0], np.stack([per_image_psnr(a) for a, _ in pairs]),
+                                           np.stack([per_image_psnr(b) for _, b in pairs]))
+            text += comparison.sentence()
+    else:
+        text += f"{selected} is the largest size tried, so there is no larger size to compare it with."
+    blocks.append(Paragraph(text))
+    return blocks
+
+
 def render_report(study_dir: str | Path) -> list[Path]:
     """Write figures/, report.md and report.html from the study folder's files; returns the two reports."""
     study_dir = Path(study_dir)
@@ -321,7 +492,8 @@ def render_report(study_dir: str | Path) -> list[Path]:
     if not rows:
         raise LatentsweepError(f"{study_dir}: no finished model to report on")
     combined = combine_seeds(rows)
-    figure_paths = make_figures(files, combined, files.info["class_names"])
+    selected, _ = final_selection(combined, {**files.info["config"], "class_names": files.info["class_names"]})
+    figure_paths = make_figures(files, combined, files.info["class_names"], selected)
     blocks = build_blocks(files, combined, figure_paths)
     title = f"latentsweep report: {files.info['config']['dataset']}"
     atomic_write_text(study_dir / "report.md", to_markdown(blocks))

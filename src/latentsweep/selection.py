@@ -57,7 +57,8 @@ def easiest_and_hardest(combined_rows: Iterable[Mapping[str, Any]], latent_dim: 
 
 
 def conclusion(combined_rows: Sequence[Mapping[str, Any]], tolerance_db: float,
-               class_names: Sequence[str], noun: str = "digit") -> tuple[Selection, list[str]]:
+               class_names: Sequence[str], noun: str = "digit",
+               label: str = "Selected latent size") -> tuple[Selection, list[str]]:
     """The selection and the report's conclusion sentences, all generated from the table."""
     psnr = overall_psnr(combined_rows)
     selection = select_latent_dim(psnr, tolerance_db)
@@ -68,7 +69,7 @@ def conclusion(combined_rows: Sequence[Mapping[str, Any]], tolerance_db: float,
 
     sizes = sorted(psnr)
     sentences = [
-        f"Selected latent size: {selection.selected}. Rule: {rule_text(tolerance_db)}.",
+        f"{label}: {selection.selected}. Rule: {rule_text(tolerance_db)}.",
         f"The best latent size is {selection.best} with {selection.best_psnr:.2f} dB; latent size "
         f"{selection.selected} reaches {selection.selected_psnr:.2f} dB, "
         f"{selection.best_psnr - selection.selected_psnr:.2f} dB below it (threshold {selection.threshold_db:.2f} dB).",
@@ -87,3 +88,74 @@ def conclusion(combined_rows: Sequence[Mapping[str, Any]], tolerance_db: float,
     if gains:
         sentences.append("PSNR change between consecutive sizes: " + ", ".join(gains) + ".")
     return selection, sentences
+
+
+# ----------------------------------------------------------------------------------------
+# Reconstruction and generation together
+
+
+def combined_rule_text(tolerance_db: float, fd_tolerance: float) -> str:
+    return (f"the smallest latent size that passes both tests: its whole-test-set mean PSNR is within {tolerance_db:g} dB "
+            f"of the best size's, and the Fréchet distance of its prior samples is within {100 * fd_tolerance:g}% of the "
+            "lowest (best) Fréchet distance of any size; if no size passes both, the reconstruction rule alone decides")
+
+
+@dataclass(frozen=True)
+class CombinedSelection:
+    selected: int
+    passes_reconstruction: tuple[int, ...]
+    passes_generation: tuple[int, ...]
+    best_fd_size: int
+    fell_back: bool
+
+
+def select_combined(mean_psnr: Mapping[int, float], fd: Mapping[int, float], tolerance_db: float,
+                    fd_tolerance: float) -> CombinedSelection:
+    reconstruction = select_latent_dim(mean_psnr, tolerance_db)
+    passes_reconstruction = tuple(sorted(d for d, v in mean_psnr.items() if v >= reconstruction.threshold_db))
+    best_fd_size = min(sorted(fd), key=lambda d: fd[d])
+    passes_generation = tuple(sorted(d for d, v in fd.items() if v <= fd[best_fd_size] * (1 + fd_tolerance)))
+    both = sorted(set(passes_reconstruction) & set(passes_generation))
+    if both:
+        return CombinedSelection(both[0], passes_reconstruction, passes_generation, best_fd_size, False)
+    return CombinedSelection(reconstruction.selected, passes_reconstruction, passes_generation, best_fd_size, True)
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    smaller: int
+    larger: int
+    n_images: int
+    n_seeds: int
+    mean_difference_db: float  # larger minus smaller, PSNR
+    ci_low: float
+    ci_high: float
+    t_p_value: float
+    wilcoxon_p_value: float
+
+    def sentence(self, alpha: float = 0.05) -> str:
+        def p_text(p: float) -> str:  # doubles underflow to 0 for overwhelming evidence
+            return "p < 1e-16" if p < 1e-16 else f"p = {p:.2g}"
+
+        verdict = "differs significantly from" if self.t_p_value < alpha else "does not differ significantly from"
+        return (f"Latent size {self.smaller} {verdict} the next larger size {self.larger} in per-image PSNR "
+                f"(paired t-test over {self.n_images:,} test images, each averaged over {self.n_seeds} seed(s): "
+                f"mean gain of the larger size {self.mean_difference_db:+.3f} dB, 95% CI [{self.ci_low:+.3f}, "
+                f"{self.ci_high:+.3f}], {p_text(self.t_p_value)}; Wilcoxon signed-rank {p_text(self.wilcoxon_p_value)}; "
+                f"alpha = {alpha}).")
+
+
+def paired_comparison(smaller: int, larger: int, psnr_smaller: "np.ndarray", psnr_larger: "np.ndarray") -> PairedComparison:
+    """Paired tests of per-image PSNR, larger minus smaller. Inputs are (seeds, images) arrays whose
+    columns are the same test images; each image's PSNR is first averaged over seeds."""
+    import numpy as np
+    from scipy import stats
+
+    from latentsweep.metrics import mean_confidence_interval
+
+    a, b = np.atleast_2d(psnr_smaller).mean(0), np.atleast_2d(psnr_larger).mean(0)
+    differences = b - a
+    mean, low, high = mean_confidence_interval(differences)
+    t_p = float(stats.ttest_rel(b, a).pvalue) if np.any(differences != differences[0]) else (0.0 if mean != 0 else 1.0)
+    w_p = float(stats.wilcoxon(differences).pvalue) if np.any(differences != 0) else 1.0
+    return PairedComparison(smaller, larger, len(differences), np.atleast_2d(psnr_smaller).shape[0], mean, low, high, t_p, w_p)

@@ -4,7 +4,7 @@ Layout of a study folder:
   config.json              the study's settings and the environment it ran in
   study.log                the log of every run of the study in this folder
   models/latent005_seed0/  one folder per trial:
-      config.json  history.csv  last.pt  best.pt  metrics.json  per_image.csv  images.npz  DONE
+      config.json  history.csv  last.pt  best.pt  metrics.json  per_image.csv  images.npz  analysis.npz  DONE
   results.csv, results.json  the tidy table of every finished trial
   summary.json             wall time and status of each trial
   figures/, report.md, report.html   written by latentsweep.report from the files above only
@@ -31,9 +31,11 @@ import torch
 
 from latentsweep import __version__
 from latentsweep.config import StudyConfig
-from latentsweep.data import DATASETS, Dataset, load_dataset, resolve_data_dir
+from latentsweep.data import DATASETS, Dataset, cache_root, load_dataset, resolve_data_dir
 from latentsweep.errors import ConfigError, LatentsweepError, TrainingDiverged
-from latentsweep.evaluate import PER_IMAGE_FIELDS, evaluate_model
+from latentsweep.classifier import ClassifierConfig, load_or_train, predict
+from latentsweep.evaluate import (PER_IMAGE_FIELDS, AnalysisSettings, Reference, binarize, evaluate_model,
+                                  representative_indices)
 from latentsweep.metrics import TIDY_FIELDS
 from latentsweep.model import VAEConfig, count_parameters
 from latentsweep.storage import atomic_write, atomic_write_text, read_json, remove_temp_files, write_csv, write_json
@@ -43,6 +45,7 @@ from latentsweep.train import (BEST_CHECKPOINT, LAST_CHECKPOINT, TrainConfig, lo
 log = logging.getLogger(__name__)
 
 DONE_MARKER = "DONE"
+EVALUATION_VERSION = 3  # bump when evaluation changes, so finished models are re-evaluated
 FAILED_MARKER = "FAILED"
 
 
@@ -112,37 +115,69 @@ def save_evaluation(folder: Path, evaluation, metrics: dict[str, Any]) -> None:
         handle.write(buffer.getvalue())
 
     atomic_write(folder / "images.npz", write_images)
+    if evaluation.analysis is not None:
+        def write_analysis(handle) -> None:
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, **evaluation.analysis)
+            handle.write(buffer.getvalue())
+
+        atomic_write(folder / "analysis.npz", write_analysis)
     write_json(folder / "metrics.json", metrics)
 
 
+def evaluation_settings(config: StudyConfig) -> dict[str, Any]:
+    return {"version": EVALUATION_VERSION, **{key: getattr(config, key) for key in StudyConfig.EVALUATION_KEYS}}
+
+
+def build_reference(config: StudyConfig, dataset: Dataset, device: torch.device) -> Reference:
+    """The feature classifier (cached or trained) and what it says of the test set, once per study."""
+    classifier, record = load_or_train(
+        cache_root() / "classifiers", dataset.name, dataset.full_train.images.to(device),
+        dataset.full_train.labels.to(device), dataset.test.images.to(device), dataset.test.labels.to(device),
+        ClassifierConfig(epochs=config.classifier_epochs))
+    features, _ = predict(classifier, dataset.test.images.to(device))
+    labels = dataset.test.labels.numpy()
+    return Reference(classifier=classifier, classifier_record=record, test_features=features.double().cpu().numpy(),
+                     train_images=dataset.train.images, train_labels=dataset.train.labels.numpy(),
+                     likelihood_indices=representative_indices(labels, max(1, config.iwae_images // 10)),
+                     tsne_indices=representative_indices(labels, max(1, config.tsne_points // 10)))
+
+
 def run_trial(trial: Trial, config: StudyConfig, dataset: Dataset, device: torch.device, folder: Path,
-              label: str = "") -> dict[str, Any]:
+              reference: Reference | None, label: str = "") -> dict[str, Any]:
     """Train and evaluate one model in `folder`, or return the saved metrics of a finished one.
 
-    An unfinished model in `folder` is resumed from its last checkpoint.
+    An unfinished model in `folder` is resumed from its last checkpoint; a finished one whose
+    evaluation settings differ from `config`'s is re-evaluated without retraining.
     """
     if (folder / DONE_MARKER).exists():
-        log.info("%s already done, skipping", trial.name)
-        return read_json(folder / "metrics.json")
+        saved = read_json(folder / "metrics.json")
+        if saved.get("evaluation") == evaluation_settings(config):
+            log.info("%s already done, skipping", trial.name)
+            return saved
+        log.info("%s trained; re-evaluating with the current evaluation settings", trial.name)
+        return evaluate_trial(folder, config, dataset, device, reference)
     folder.mkdir(parents=True, exist_ok=True)
     remove_temp_files(folder)
     (folder / FAILED_MARKER).unlink(missing_ok=True)
     model_config = VAEConfig(latent_dim=trial.latent_dim)
-    train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size,
-                               learning_rate=config.learning_rate, beta=config.beta, seed=trial.seed)
+    train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
+                               beta=config.beta, seed=trial.seed, binarize=config.binarize)
     write_json(folder / "config.json", {"latent_dim": trial.latent_dim, "seed": trial.seed,
                                         "model_config": dataclasses.asdict(model_config),
                                         "train_config": dataclasses.asdict(train_config), "study": config.to_dict()})
     train_model(folder, model_config, train_config, dataset.train.images, dataset.val.images, device,
                 resume=True, extra_metadata={"dataset": dataset.name, "trial": trial.name},
                 progress_label=label or trial.name)
-    metrics = evaluate_trial(folder, config, dataset, device)
+    metrics = evaluate_trial(folder, config, dataset, device, reference)
     atomic_write_text(folder / DONE_MARKER, time.strftime("%Y-%m-%dT%H:%M:%S%z\n"))
     return metrics
 
 
-def evaluate_trial(folder: Path, config: StudyConfig, dataset: Dataset, device: torch.device) -> dict[str, Any]:
-    """Evaluate a run folder's best.pt on the test set and write metrics.json, per_image.csv, images.npz."""
+def evaluate_trial(folder: Path, config: StudyConfig, dataset: Dataset, device: torch.device,
+                   reference: Reference | None) -> dict[str, Any]:
+    """Evaluate a run folder's best.pt on the test set and write metrics.json, per_image.csv, images.npz
+    and, with a reference, analysis.npz."""
     best = load_checkpoint(folder / BEST_CHECKPOINT, map_location=device)
     last = load_checkpoint(folder / LAST_CHECKPOINT, map_location="cpu")
     model = model_from_checkpoint(best, folder / BEST_CHECKPOINT).to(device)
@@ -150,7 +185,10 @@ def evaluate_trial(folder: Path, config: StudyConfig, dataset: Dataset, device: 
     started = time.perf_counter()
     evaluation = evaluate_model(model, dataset.test.images, dataset.test.labels, latent_dim, seed,
                                 per_class=config.representatives_per_class, num_samples=config.num_samples,
-                                batch_size=config.eval_batch_size)
+                                batch_size=config.eval_batch_size, reference=reference,
+                                settings=AnalysisSettings(generation_samples=config.generation_samples,
+                                                          iwae_samples=config.iwae_samples,
+                                                          iwae_images=config.iwae_images, tsne_points=config.tsne_points))
     metrics = {
         "status": "done",
         "latent_dim": latent_dim,
@@ -163,6 +201,10 @@ def evaluate_trial(folder: Path, config: StudyConfig, dataset: Dataset, device: 
         "train_seconds": sum(row["seconds"] for row in last["history"]),
         "eval_seconds": time.perf_counter() - started,
         "device": str(device),
+        "binarized": config.binarize,
+        "evaluation": evaluation_settings(config) if reference is not None else None,
+        "analysis": evaluation.summary,
+        "classifier": reference.classifier_record if reference is not None else None,
         "rows": evaluation.rows,
     }
     save_evaluation(folder, evaluation, metrics)
@@ -189,6 +231,17 @@ def load_study_data(config: StudyConfig) -> tuple[Dataset, Path]:
     return dataset, data_dir
 
 
+def prepare_evaluation(config: StudyConfig, dataset: Dataset, device: torch.device) -> Reference:
+    """Build the study's reference from the grey images, then, in binarised mode, binarise the
+    validation and test images once with fixed seeds, so every model and epoch is scored on the
+    same binary images (training batches are re-drawn every time, see train.py)."""
+    reference = build_reference(config, dataset, device)
+    if config.binarize:
+        dataset.val.images = binarize(dataset.val.images, config.split_seed + 1)
+        dataset.test.images = binarize(dataset.test.images, config.split_seed + 2)
+    return reference
+
+
 def setup_device(config: StudyConfig) -> torch.device:
     device = resolve_device(config.device)
     if config.threads:
@@ -211,12 +264,13 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
                                            "class_names": list(dataset.class_names),
                                            "split_sizes": {"train": len(dataset.train), "val": len(dataset.val), "test": len(dataset.test)},
                                            "environment": environment(device)})
+    reference = prepare_evaluation(config, dataset, device)
     trials = plan_trials(config)
     statuses = []
     for number, trial in enumerate(trials, start=1):
         label = f"[{number}/{len(trials)}] latent {trial.latent_dim} seed {trial.seed}"
         try:
-            metrics = run_trial(trial, config, dataset, device, trial_dir(study_dir, trial), label)
+            metrics = run_trial(trial, config, dataset, device, trial_dir(study_dir, trial), reference, label)
             statuses.append({"trial": trial.name, "status": "done", "train_seconds": metrics["train_seconds"],
                              "eval_seconds": metrics["eval_seconds"]})
         except TrainingDiverged as exc:

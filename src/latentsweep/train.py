@@ -49,6 +49,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     beta: float = 1.0
     seed: int = 0
+    binarize: bool = False  # dynamic binarisation: each batch re-drawn as Bernoulli(pixel intensity)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -78,12 +79,18 @@ def train_epoch(
     beta: float,
     generator: torch.Generator,
     progress: tqdm | None = None,
+    binarize: bool = False,
 ) -> dict[str, float]:
-    """One pass over `images` in `order`; returns mean loss, reconstruction and KL per image."""
+    """One pass over `images` in `order`; returns mean loss, reconstruction and KL per image.
+
+    With `binarize`, each batch is drawn afresh as Bernoulli(intensities) from `generator`.
+    """
     model.train()
     totals = torch.zeros(2, dtype=torch.float64, device=images.device)
     for start in range(0, len(order), batch_size):
         batch = images[order[start:start + batch_size].to(images.device)]
+        if binarize:
+            batch = torch.bernoulli(batch, generator=generator)
         terms = vae_loss_terms(model(batch, generator=generator), batch)
         loss = (terms.reconstruction + beta * terms.kl).mean()
         optimizer.zero_grad(set_to_none=True)
@@ -150,7 +157,8 @@ def _check_same_experiment(checkpoint: dict[str, Any], model_config: VAEConfig, 
     if checkpoint.get("model_config") != dataclasses.asdict(model_config):
         raise CheckpointError(f"{path}: made for another model ({checkpoint.get('model_config')}); "
                               "use another output folder or delete it")
-    saved = dict(checkpoint.get("train_config", {}))
+    # Fields added after a checkpoint was written take their defaults.
+    saved = {**dataclasses.asdict(TrainConfig(epochs=0)), **checkpoint.get("train_config", {})}
     wanted = dataclasses.asdict(train_config)
     saved.pop("epochs", None)
     wanted.pop("epochs")
@@ -165,7 +173,6 @@ def _write_history(run_dir: Path, history: list[dict[str, float]]) -> None:
 
 @dataclass
 class TrainResult:
-    model: ConvVAE  # the best-by-validation weights
     history: list[dict[str, float]]
     best_epoch: int
     train_seconds: float
@@ -182,7 +189,7 @@ def train_model(
     extra_metadata: dict[str, Any] | None = None,
     progress_label: str = "",
 ) -> TrainResult:
-    """Train (or continue training) one model into `run_dir` and return its best weights.
+    """Train (or continue training) one model into `run_dir`; its best weights are in best.pt.
 
     With `resume`, a `last.pt` in `run_dir` from the same configs is continued; a checkpoint from
     other configs is an error rather than silently mixing two experiments.
@@ -220,7 +227,7 @@ def train_model(
         with tqdm(total=len(order), desc=f"{progress_label} epoch {epoch}/{train_config.epochs}".strip(),
                   unit="img", leave=False, disable=None, dynamic_ncols=True) as progress:
             train_terms = train_epoch(model, optimizer, train_images, order, train_config.batch_size,
-                                      train_config.beta, generator, progress)
+                                      train_config.beta, generator, progress, train_config.binarize)
         val_terms = evaluate_loss(model, val_images, 1000, train_config.beta, train_config.seed)
         seconds = time.perf_counter() - started
         if not all(math.isfinite(v) for v in (*train_terms.values(), *val_terms.values())):
@@ -241,6 +248,4 @@ def train_model(
                  progress_label or run_dir.name, epoch, train_config.epochs, train_terms["loss"],
                  train_terms["reconstruction"], train_terms["kl"], val_terms["loss"], seconds)
 
-    best = model_from_checkpoint(load_checkpoint(run_dir / BEST_CHECKPOINT, map_location=device), run_dir / BEST_CHECKPOINT)
-    return TrainResult(model=best.to(device), history=history, best_epoch=best_epoch,
-                       train_seconds=sum(row["seconds"] for row in history))
+    return TrainResult(history=history, best_epoch=best_epoch, train_seconds=sum(row["seconds"] for row in history))

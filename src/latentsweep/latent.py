@@ -1,0 +1,85 @@
+"""What the latent space holds: posterior statistics, a linear probe, 2-D views, interpolations
+and traversals. Functions take a model and tensors and return numpy arrays.
+
+- Linear probe: multinomial logistic regression (scikit-learn) on standardised posterior means,
+  fitted on the training split and scored on the test split: how linearly the code separates
+  the classes.
+- 2-D views of posterior means coloured by class: PCA (exact, all test images) and t-SNE
+  (scikit-learn, on a stratified subset, seeded).
+- Interpolations decode evenly spaced points on the line between two test images' posterior
+  means; traversals vary one latent dimension at a time around a test image's posterior mean.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+from latentsweep.model import ConvVAE
+
+
+@torch.no_grad()
+def posterior_parameters(model: ConvVAE, images: torch.Tensor, batch_size: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """(means, log-variances) of q(z|x) for every image, float64 arrays of shape (N, latent_dim)."""
+    model.eval()
+    means, log_vars = [], []
+    for start in range(0, len(images), batch_size):
+        mean, log_var = model.encode(images[start:start + batch_size])
+        means.append(mean)
+        log_vars.append(log_var)
+    return torch.cat(means).double().cpu().numpy(), torch.cat(log_vars).double().cpu().numpy()
+
+
+def linear_probe(train_codes: np.ndarray, train_labels: np.ndarray, test_codes: np.ndarray,
+                 test_labels: np.ndarray) -> np.ndarray:
+    """Per test image: 1.0 if the probe classifies it correctly, else 0.0 (its mean is the accuracy)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(train_codes)
+    probe = LogisticRegression(max_iter=500)
+    with warnings.catch_warnings():  # a probe that stops at max_iter is still a fair probe
+        warnings.simplefilter("ignore")
+        probe.fit(scaler.transform(train_codes), train_labels)
+    return (probe.predict(scaler.transform(test_codes)) == test_labels).astype(np.float64)
+
+
+def pca_2d(codes: np.ndarray) -> np.ndarray:
+    """Projection onto the two principal components (via SVD of the centred codes)."""
+    centred = codes - codes.mean(0)
+    if codes.shape[1] == 1:
+        return np.hstack([centred, np.zeros_like(centred)])
+    _, _, components = np.linalg.svd(centred, full_matrices=False)
+    return centred @ components[:2].T
+
+
+def tsne_2d(codes: np.ndarray, seed: int) -> np.ndarray:
+    from sklearn.manifold import TSNE
+
+    perplexity = min(30.0, max(2.0, (len(codes) - 1) / 3))
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(codes)
+
+
+@torch.no_grad()
+def interpolate(model: ConvVAE, start_image: torch.Tensor, end_image: torch.Tensor, steps: int) -> np.ndarray:
+    """(steps, 28, 28) images decoded along the straight line between two posterior means."""
+    model.eval()
+    start_mean, _ = model.encode(start_image[None])
+    end_mean, _ = model.encode(end_image[None])
+    weights = torch.linspace(0, 1, steps, device=start_mean.device)[:, None]
+    latents = (1 - weights) * start_mean + weights * end_mean
+    return torch.sigmoid(model.decode(latents)).squeeze(1).cpu().numpy()
+
+
+@torch.no_grad()
+def traverse(model: ConvVAE, image: torch.Tensor, dimensions: list[int], values: np.ndarray) -> np.ndarray:
+    """(len(dimensions), len(values), 28, 28): dimension d of the image's posterior mean set to each value."""
+    model.eval()
+    mean, _ = model.encode(image[None])
+    latents = mean.repeat(len(dimensions) * len(values), 1)
+    for row, dimension in enumerate(dimensions):
+        latents[row * len(values):(row + 1) * len(values), dimension] = torch.as_tensor(values, dtype=latents.dtype)
+    decoded = torch.sigmoid(model.decode(latents)).squeeze(1).cpu().numpy()
+    return decoded.reshape(len(dimensions), len(values), *decoded.shape[1:])
