@@ -2,7 +2,7 @@
 PYTHON ?= python3
 DATA_DIR ?= ../shared/datasets/mnist
 
-.PHONY: setup study quick test bench
+.PHONY: setup study quick test bench docs
 
 # torch==2.13.0 first: this machine carries that CPU build locally, and an unpinned torch
 # would pull a multi-GB CUDA build from PyPI.
@@ -21,3 +21,9 @@ test:
 
 bench:
 	$(PYTHON) benchmarks/bench_train.py --data-dir $(DATA_DIR) --quick-study
+
+# Refresh the copy of the default study's report that the README links (docs/study/).
+docs:
+	latentsweep report runs/study
+	rm -rf docs/study && mkdir -p docs/study
+	cp -r runs/study/report.md runs/study/figures runs/study/results.csv docs/study/

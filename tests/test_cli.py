@@ -47,7 +47,8 @@ def test_run_writes_every_report_file(study):
     for model in ("latent002_seed0", "latent004_seed0"):
         for name in MODEL_FILES:
             assert (out / "models" / model / name).is_file(), f"{model}/{name}"
-    assert "Selected latent size" in result.stdout and "Traceback" not in result.stderr
+    assert "Combined selection (reconstruction and generation): latent size" in result.stdout
+    assert "Traceback" not in result.stderr
 
 
 def test_results_table_is_tidy_and_complete(study):
@@ -231,3 +232,50 @@ def test_version_and_help():
     for command in ("run", "train", "evaluate", "report", "sample", "reconstruct"):
         helped = cli(command, "--help")
         assert helped.returncode == 0 and "usage: latentsweep " + command in helped.stdout
+
+
+# --- Issue 3 on real data: known answers for FD, binarised mode, several seeds ----------------
+
+def test_fd_known_answers_on_real_test_images(mnist_dir):
+    """Through the trained feature classifier: the test set against itself gives FD 0, two halves of
+    it a small FD, and noise images a far larger one."""
+    import numpy as np
+    import torch
+
+    from latentsweep.classifier import ClassifierConfig, load_or_train, predict
+    from latentsweep.data import DATASETS, cache_root, load_dataset
+    from latentsweep.metrics import frechet_distance
+
+    dataset = load_dataset(DATASETS["mnist"], mnist_dir, val_size=5000)
+    classifier, record = load_or_train(cache_root() / "classifiers", "mnist", dataset.full_train.images,
+                                       dataset.full_train.labels, dataset.test.images, dataset.test.labels,
+                                       ClassifierConfig(epochs=1))
+    assert record["test_accuracy"] > 0.95
+    test_features = predict(classifier, dataset.test.images)[0].double().numpy()
+    noise = torch.rand(5000, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    noise_features = predict(classifier, noise)[0].double().numpy()
+    halves = frechet_distance(test_features[::2], test_features[1::2])
+    assert frechet_distance(test_features, test_features) == pytest.approx(0.0, abs=1e-6)
+    assert halves < 5.0
+    assert frechet_distance(noise_features, test_features) > 50 * max(halves, 0.1)
+    assert np.isfinite(halves)
+
+
+def test_binarized_mode_runs_end_to_end_and_says_so(mnist_dir, tmp_path):
+    out = tmp_path / "binary"
+    assert main(["run", "--data-dir", str(mnist_dir), "--out", str(out), "--binarize", *SMALL_RUN]) == 0
+    report = (out / "report.md").read_text()
+    assert "dynamically binarised MNIST" in report and "binarised test images" in report
+    assert "89.9 nats" in report  # the literature reference appears only in binarised mode
+    metrics = json.loads((out / "models" / "latent002_seed0" / "metrics.json").read_text())
+    assert metrics["binarized"] is True
+
+
+def test_several_seeds_give_intervals_across_seeds(mnist_dir, tmp_path):
+    out = tmp_path / "seeds"
+    assert main(["run", "--data-dir", str(mnist_dir), "--out", str(out), *SMALL_RUN, "--seeds", "0,1"]) == 0
+    assert len(list((out / "models").iterdir())) == 4
+    report = (out / "report.md").read_text()
+    assert "95% Student-t interval across seeds" in report and "averaged over 2 seed(s)" in report
+    rows = json.loads((out / "results.json").read_text())
+    assert {row["seed"] for row in rows} == {0, 1}

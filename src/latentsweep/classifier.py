@@ -33,8 +33,9 @@ FEATURE_DIM = 128
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    # Adam with a one-cycle schedule peaking at 3e-3: 6 epochs reached 99.14% test accuracy here,
-    # where a constant 1e-3 stayed below 99% even after 8 epochs.
+    # Adam with a one-cycle schedule peaking at 3e-3: with these settings the tool's classifier reaches
+    # 99.08% test accuracy on MNIST (shown in every report), where a constant 1e-3 stayed below 99%
+    # (98.87% after 4 epochs, 98.88% after 8).
     epochs: int = 6
     batch_size: int = 128
     peak_learning_rate: float = 3e-3

@@ -171,6 +171,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def print_summary(study_dir: Path) -> None:
     """A plain table of the headline numbers, readable in a terminal and in a log."""
     from latentsweep.metrics import combine_seeds, lookup
+    from latentsweep.report import final_selection
     from latentsweep.selection import conclusion
     from latentsweep.storage import read_json
 
@@ -181,8 +182,9 @@ def print_summary(study_dir: Path) -> None:
         values = {m: lookup(rows, latent_dim=dim, protocol="test_set", digit="all", metric=m)[0]["mean"]
                   for m in ("psnr", "mse", "ssim", "neg_elbo")}
         print(f"{dim:>6}  {values['psnr']:>8.2f}  {values['mse']:>8.4f}  {values['ssim']:>6.3f}  {values['neg_elbo']:>8.1f}")
+    _, combined = final_selection(rows, {**info["config"], "class_names": info["class_names"]})
     _, sentences = conclusion(rows, info["config"]["tolerance_db"], info["class_names"])
-    print("\n" + sentences[0])
+    print("\n" + "\n".join(combined[:1] + sentences[1:2] if combined else sentences[:2]))
     print(f"Report: {study_dir / 'report.html'} and {study_dir / 'report.md'}")
 
 

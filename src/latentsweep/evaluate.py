@@ -125,8 +125,9 @@ def evaluate_model(
     samples = sample_prior(model, num_samples, seed, device)
     analysis, summary = None, None
     if reference is not None:
-        extra_rows, analysis, summary = analyse(model, images, labels, seed, reference, settings or AnalysisSettings(),
-                                                batch_size)
+        if settings is None:
+            raise ValueError("evaluate_model needs AnalysisSettings together with a Reference")
+        extra_rows, analysis, summary = analyse(model, images, labels, seed, reference, settings, batch_size)
         rows += [{"latent_dim": latent_dim, "seed": seed, **row} for row in extra_rows]
     return Evaluation(
         rows=rows,
@@ -183,10 +184,10 @@ def binarize(images: torch.Tensor, seed: int) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class AnalysisSettings:
-    generation_samples: int = 10_000
-    iwae_samples: int = 1000
-    iwae_images: int = 500
-    tsne_points: int = 2000
+    """How much work the analysis does; the defaults live in StudyConfig, which builds this."""
+
+    generation_samples: int
+    iwae_samples: int
     interpolation_steps: int = 10
     traversal_steps: int = 9
 

@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from latentsweep.metrics import lookup
 from latentsweep.storage import atomic_write_bytes
@@ -205,6 +206,7 @@ def kl_per_dimension(kl: Mapping[int, np.ndarray], path: Path, threshold: float 
         ordered = np.sort(np.asarray(values))[::-1]
         axis.bar(np.arange(1, len(ordered) + 1), ordered, color="#3b6ea5")
         axis.set_title(f"z={latent_dim}")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_xlabel("dimension (sorted)")
         axis.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("mean KL per dimension, nats")

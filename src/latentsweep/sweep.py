@@ -187,8 +187,7 @@ def evaluate_trial(folder: Path, config: StudyConfig, dataset: Dataset, device: 
                                 per_class=config.representatives_per_class, num_samples=config.num_samples,
                                 batch_size=config.eval_batch_size, reference=reference,
                                 settings=AnalysisSettings(generation_samples=config.generation_samples,
-                                                          iwae_samples=config.iwae_samples,
-                                                          iwae_images=config.iwae_images, tsne_points=config.tsne_points))
+                                                          iwae_samples=config.iwae_samples))
     metrics = {
         "status": "done",
         "latent_dim": latent_dim,
