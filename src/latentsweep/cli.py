@@ -16,6 +16,7 @@ from typing import Any, Callable
 from latentsweep import __version__
 from latentsweep.config import DATASET_NAMES, DEVICES, FIELD_NAMES, PRESETS, build_config, load_toml
 from latentsweep.errors import ConfigError, LatentsweepError
+from latentsweep.storage import FolderLock
 
 log = logging.getLogger("latentsweep")
 
@@ -161,8 +162,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     resolve_data_dir(DATASETS[config.dataset], config.data_dir)  # fail on bad data before creating --out
     prepare_study_dir(Path(config.out), config)
-    add_log_file(Path(config.out) / "study.log")
-    result = run_study(config)
+    with FolderLock(config.out):
+        add_log_file(Path(config.out) / "study.log")
+        result = run_study(config)
     print_summary(Path(config.out))
     failed = [t for t in result["trials"] if t["status"] != "done"]
     return 1 if failed else 0
@@ -206,7 +208,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     device = setup_device(config)
     dataset, _ = load_study_data(config)
     reference = prepare_evaluation(config, dataset, device)
-    metrics = run_trial(Trial(latent_dim, seed), config, dataset, device, folder, reference)
+    folder.mkdir(parents=True, exist_ok=True)
+    with FolderLock(folder):
+        metrics = run_trial(Trial(latent_dim, seed), config, dataset, device, folder, reference)
     overall = {row["metric"]: row["mean"] for row in metrics["rows"] if row["protocol"] == "test_set" and row["digit"] == "all"}
     print(f"latent {latent_dim}: test PSNR {overall['psnr']:.2f} dB, MSE {overall['mse']:.4f}, SSIM {overall['ssim']:.3f}; "
           f"files in {folder}")
@@ -228,7 +232,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     config = build_config(overrides)
     device = setup_device(config)
     dataset, _ = load_study_data(config)
-    metrics = evaluate_trial(folder, config, dataset, device, prepare_evaluation(config, dataset, device))
+    reference = prepare_evaluation(config, dataset, device)
+    with FolderLock(folder):
+        metrics = evaluate_trial(folder, config, dataset, device, reference)
     psnr = next(r["mean"] for r in metrics["rows"] if r["protocol"] == "test_set" and r["digit"] == "all" and r["metric"] == "psnr")
     print(f"{folder}: test PSNR {psnr:.2f} dB; wrote metrics.json, per_image.csv, images.npz")
     return 0

@@ -157,7 +157,9 @@ def read_study(study_dir: Path) -> StudyFiles:
                 trials.append({"status": "missing", "latent_dim": latent_dim, "seed": seed, "folder": folder})
                 continue
             metrics = read_json(folder / "metrics.json")
-            trials.append({**metrics, "folder": folder})
+            timing = read_json(folder / "timing.json") if (folder / "timing.json").is_file() else {}
+            trials.append({"train_seconds": float("nan"), "eval_seconds": float("nan"), **metrics, **timing,
+                           "folder": folder})
             if metrics.get("status") == "done":
                 histories[(latent_dim, seed)] = read_history(folder / "history.csv")
                 with np.load(folder / "images.npz") as npz:

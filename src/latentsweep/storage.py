@@ -112,7 +112,12 @@ def _format_cell(value: Any) -> Any:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    atomic_write(path, lambda handle: torch.save(obj, handle))
+    # Serialise in memory first: torch.save reports a failed file write (a full disk) as a bare
+    # RuntimeError from its zip writer, while a plain file write raises OSError(ENOSPC), which
+    # atomic_write turns into a one-line message.
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def remove_temp_files(folder: str | Path) -> list[Path]:
@@ -124,3 +129,69 @@ def remove_temp_files(folder: str | Path) -> list[Path]:
             leftover.unlink(missing_ok=True)
             removed.append(leftover)
     return removed
+
+
+# ----------------------------------------------------------------------------------------
+# One writer per folder
+
+LOCK_FILE = "latentsweep.lock"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+class FolderLock:
+    """Marks a folder as being written by this process: a lock file holding the owner's pid and host.
+
+    A second latentsweep process that finds the lock of a live process stops with a clear message;
+    a lock whose process is gone (killed, machine rebooted) is stale and is taken over.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.path = Path(folder) / LOCK_FILE
+        self.held = False
+
+    def __enter__(self) -> "FolderLock":
+        import socket
+
+        owner = f"{os.getpid()} {socket.gethostname()}\n"
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                pid, host = self._owner()
+                if pid is not None and host == socket.gethostname() and _process_alive(pid) and pid != os.getpid():
+                    raise LatentsweepError(f"{self.path.parent}: being written by latentsweep process {pid} "
+                                           f"(lock file {self.path}); wait for it to finish, or delete the lock "
+                                           "file if that process is gone")
+                if pid is not None and host != socket.gethostname():
+                    raise LatentsweepError(f"{self.path.parent}: locked by a latentsweep process on host {host} "
+                                           f"(lock file {self.path}); delete it if that run is over")
+                self.path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            except OSError as exc:
+                raise LatentsweepError(f"{self.path.parent}: cannot write there ({exc.strerror or exc})") from None
+            with os.fdopen(fd, "w") as handle:
+                handle.write(owner)
+            self.held = True
+            return self
+        raise LatentsweepError(f"{self.path}: could not take the lock")
+
+    def _owner(self) -> tuple[int | None, str | None]:
+        try:
+            pid_text, host = self.path.read_text().split()[:2]
+            return int(pid_text), host
+        except (OSError, ValueError):
+            return None, None
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False

@@ -4,7 +4,8 @@ Layout of a study folder:
   config.json              the study's settings and the environment it ran in
   study.log                the log of every run of the study in this folder
   models/latent005_seed0/  one folder per trial:
-      config.json  history.csv  last.pt  best.pt  metrics.json  per_image.csv  images.npz  analysis.npz  DONE
+      config.json  history.csv  last.pt  best.pt  metrics.json  timing.json  per_image.csv  images.npz
+      analysis.npz  DONE
   results.csv, results.json  the tidy table of every finished trial
   summary.json             wall time and status of each trial
   figures/, report.md, report.html   written by latentsweep.report from the files above only
@@ -45,6 +46,7 @@ from latentsweep.train import (BEST_CHECKPOINT, LAST_CHECKPOINT, TrainConfig, lo
 log = logging.getLogger(__name__)
 
 DONE_MARKER = "DONE"
+TIMING_FILE = "timing.json"  # wall-clock seconds, kept apart so metrics.json is reproducible to the byte
 EVALUATION_VERSION = 3  # bump when evaluation changes, so finished models are re-evaluated
 FAILED_MARKER = "FAILED"
 
@@ -154,7 +156,7 @@ def run_trial(trial: Trial, config: StudyConfig, dataset: Dataset, device: torch
         saved = read_json(folder / "metrics.json")
         if saved.get("evaluation") == evaluation_settings(config):
             log.info("%s already done, skipping", trial.name)
-            return saved
+            return {**saved, **read_timing(folder)}
         log.info("%s trained; re-evaluating with the current evaluation settings", trial.name)
         return evaluate_trial(folder, config, dataset, device, reference)
     folder.mkdir(parents=True, exist_ok=True)
@@ -197,17 +199,26 @@ def evaluate_trial(folder: Path, config: StudyConfig, dataset: Dataset, device: 
         "epochs": last["epoch"],
         "best_epoch": best["epoch"],
         "train_images": len(dataset.train),
-        "train_seconds": sum(row["seconds"] for row in last["history"]),
-        "eval_seconds": time.perf_counter() - started,
         "device": str(device),
         "binarized": config.binarize,
         "evaluation": evaluation_settings(config) if reference is not None else None,
         "analysis": evaluation.summary,
-        "classifier": reference.classifier_record if reference is not None else None,
+        # Only what the same command reproduces exactly: no wall-clock times, no cache state.
+        "classifier": ({key: value for key, value in reference.classifier_record.items()
+                        if key not in ("train_seconds", "cached")} if reference is not None else None),
         "rows": evaluation.rows,
     }
     save_evaluation(folder, evaluation, metrics)
-    return metrics
+    timing = {"train_seconds": sum(row["seconds"] for row in last["history"]),
+              "eval_seconds": time.perf_counter() - started}
+    write_json(folder / TIMING_FILE, timing)
+    return {**metrics, **timing}
+
+
+def read_timing(folder: Path) -> dict[str, float]:
+    """timing.json's seconds; empty for folders from before it existed (their metrics.json holds them)."""
+    path = folder / TIMING_FILE
+    return read_json(path) if path.is_file() else {}
 
 
 def collect_results(study_dir: Path, trials: list[Trial]) -> list[dict[str, Any]]:
@@ -270,8 +281,8 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
         label = f"[{number}/{len(trials)}] latent {trial.latent_dim} seed {trial.seed}"
         try:
             metrics = run_trial(trial, config, dataset, device, trial_dir(study_dir, trial), reference, label)
-            statuses.append({"trial": trial.name, "status": "done", "train_seconds": metrics["train_seconds"],
-                             "eval_seconds": metrics["eval_seconds"]})
+            statuses.append({"trial": trial.name, "status": "done", "train_seconds": metrics.get("train_seconds"),
+                             "eval_seconds": metrics.get("eval_seconds")})
         except TrainingDiverged as exc:
             # One diverged model must not cost the others: record it, go on, show it in the report.
             log.error("%s failed: %s", trial.name, exc)

@@ -14,8 +14,12 @@ Files in a run folder:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import logging
 import math
+import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +30,7 @@ from tqdm.auto import tqdm
 
 from latentsweep.errors import CheckpointError, ConfigError, TrainingDiverged
 from latentsweep.model import ConvVAE, VAEConfig, vae_loss_terms
-from latentsweep.storage import atomic_torch_save, write_csv
+from latentsweep.storage import atomic_torch_save, atomic_write, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +91,10 @@ def train_epoch(
     """
     model.train()
     totals = torch.zeros(2, dtype=torch.float64, device=images.device)
-    for start in range(0, len(order), batch_size):
+    # The first step whose loss is not finite, tracked on the device (-1: none), so the check costs
+    # no host synchronisation per step; the caller reads it once per epoch.
+    first_bad_step = torch.tensor(-1, device=images.device)
+    for step, start in enumerate(range(0, len(order), batch_size), start=1):
         batch = images[order[start:start + batch_size].to(images.device)]
         if binarize:
             batch = torch.bernoulli(batch, generator=generator)
@@ -96,12 +103,14 @@ def train_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        # Summed on the device: no host synchronisation per step.
+        first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss.detach()),
+                                     torch.tensor(step, device=images.device), first_bad_step)
         totals += torch.stack([terms.reconstruction.detach().sum(), terms.kl.detach().sum()]).double()
         if progress is not None:
             progress.update(len(batch))
     reconstruction, kl = (totals / len(order)).tolist()
-    return {"loss": reconstruction + beta * kl, "reconstruction": reconstruction, "kl": kl}
+    return {"loss": reconstruction + beta * kl, "reconstruction": reconstruction, "kl": kl,
+            "first_bad_step": int(first_bad_step)}
 
 
 @torch.no_grad()
@@ -121,6 +130,36 @@ def evaluate_loss(
         totals += torch.stack([terms.reconstruction.sum(), terms.kl.sum()]).double()
     reconstruction, kl = (totals / len(images)).tolist()
     return {"loss": reconstruction + beta * kl, "reconstruction": reconstruction, "kl": kl}
+
+
+def state_dict_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the names and exact bytes of every tensor: equal hashes mean bit-identical weights."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
+# Fault injection for the reliability tests (tests/test_reliability.py): with this variable set to N,
+# the process kills itself with SIGKILL halfway through writing last.pt after epoch N.
+FAULT_KILL_IN_CHECKPOINT = "LATENTSWEEP_FAULT_KILL_IN_CHECKPOINT_WRITE"
+
+
+def save_last_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
+    if os.environ.get(FAULT_KILL_IN_CHECKPOINT) == str(checkpoint["epoch"]):
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+
+        def write_half_then_die(handle) -> None:
+            handle.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+            handle.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        atomic_write(path, write_half_then_die)
+    atomic_torch_save(checkpoint, path)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -230,8 +269,10 @@ def train_model(
                                       train_config.beta, generator, progress, train_config.binarize)
         val_terms = evaluate_loss(model, val_images, 1000, train_config.beta, train_config.seed)
         seconds = time.perf_counter() - started
-        if not all(math.isfinite(v) for v in (*train_terms.values(), *val_terms.values())):
-            raise TrainingDiverged(f"{run_dir}: loss became NaN or infinite in epoch {epoch}; "
+        bad_step = train_terms.pop("first_bad_step")
+        if bad_step > 0 or not all(math.isfinite(v) for v in (*train_terms.values(), *val_terms.values())):
+            where = f"epoch {epoch}, step {bad_step}" if bad_step > 0 else f"epoch {epoch} (validation)"
+            raise TrainingDiverged(f"{run_dir}: loss became NaN or infinite in {where}; "
                                    f"the last good checkpoint (epoch {epoch - 1}) is kept")
         history.append({"epoch": epoch, **{f"train_{k}": v for k, v in train_terms.items()},
                         **{f"val_{k}": v for k, v in val_terms.items()}, "seconds": seconds})
@@ -239,10 +280,10 @@ def train_model(
             best_loss, best_epoch = val_terms["loss"], epoch
             atomic_torch_save({**base, "epoch": epoch, "model_state": model.state_dict(), "val_loss": best_loss},
                               run_dir / BEST_CHECKPOINT)
-        atomic_torch_save({**base, "epoch": epoch, "model_state": model.state_dict(),
-                           "optimizer_state": optimizer.state_dict(), "generator_state": generator.get_state(),
-                           "history": history, "best_val_loss": best_loss, "best_epoch": best_epoch},
-                          last_path)
+        save_last_checkpoint({**base, "epoch": epoch, "model_state": model.state_dict(),
+                              "optimizer_state": optimizer.state_dict(), "generator_state": generator.get_state(),
+                              "history": history, "best_val_loss": best_loss, "best_epoch": best_epoch},
+                             last_path)
         _write_history(run_dir, history)
         log.info("%s epoch %d/%d  train %.2f (rec %.2f, KL %.2f)  val %.2f  %.1fs",
                  progress_label or run_dir.name, epoch, train_config.epochs, train_terms["loss"],
