@@ -90,12 +90,13 @@ def train_epoch(
     With `binarize`, each batch is drawn afresh as Bernoulli(intensities) from `generator`.
     """
     model.train()
+    order = order.to(images.device)  # one copy per epoch, not one per batch
     totals = torch.zeros(2, dtype=torch.float64, device=images.device)
     # The first step whose loss is not finite, tracked on the device (-1: none), so the check costs
     # no host synchronisation per step; the caller reads it once per epoch.
     first_bad_step = torch.tensor(-1, device=images.device)
     for step, start in enumerate(range(0, len(order), batch_size), start=1):
-        batch = images[order[start:start + batch_size].to(images.device)]
+        batch = images[order[start:start + batch_size]]
         if binarize:
             batch = torch.bernoulli(batch, generator=generator)
         terms = vae_loss_terms(model(batch, generator=generator), batch)
