@@ -4,7 +4,6 @@ import http.server
 import threading
 import urllib.request
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import idx_bytes, write_fake_dataset, write_idx
+from conftest import idx_bytes, write_fake_dataset
 from latentsweep.cli import main
 from latentsweep.storage import LOCK_FILE
 from latentsweep.train import FAULT_KILL_IN_CHECKPOINT, load_checkpoint, state_dict_sha256

@@ -1,7 +1,6 @@
 import json
 
 import pytest
-import torch
 
 from conftest import write_fake_dataset
 from latentsweep.config import build_config

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from latentsweep import __version__
-from latentsweep.config import DATASET_NAMES, DEVICES, FIELD_NAMES, PRESETS, build_config, load_toml
+from latentsweep.config import DATASET_NAMES, DEVICES, FIELD_NAMES, PRESETS, StudyConfig, build_config, load_toml
 from latentsweep.errors import ConfigError, LatentsweepError
 from latentsweep.storage import FolderLock
 
@@ -184,7 +184,7 @@ def print_summary(study_dir: Path) -> None:
         values = {m: lookup(rows, latent_dim=dim, protocol="test_set", digit="all", metric=m)[0]["mean"]
                   for m in ("psnr", "mse", "ssim", "neg_elbo")}
         print(f"{dim:>6}  {values['psnr']:>8.2f}  {values['mse']:>8.4f}  {values['ssim']:>6.3f}  {values['neg_elbo']:>8.1f}")
-    _, combined = final_selection(rows, {**info["config"], "class_names": info["class_names"]})
+    _, combined = final_selection(rows, info["config"])
     _, sentences = conclusion(rows, info["config"]["tolerance_db"], info["class_names"])
     print("\n" + "\n".join(combined[:1] + sentences[1:2] if combined else sentences[:2]))
     print(f"Report: {study_dir / 'report.html'} and {study_dir / 'report.md'}")

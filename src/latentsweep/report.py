@@ -21,7 +21,7 @@ from latentsweep import plots
 from latentsweep.errors import ConfigError, LatentsweepError
 from latentsweep.metrics import combine_seeds, lookup
 from latentsweep.selection import (combined_rule_text, conclusion, overall_psnr, paired_comparison, rule_text,
-                                   select_combined)
+                                   select_combined, select_latent_dim)
 from latentsweep.storage import atomic_write_text, read_json
 
 # ----------------------------------------------------------------------------------------
@@ -246,9 +246,8 @@ def final_selection(combined: list[dict[str, Any]], config: dict[str, Any]) -> t
     """The answer: the combined rule where generation metrics exist, else the reconstruction rule."""
     psnr = overall_psnr(combined)
     fd = {r["latent_dim"]: r["mean"] for r in lookup(combined, metric="fd", protocol="prior_samples", digit="all")}
-    reconstruction, _ = conclusion(combined, config["tolerance_db"], config.get("class_names", [str(d) for d in range(10)]))
     if not fd or set(fd) != set(psnr):
-        return reconstruction.selected, []
+        return select_latent_dim(psnr, config["tolerance_db"]).selected, []
     tolerance = config.get("fd_tolerance", 0.10)
     chosen = select_combined(psnr, fd, config["tolerance_db"], tolerance)
     sentences = [
@@ -494,7 +493,7 @@ def render_report(study_dir: str | Path) -> list[Path]:
     if not rows:
         raise LatentsweepError(f"{study_dir}: no finished model to report on")
     combined = combine_seeds(rows)
-    selected, _ = final_selection(combined, {**files.info["config"], "class_names": files.info["class_names"]})
+    selected, _ = final_selection(combined, files.info["config"])
     figure_paths = make_figures(files, combined, files.info["class_names"], selected)
     blocks = build_blocks(files, combined, figure_paths)
     title = f"latentsweep report: {files.info['config']['dataset']}"

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from latentsweep.metrics import lookup
+import numpy as np
+
+from latentsweep.metrics import lookup, mean_confidence_interval
 
 
 @dataclass(frozen=True)
@@ -145,13 +147,10 @@ class PairedComparison:
                 f"alpha = {alpha}).")
 
 
-def paired_comparison(smaller: int, larger: int, psnr_smaller: "np.ndarray", psnr_larger: "np.ndarray") -> PairedComparison:
+def paired_comparison(smaller: int, larger: int, psnr_smaller: np.ndarray, psnr_larger: np.ndarray) -> PairedComparison:
     """Paired tests of per-image PSNR, larger minus smaller. Inputs are (seeds, images) arrays whose
     columns are the same test images; each image's PSNR is first averaged over seeds."""
-    import numpy as np
     from scipy import stats
-
-    from latentsweep.metrics import mean_confidence_interval
 
     a, b = np.atleast_2d(psnr_smaller).mean(0), np.atleast_2d(psnr_larger).mean(0)
     differences = b - a

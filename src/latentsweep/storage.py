@@ -120,6 +120,15 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def atomic_savez(path: str | Path, **arrays: Any) -> None:
+    """numpy's compressed .npz, written atomically."""
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def remove_temp_files(folder: str | Path) -> list[Path]:
     """Delete temporary files left by writes that were interrupted; returns what was removed."""
     folder = Path(folder)

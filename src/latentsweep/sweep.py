@@ -17,7 +17,6 @@ its last checkpoint. Settings that change what a model is cannot change within a
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 import os
 import platform
@@ -39,7 +38,7 @@ from latentsweep.evaluate import (PER_IMAGE_FIELDS, AnalysisSettings, Reference,
                                   representative_indices)
 from latentsweep.metrics import TIDY_FIELDS
 from latentsweep.model import VAEConfig, count_parameters
-from latentsweep.storage import atomic_write, atomic_write_text, read_json, remove_temp_files, write_csv, write_json
+from latentsweep.storage import atomic_savez, atomic_write_text, read_json, remove_temp_files, write_csv, write_json
 from latentsweep.train import (BEST_CHECKPOINT, LAST_CHECKPOINT, TrainConfig, load_checkpoint, model_from_checkpoint,
                               resolve_device, train_model)
 
@@ -109,21 +108,11 @@ def save_evaluation(folder: Path, evaluation, metrics: dict[str, Any]) -> None:
     rows = ({field: columns[field][i].item() for field in PER_IMAGE_FIELDS} for i in range(len(columns["index"])))
     write_csv(folder / "per_image.csv", rows, PER_IMAGE_FIELDS)
 
-    def write_images(handle) -> None:
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, representatives=evaluation.representatives,
-                            originals=evaluation.representative_originals,
-                            reconstructions=evaluation.representative_reconstructions, samples=evaluation.samples)
-        handle.write(buffer.getvalue())
-
-    atomic_write(folder / "images.npz", write_images)
+    atomic_savez(folder / "images.npz", representatives=evaluation.representatives,
+                 originals=evaluation.representative_originals,
+                 reconstructions=evaluation.representative_reconstructions, samples=evaluation.samples)
     if evaluation.analysis is not None:
-        def write_analysis(handle) -> None:
-            buffer = io.BytesIO()
-            np.savez_compressed(buffer, **evaluation.analysis)
-            handle.write(buffer.getvalue())
-
-        atomic_write(folder / "analysis.npz", write_analysis)
+        atomic_savez(folder / "analysis.npz", **evaluation.analysis)
     write_json(folder / "metrics.json", metrics)
 
 
