@@ -278,3 +278,13 @@ def test_several_seeds_give_intervals_across_seeds(mnist_dir, tmp_path):
     assert "95% Student-t interval across seeds" in report and "averaged over 2 seed(s)" in report
     rows = json.loads((out / "results.json").read_text())
     assert {row["seed"] for row in rows} == {0, 1}
+
+
+def test_export_of_the_selected_model_from_a_study(study, tmp_path, capsys):
+    out, _ = study
+    assert main(["export", str(out), "--out", str(tmp_path / "exported")]) == 0
+    config = json.loads((tmp_path / "exported" / "config.json").read_text())
+    assert config["selected_by_study"] is True and config["latent_dim"] in (2, 4)
+    assert (tmp_path / "exported" / "decoder.onnx").is_file()
+    assert main(["export", str(out), "--out", str(tmp_path / "e2"), "--latent-dim", "3"]) == 2
+    assert "no trained model for latent size 3" in capsys.readouterr().err

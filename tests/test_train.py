@@ -140,3 +140,27 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, 
     with pytest.raises(TrainingDiverged, match=f"NaN or infinite in epoch 2, step {bad_step};"):
         train_model(tmp_path / "run", SMALL, TrainConfig(epochs=2, batch_size=16), poisoned[:48], poisoned[48:], CPU)
     assert state_hash(load_checkpoint(tmp_path / "run" / LAST_CHECKPOINT)["model_state"]) == good
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA; the refusal cannot be shown here")
+def test_asking_for_cuda_without_it_is_a_config_error():
+    from latentsweep.errors import ConfigError
+    from latentsweep.train import resolve_device
+
+    with pytest.raises(ConfigError, match="--device cuda: no CUDA device is available"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CI has none)")
+def test_training_and_evaluation_run_on_cuda_and_resume_bit_identical(tmp_path, images):
+    from latentsweep.evaluate import evaluate_model
+
+    cuda = torch.device("cuda")
+    straight = train_model(tmp_path / "a", SMALL, TrainConfig(epochs=2, batch_size=16), images[:48], images[48:], cuda)
+    train_model(tmp_path / "b", SMALL, TrainConfig(epochs=1, batch_size=16), images[:48], images[48:], cuda)
+    resumed = train_model(tmp_path / "b", SMALL, TrainConfig(epochs=2, batch_size=16), images[:48], images[48:], cuda)
+    assert [r["val_loss"] for r in straight.history] == [r["val_loss"] for r in resumed.history]
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "a" / BEST_CHECKPOINT, map_location=cuda), "a").to(cuda)
+    evaluation = evaluate_model(model, images, torch.arange(64) % 10, 3, 0, per_class=2, num_samples=4)
+    assert all(row["mean"] == row["mean"] for row in evaluation.rows)  # no NaN

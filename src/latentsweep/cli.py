@@ -120,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--num", default="64", help="number of images (default 64)")
     sample.add_argument("--seed", default="0", help="seed of the latent draws (default 0)")
 
+    export = command("export", "Export a study's model (default: the selected latent size) as safetensors weights, "
+                     "a JSON config and an ONNX decoder.", cmd_export)
+    export.add_argument("study_dir", help="a study folder written by 'latentsweep run'")
+    export.add_argument("--out", required=True, help="folder to write model.safetensors, config.json, decoder.onnx into")
+    export.add_argument("--latent-dim", help="latent size to export (default: the one the study selected)")
+    export.add_argument("--seed", help="seed of the model to export (default: the study's first seed)")
+
     reconstruct = command("reconstruct", "Write a PNG grid of test images beside their reconstructions by a checkpoint.", cmd_reconstruct)
     reconstruct.add_argument("checkpoint", help="best.pt or last.pt of a run folder")
     reconstruct.add_argument("--out", required=True, help="PNG file to write")
@@ -245,6 +252,32 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     paths = render_report(Path(args.study_dir))
     print("wrote " + " and ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from latentsweep.export import export_model
+    from latentsweep.metrics import combine_seeds, lookup
+    from latentsweep.report import final_selection
+    from latentsweep.storage import read_json
+
+    study = Path(args.study_dir)
+    if not (study / "config.json").is_file() or not (study / "results.json").is_file():
+        raise ConfigError(f"{study}: not a finished study folder (no config.json or results.json)")
+    config = read_json(study / "config.json")["config"]
+    rows = combine_seeds(read_json(study / "results.json"))
+    selected, _ = final_selection(rows, config)
+    latent_dim = int_option(args.latent_dim, "--latent-dim", 1) if "latent_dim" in vars(args) else selected
+    seed = int_option(args.seed, "--seed", 0) if "seed" in vars(args) else config["seeds"][0]
+    checkpoint = study / "models" / f"latent{latent_dim:03d}_seed{seed}" / "best.pt"
+    if not checkpoint.is_file():
+        raise ConfigError(f"{checkpoint}: no trained model for latent size {latent_dim}, seed {seed} in this study")
+    psnr = lookup(rows, latent_dim=latent_dim, protocol="test_set", digit="all", metric="psnr")
+    provenance = {"study": str(study.resolve()), "dataset": config["dataset"], "latent_dim": latent_dim, "seed": seed,
+                  "selected_by_study": latent_dim == selected,
+                  "test_psnr_db": psnr[0]["mean"] if psnr else None, "latentsweep": __version__}
+    paths = export_model(_load_model(str(checkpoint)), Path(args.out), provenance)
+    print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
 

@@ -1,0 +1,82 @@
+"""Exporting a trained model for use outside latentsweep.
+
+Writes, into one folder:
+  model.safetensors  the weights (safetensors: no pickle, safe to load from strangers)
+  config.json        the VAEConfig (rebuild with ConvVAE(VAEConfig(**config["model_config"]))) and
+                     where the weights came from (study, latent size, seed, test-set PSNR)
+  decoder.onnx       the decoder alone, z (batch, latent_dim) -> image (batch, 1, 28, 28) in [0, 1],
+                     for sampling in any ONNX runtime; the batch dimension is dynamic
+
+Needs the `export` extra (safetensors, onnx, onnxscript; onnxruntime to check the result).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from latentsweep.errors import LatentsweepError
+from latentsweep.model import ConvVAE
+from latentsweep.storage import atomic_write_bytes, write_json
+
+
+class DecoderToImage(nn.Module):
+    """The decoder with its sigmoid: latent codes in, Bernoulli means (images) out."""
+
+    def __init__(self, model: ConvVAE) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.model.decode(latents))
+
+
+def _require(module: str) -> Any:
+    try:
+        return __import__(module)
+    except ImportError:
+        raise LatentsweepError(f"latentsweep export needs the '{module}' package: "
+                               "pip install 'latentsweep[export]'") from None
+
+
+def export_model(model: ConvVAE, out_dir: Path, provenance: dict[str, Any]) -> list[Path]:
+    """Write model.safetensors, config.json and decoder.onnx into `out_dir`; returns their paths."""
+    _require("safetensors")
+    _require("onnxscript")
+    from safetensors.torch import save as safetensors_bytes
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LatentsweepError(f"{out_dir} (--out): exists and is not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = model.eval().cpu()
+    weights = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
+    atomic_write_bytes(out_dir / "model.safetensors", safetensors_bytes(weights, metadata={"format": "pt"}))
+    write_json(out_dir / "config.json", {"model_config": dataclasses.asdict(model.config), **provenance})
+
+    example = torch.zeros(2, model.config.latent_dim)
+    batch = torch.export.Dim("batch", min=1)
+    with tempfile.TemporaryDirectory(dir=out_dir) as scratch:
+        temporary = Path(scratch) / "decoder.onnx"
+        program = torch.onnx.export(DecoderToImage(model), (example,), dynamo=True, external_data=False,
+                                    input_names=["z"], output_names=["image"], dynamic_shapes=({0: batch},))
+        program.save(str(temporary), external_data=False)
+        atomic_write_bytes(out_dir / "decoder.onnx", temporary.read_bytes())
+    return [out_dir / "model.safetensors", out_dir / "config.json", out_dir / "decoder.onnx"]
+
+
+def load_exported(out_dir: Path) -> ConvVAE:
+    """Rebuild the model from an export folder (the round trip the tests check)."""
+    from safetensors.torch import load_file
+
+    from latentsweep.model import VAEConfig
+    from latentsweep.storage import read_json
+
+    config = read_json(out_dir / "config.json")
+    model = ConvVAE(VAEConfig(**config["model_config"]))
+    model.load_state_dict(load_file(out_dir / "model.safetensors"))
+    return model.eval()
