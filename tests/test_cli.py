@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -288,3 +289,18 @@ def test_export_of_the_selected_model_from_a_study(study, tmp_path, capsys):
     assert (tmp_path / "exported" / "decoder.onnx").is_file()
     assert main(["export", str(out), "--out", str(tmp_path / "e2"), "--latent-dim", "3"]) == 2
     assert "no trained model for latent size 3" in capsys.readouterr().err
+
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.skipif(not (FASHION_DIR / "t10k-labels-idx1-ubyte.gz").is_file(),
+                    reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist (.ci/run does)")
+def test_fashion_mnist_end_to_end_uses_class_names(tmp_path):
+    out = tmp_path / "fashion"
+    assert main(["run", "--dataset", "fashion-mnist", "--data-dir", str(FASHION_DIR), "--out", str(out), *SMALL_RUN]) == 0
+    report = (out / "report.md").read_text()
+    assert "## Per-class results" in report and "| Ankle boot |" in report and "| T-shirt/top |" in report
+    assert "easiest class is" in report and "Latent-size study on fashion-mnist" in report
+    metrics = json.loads((out / "models" / "latent002_seed0" / "metrics.json").read_text())
+    assert metrics["dataset"] == "fashion-mnist" and metrics["classifier"]["key"].startswith("fashion-mnist-")

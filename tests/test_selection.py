@@ -53,3 +53,9 @@ def test_conclusion_sentences_carry_the_measured_numbers():
     assert "The next smaller size, 5, reaches 17.00 dB, 3.00 dB below the best" in text
     assert "easiest digit is 1 (24.25 dB) and the hardest is 2 (16.50 dB)" in text
     assert "5->10: +2.60 dB" in text
+
+
+def test_conclusion_when_the_selected_size_is_also_the_best():
+    _, sentences = conclusion(table({5: 21.0, 10: 20.0}), 0.5, [str(d) for d in range(10)])
+    assert "Latent size 5 is also the best, with 21.00 dB." in sentences
+    assert not any("0.00 dB below" in sentence for sentence in sentences)

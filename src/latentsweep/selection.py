@@ -72,9 +72,11 @@ def conclusion(combined_rows: Sequence[Mapping[str, Any]], tolerance_db: float,
     sizes = sorted(psnr)
     sentences = [
         f"{label}: {selection.selected}. Rule: {rule_text(tolerance_db)}.",
-        f"The best latent size is {selection.best} with {selection.best_psnr:.2f} dB; latent size "
-        f"{selection.selected} reaches {selection.selected_psnr:.2f} dB, "
-        f"{selection.best_psnr - selection.selected_psnr:.2f} dB below it (threshold {selection.threshold_db:.2f} dB).",
+        (f"Latent size {selection.selected} is also the best, with {selection.best_psnr:.2f} dB."
+         if selection.selected == selection.best else
+         f"The best latent size is {selection.best} with {selection.best_psnr:.2f} dB; latent size "
+         f"{selection.selected} reaches {selection.selected_psnr:.2f} dB, "
+         f"{selection.best_psnr - selection.selected_psnr:.2f} dB below it (threshold {selection.threshold_db:.2f} dB)."),
     ]
     smaller = [dim for dim in sizes if dim < selection.selected]
     if smaller:
