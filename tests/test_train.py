@@ -1,4 +1,3 @@
-import hashlib
 from pathlib import Path
 
 import pytest
@@ -7,23 +6,25 @@ import torch
 from latentsweep.errors import CheckpointError, TrainingDiverged
 from latentsweep.model import ConvVAE, VAEConfig
 from latentsweep.train import (BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT, TrainConfig, epoch_permutation,
-                               evaluate_loss, load_checkpoint, model_from_checkpoint, train_epoch, train_model)
+                               evaluate_loss, load_checkpoint, model_from_checkpoint, state_dict_sha256, train_epoch,
+                               train_model)
 
 SMALL = VAEConfig(latent_dim=3, conv_channels=(4, 8), hidden_dim=16)
 CPU = torch.device("cpu")
 
 
-def state_hash(state_dict) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(state_dict.items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 @pytest.fixture
 def images():
     return torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+
+
+def test_the_state_hash_sees_a_change_in_a_single_element():
+    model = ConvVAE(SMALL)
+    before = state_dict_sha256(model.state_dict())
+    with torch.no_grad():
+        model.decoder[0].bias[0] += 1e-6
+    assert state_dict_sha256(model.state_dict()) != before
+    assert len(before) == 64
 
 
 def test_a_train_step_changes_every_weight(images):
@@ -38,9 +39,9 @@ def test_a_train_step_changes_every_weight(images):
 
 def test_an_evaluation_step_changes_nothing(images):
     model = ConvVAE(SMALL)
-    before = state_hash(model.state_dict())
+    before = state_dict_sha256(model.state_dict())
     first = evaluate_loss(model, images, 16, 1.0, seed=0)
-    assert state_hash(model.state_dict()) == before
+    assert state_dict_sha256(model.state_dict()) == before
     assert evaluate_loss(model, images, 16, 1.0, seed=0) == first  # fixed noise: repeatable
     assert all(p.grad is None for p in model.parameters())
 
@@ -67,7 +68,7 @@ def test_training_writes_history_and_checkpoints_and_loss_falls(tmp_path, images
     checkpoint = load_checkpoint(tmp_path / "run" / LAST_CHECKPOINT)
     assert checkpoint["epoch"] == 3 and checkpoint["model_config"]["latent_dim"] == 3
     rebuilt = model_from_checkpoint(checkpoint, "x")  # the nanoGPT way: Model(Config(**ckpt["model_config"]))
-    assert state_hash(rebuilt.state_dict()) == state_hash(checkpoint["model_state"])
+    assert state_dict_sha256(rebuilt.state_dict()) == state_dict_sha256(checkpoint["model_state"])
     best = load_checkpoint(tmp_path / "run" / BEST_CHECKPOINT)
     assert best["epoch"] == result.best_epoch
     assert best["val_loss"] == min(row["val_loss"] for row in result.history)
@@ -77,8 +78,8 @@ def test_the_same_seed_gives_identical_weights_and_another_seed_does_not(tmp_pat
     a = _train(tmp_path / "a", images, 2, seed=1)
     b = _train(tmp_path / "b", images, 2, seed=1)
     c = _train(tmp_path / "c", images, 2, seed=2)
-    assert state_hash(load_checkpoint(tmp_path / "a" / LAST_CHECKPOINT)["model_state"]) == \
-        state_hash(load_checkpoint(tmp_path / "b" / LAST_CHECKPOINT)["model_state"])
+    assert state_dict_sha256(load_checkpoint(tmp_path / "a" / LAST_CHECKPOINT)["model_state"]) == \
+        state_dict_sha256(load_checkpoint(tmp_path / "b" / LAST_CHECKPOINT)["model_state"])
     assert a.history == [dict(row, seconds=row["seconds"]) for row in a.history]
     assert [r["train_loss"] for r in a.history] == [r["train_loss"] for r in b.history]
     assert [r["train_loss"] for r in a.history] != [r["train_loss"] for r in c.history]
@@ -90,7 +91,7 @@ def test_resuming_an_interrupted_run_is_bit_identical_to_an_uninterrupted_one(tm
     resumed = _train(tmp_path / "interrupted", images, epochs=3, resume=True)
     straight = load_checkpoint(tmp_path / "straight" / LAST_CHECKPOINT)
     continued = load_checkpoint(tmp_path / "interrupted" / LAST_CHECKPOINT)
-    assert state_hash(straight["model_state"]) == state_hash(continued["model_state"])
+    assert state_dict_sha256(straight["model_state"]) == state_dict_sha256(continued["model_state"])
     assert [r["val_loss"] for r in straight["history"]] == [r["val_loss"] for r in resumed.history]
 
 
@@ -132,14 +133,14 @@ def test_truncated_checkpoint_and_foreign_weights_are_refused(tmp_path, images):
 
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, images):
     _train(tmp_path / "run", images, epochs=1)
-    good = state_hash(load_checkpoint(tmp_path / "run" / LAST_CHECKPOINT)["model_state"])
+    good = state_dict_sha256(load_checkpoint(tmp_path / "run" / LAST_CHECKPOINT)["model_state"])
     poisoned = images.clone()
     order = epoch_permutation(48, 0, 2)  # where image 0 falls in epoch 2 decides the step named
     bad_step = int((order == 0).nonzero()) // 16 + 1
     poisoned[0, 0, 0, 0] = float("nan")
     with pytest.raises(TrainingDiverged, match=f"NaN or infinite in epoch 2, step {bad_step};"):
         train_model(tmp_path / "run", SMALL, TrainConfig(epochs=2, batch_size=16), poisoned[:48], poisoned[48:], CPU)
-    assert state_hash(load_checkpoint(tmp_path / "run" / LAST_CHECKPOINT)["model_state"]) == good
+    assert state_dict_sha256(load_checkpoint(tmp_path / "run" / LAST_CHECKPOINT)["model_state"]) == good
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA; the refusal cannot be shown here")
