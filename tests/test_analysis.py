@@ -69,6 +69,10 @@ def test_classifier_is_trained_once_then_loaded_from_its_checksummed_cache(tmp_p
     assert not record["cached"] and record["test_accuracy"] > 0.9 and len(record["sha256"]) == 64
     again, cached = load_or_train(tmp_path, "toy", images, labels, images, labels, config)
     assert cached["cached"] and cached["test_accuracy"] == record["test_accuracy"]
+    # The record a study writes into metrics.json must not depend on whether the cache was warm.
+    assert cached["sha256"] == record["sha256"]
+    assert {k: v for k, v in cached.items() if k not in ("cached", "train_seconds")} == \
+        {k: v for k, v in record.items() if k not in ("cached", "train_seconds")}
     for name, tensor in first.state_dict().items():
         assert torch.equal(tensor, again.state_dict()[name])
     weights = next(tmp_path.glob("*.pt"))

@@ -25,6 +25,7 @@ from torch import nn
 
 from latentsweep.errors import LatentsweepError
 from latentsweep.storage import atomic_torch_save, atomic_write_text
+from latentsweep.train import state_dict_sha256
 
 log = logging.getLogger(__name__)
 
@@ -133,19 +134,22 @@ def load_or_train(cache_dir: Path, dataset_name: str, train_images: torch.Tensor
         classifier = DigitClassifier()
         classifier.load_state_dict(stored["state"])
         classifier.eval()
-        return classifier.to(train_images.device), {**stored["record"], "cached": True}
+        record = {**stored["record"], "sha256": state_dict_sha256(classifier.state_dict())}
+        return classifier.to(train_images.device), {**record, "cached": True}
     if weights_path.exists():
         log.warning("classifier cache %s does not match its checksum; retraining", weights_path)
     log.info("training the feature classifier on %d images (%d epochs); cached in %s", len(train_images), config.epochs, cache_dir)
     started = time.perf_counter()
     classifier = train_classifier(train_images, train_labels, config)
     record = {"test_accuracy": accuracy(classifier, test_images, test_labels), "train_images": len(train_images),
-              "train_seconds": time.perf_counter() - started, "config": dataclasses.asdict(config), "key": key}
+              "train_seconds": time.perf_counter() - started, "config": dataclasses.asdict(config), "key": key,
+              # Of the weights, not of the file (which holds train_seconds), so it is the same
+              # whether the classifier was just trained or loaded from any machine's cache.
+              "sha256": state_dict_sha256(classifier.state_dict())}
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         atomic_torch_save({"state": {k: v.cpu() for k, v in classifier.state_dict().items()}, "record": record}, weights_path)
-        record["sha256"] = _sha256(weights_path)
-        atomic_write_text(checksum_path, f"{record['sha256']}  {weights_path.name}\n")
+        atomic_write_text(checksum_path, f"{_sha256(weights_path)}  {weights_path.name}\n")
     except (OSError, LatentsweepError) as exc:  # an unwritable cache costs a retraining next time, nothing more
         log.warning("could not cache the classifier in %s: %s", cache_dir, exc)
     log.info("feature classifier: test accuracy %.2f%%", 100 * record["test_accuracy"])

@@ -51,7 +51,7 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--binarize", action="store_true", help="dynamically binarised MNIST: training batches re-drawn as "
                        "Bernoulli(intensity), validation and test binarised once; makes likelihoods comparable with the literature")
     group.add_argument("--device", help=f"one of {', '.join(DEVICES)} (default auto: CUDA when available)")
-    group.add_argument("--threads", help="CPU threads for torch (default: torch's choice, the physical cores)")
+    group.add_argument("--threads", help="CPU threads for torch (default: torch's choice, the physical cores; on a local Dask cluster, the cores shared out among the workers)")
 
 
 def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
@@ -92,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fd-tolerance", help="combined rule: prior samples' Fréchet distance within this fraction of the "
                      "best size's (default 0.10)")
     run.add_argument("--resume", action="store_true", help="continue an interrupted study (the default behaviour of a re-run)")
+    run.add_argument("--dry-run", action="store_true", help="print the plan (trials, data, what is already done) and "
+                     "its estimated time, from a few timed training steps on this machine; train nothing")
+    group = run.add_argument_group("execution")
+    group.add_argument("--executor", help="local (default: the trials one after another in this process) or dask "
+                       "(each trial a task on Dask distributed; needs the dask extra)")
+    group.add_argument("--scheduler", help="with --executor dask: address of a running scheduler, e.g. tcp://HOST:8786 "
+                       "(default: start a local cluster on 127.0.0.1)")
+    group.add_argument("--workers", help="with --executor dask and no --scheduler: worker processes of the local "
+                       "cluster (default: one per core, at most one per trial)")
     add_data_options(run)
     add_training_options(run)
     add_evaluation_options(run)

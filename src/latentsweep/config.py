@@ -21,6 +21,7 @@ else:  # pragma: no cover - exercised only on Python 3.10
 
 DATASET_NAMES = ("mnist", "fashion-mnist")
 DEVICES = ("auto", "cpu", "cuda")
+EXECUTORS = ("local", "dask")
 
 # What differs between a quick iteration and a real result. The full preset's 30 epochs come from a
 # 40-epoch run at latent size 20 on all 55,000 training images: validation loss fell 1.4 nats from
@@ -62,6 +63,10 @@ class StudyConfig:
     iwae_images: int = 500
     tsne_points: int = 2000
     classifier_epochs: int = 6
+    # Where the trials run; none of these changes a result (see executor.py).
+    executor: str = "local"
+    scheduler: str | None = None
+    workers: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -133,7 +138,7 @@ def build_config(overrides: Mapping[str, Any], source: str = "options") -> Study
 
 _INT_FIELDS = {"epochs", "train_subset", "val_size", "split_seed", "batch_size", "threads",
                "representatives_per_class", "num_samples", "eval_batch_size", "generation_samples",
-               "iwae_samples", "iwae_images", "tsne_points", "classifier_epochs"}
+               "iwae_samples", "iwae_images", "tsne_points", "classifier_epochs", "workers"}
 _FLOAT_FIELDS = {"learning_rate", "beta", "tolerance_db", "fd_tolerance"}
 _BOOL_FIELDS = {"verify_data", "binarize"}
 
@@ -166,7 +171,7 @@ def _coerce(key: str, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: {value!r} is not true or false")
         return value
-    if key in ("out", "dataset", "data_dir", "device", "preset") and not isinstance(value, str):
+    if key in ("out", "dataset", "data_dir", "device", "preset", "executor", "scheduler") and not isinstance(value, str):
         raise ConfigError(f"{_option(key)}: {value!r} is not a string")
     return value
 
@@ -202,3 +207,11 @@ def validate(config: StudyConfig) -> None:
     need(config.tsne_points >= 50, f"--tsne-points: must be at least 50, got {config.tsne_points}")
     need(config.classifier_epochs >= 1, f"--classifier-epochs: must be at least 1, got {config.classifier_epochs}")
     need(bool(config.out), "--out: must not be empty")
+    need(config.executor in EXECUTORS, f"--executor: {config.executor!r} is not one of {', '.join(EXECUTORS)}")
+    need(config.scheduler is None or config.executor == "dask", "--scheduler: only used with --executor dask")
+    need(config.scheduler is None or "://" in config.scheduler,
+         f"--scheduler: {config.scheduler!r} is not a scheduler address like tcp://HOST:8786")
+    need(config.workers is None or config.executor == "dask", "--workers: only used with --executor dask")
+    need(config.workers is None or config.scheduler is None,
+         "--workers: sets the size of the local Dask cluster; with --scheduler the cluster decides")
+    need(config.workers is None or config.workers >= 1, f"--workers: must be at least 1, got {config.workers}")

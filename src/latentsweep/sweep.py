@@ -249,6 +249,39 @@ def setup_device(config: StudyConfig) -> torch.device:
     return device
 
 
+def attempt_trial(trial: Trial, config: StudyConfig, dataset: Dataset, device: torch.device,
+                  reference: Reference, label: str = "") -> dict[str, Any]:
+    """run_trial in the study's folder, turning a diverged model into a recorded failure.
+
+    Returns the trial's status line for summary.json.
+    """
+    folder = trial_dir(Path(config.out), trial)
+    try:
+        metrics = run_trial(trial, config, dataset, device, folder, reference, label)
+    except TrainingDiverged as exc:
+        # One diverged model must not cost the others: record it, go on, show it in the report.
+        log.error("%s failed: %s", trial.name, exc)
+        write_json(folder / "metrics.json", {"status": "failed", "latent_dim": trial.latent_dim, "seed": trial.seed,
+                                             "error": str(exc)})
+        atomic_write_text(folder / FAILED_MARKER, str(exc) + "\n")
+        return {"trial": trial.name, "status": "failed", "error": str(exc)}
+    return {"trial": trial.name, "status": "done", "train_seconds": metrics.get("train_seconds"),
+            "eval_seconds": metrics.get("eval_seconds")}
+
+
+def trial_task(trial: Trial, config: StudyConfig) -> dict[str, Any]:
+    """One trial from nothing but its settings, for a worker process of a distributed executor.
+
+    It loads the data and the evaluation reference itself (the feature classifier from the cache the
+    study filled, or trained afresh, deterministically, where the worker cannot see that cache),
+    because shipping 200 MB of images with every task would cost more than reading them.
+    """
+    device = setup_device(config)
+    dataset, _ = load_study_data(config)
+    reference = prepare_evaluation(config, dataset, device)
+    return attempt_trial(trial, config, dataset, device, reference)
+
+
 def run_study(config: StudyConfig) -> dict[str, Any]:
     """Train and evaluate every trial, write the results table, render the report."""
     from latentsweep.report import render_report  # report imports plotting; keep `sweep` light to import
@@ -263,22 +296,16 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
                                            "class_names": list(dataset.class_names),
                                            "split_sizes": {"train": len(dataset.train), "val": len(dataset.val), "test": len(dataset.test)},
                                            "environment": environment(device)})
-    reference = prepare_evaluation(config, dataset, device)
+    reference = prepare_evaluation(config, dataset, device)  # trains and caches the classifier once
     trials = plan_trials(config)
-    statuses = []
-    for number, trial in enumerate(trials, start=1):
-        label = f"[{number}/{len(trials)}] latent {trial.latent_dim} seed {trial.seed}"
-        try:
-            metrics = run_trial(trial, config, dataset, device, trial_dir(study_dir, trial), reference, label)
-            statuses.append({"trial": trial.name, "status": "done", "train_seconds": metrics.get("train_seconds"),
-                             "eval_seconds": metrics.get("eval_seconds")})
-        except TrainingDiverged as exc:
-            # One diverged model must not cost the others: record it, go on, show it in the report.
-            log.error("%s failed: %s", trial.name, exc)
-            folder = trial_dir(study_dir, trial)
-            write_json(folder / "metrics.json", {"status": "failed", "latent_dim": trial.latent_dim, "seed": trial.seed, "error": str(exc)})
-            atomic_write_text(folder / FAILED_MARKER, str(exc) + "\n")
-            statuses.append({"trial": trial.name, "status": "failed", "error": str(exc)})
+    if config.executor == "dask":
+        from latentsweep.executor import run_on_dask  # dask is an optional extra
+
+        statuses = run_on_dask(trials, config)
+    else:
+        statuses = [attempt_trial(trial, config, dataset, device, reference,
+                                  f"[{number}/{len(trials)}] latent {trial.latent_dim} seed {trial.seed}")
+                    for number, trial in enumerate(trials, start=1)]
     rows = collect_results(study_dir, trials)
     if not rows:
         raise LatentsweepError(f"{study_dir}: no model finished training; see {study_dir / 'study.log'}")

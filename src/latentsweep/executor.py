@@ -1,0 +1,102 @@
+"""Running a study's trials on Dask distributed (`latentsweep run --executor dask`).
+
+Each (latent size, seed) trial is one task, `sweep.trial_task`, which loads the data itself and
+writes into the shared study folder; the scheduler only places tasks and retries them. When a
+worker dies mid-trial, Dask gives the task to another worker (up to its `allowed-failures`, 3 by
+default), and that worker resumes the trial from its last checkpoint, so nothing is lost and the
+weights end as an uninterrupted run's.
+
+Without `--scheduler`, a LocalCluster on the loopback interface is started and closed again: one
+worker process per core (or `--workers`), each with one task slot and its share of the cores as
+torch threads. With `--scheduler tcp://HOST:8786`, an existing cluster is used; every worker must
+see the study folder and the data folder at the same paths (a shared filesystem).
+
+Dask itself is an optional extra: `pip install "latentsweep[dask]"`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from latentsweep.config import StudyConfig
+from latentsweep.errors import ConfigError
+from latentsweep.sweep import Trial, trial_task
+
+log = logging.getLogger(__name__)
+
+def run_on_dask(trials: list[Trial], config: StudyConfig) -> list[dict[str, Any]]:
+    """Run every trial as a Dask task; return their status lines in the order of `trials`."""
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise ConfigError('--executor dask: Dask is not installed; pip install "latentsweep[dask]"') from None
+    config = worker_config(config, len(trials))
+    cluster = None
+    try:
+        if config.scheduler is None:
+            workers = config.workers or min(len(trials), os.cpu_count() or 1)
+            log.info("starting a local Dask cluster: %d workers, %d torch threads each", workers, config.threads)
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                   dashboard_address=None)
+            client = Client(cluster)
+        else:
+            client = connect(config.scheduler)
+        with client:
+            log.info("Dask scheduler %s, %d workers", client.scheduler.address,
+                     len(client.scheduler_info().get("workers", {})))
+            futures = {client.submit(trial_task, trial, config, key=f"latentsweep-{trial.name}", pure=False): trial
+                       for trial in trials}
+            statuses: dict[Trial, dict[str, Any]] = {}
+            with tqdm(total=len(trials), desc="trials", unit="trial", disable=None) as progress:
+                for future in as_completed(futures):
+                    trial = futures[future]
+                    statuses[trial] = collect(future, trial)
+                    log.info("%s: %s", trial.name, statuses[trial]["status"])
+                    progress.update(1)
+    finally:
+        if cluster is not None:
+            cluster.close()
+    return [statuses[trial] for trial in trials]
+
+
+def worker_config(config: StudyConfig, trial_count: int) -> StudyConfig:
+    """The settings as a worker needs them: absolute paths (workers start in other folders) and,
+    on a local cluster, the cores shared out, so that workers do not oversubscribe the machine."""
+    changes: dict[str, Any] = {"out": str(Path(config.out).resolve())}
+    if config.data_dir is not None:
+        changes["data_dir"] = str(Path(config.data_dir).resolve())
+    if config.scheduler is None and config.threads is None:
+        workers = config.workers or min(trial_count, os.cpu_count() or 1)
+        changes["threads"] = max(1, (os.cpu_count() or 1) // workers)
+    return dataclasses.replace(config, **changes)
+
+
+def connect(address: str):
+    """A client of the scheduler at `address`; waits as long as Dask's `distributed.comm.timeouts.connect`
+    (30 s unless configured, e.g. DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=5s)."""
+    from distributed import Client
+
+    try:
+        return Client(address)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ConfigError(f"--scheduler {address}: cannot connect ({exc})") from None
+
+
+def collect(future, trial: Trial) -> dict[str, Any]:
+    """The task's status line; a task that raised, or whose workers kept dying, becomes a failure."""
+    from distributed import KilledWorker
+
+    try:
+        return future.result()
+    except KilledWorker as exc:
+        message = f"its Dask worker died each time it ran ({exc})"
+    except Exception as exc:  # noqa: BLE001 - any error on a worker is that trial's failure, not the study's
+        message = f"{type(exc).__name__}: {exc}"
+    log.error("%s failed: %s", trial.name, message)
+    return {"trial": trial.name, "status": "failed", "error": message}

@@ -1,0 +1,121 @@
+"""The Dask executor: real schedulers and workers on 127.0.0.1, results equal to a sequential run.
+
+Every run here uses --threads 1, because results are bit-identical only at equal thread counts
+(RELIABILITY.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from latentsweep.cli import main
+from latentsweep.train import FAULT_KILL_IN_CHECKPOINT
+
+from test_cli import SMALL_RUN, cli
+
+distributed = pytest.importorskip("distributed")
+
+RUN = [*SMALL_RUN, "--epochs", "3", "--threads", "1"]  # 3 epochs: room to die after the 2nd
+# Everything a run writes that must not depend on where its trials ran.
+COMPARED = ["results.csv", "results.json", *(f"models/{model}/{name}" for model in ("latent002_seed0", "latent004_seed0")
+                                             for name in ("metrics.json", "per_image.csv", "history.csv"))]
+
+
+@pytest.fixture(scope="module")
+def sequential(mnist_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sequential") / "study"
+    assert main(["-q", "run", "--data-dir", str(mnist_dir), "--out", str(out), *RUN]) == 0
+    return out
+
+
+def assert_same_results(study: Path, reference: Path) -> None:
+    for name in COMPARED:
+        if name.endswith("history.csv"):  # its seconds column is wall-clock time
+            assert drop_seconds(study / name) == drop_seconds(reference / name), name
+        else:
+            assert (study / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+def drop_seconds(path: Path) -> list[list[str]]:
+    rows = [line.split(",") for line in path.read_text().splitlines()]
+    column = rows[0].index("seconds")
+    return [row[:column] + row[column + 1:] for row in rows]
+
+
+def test_local_dask_cluster_gives_the_sequential_results(mnist_dir, sequential, tmp_path):
+    out = tmp_path / "study"
+    result = cli("run", "--data-dir", str(mnist_dir), "--out", str(out), *RUN, "--executor", "dask", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    assert "starting a local Dask cluster: 2 workers, 1 torch threads each" in result.stderr
+    assert_same_results(out, sequential)
+    assert [t["status"] for t in json.loads((out / "summary.json").read_text())["trials"]] == ["done", "done"]
+
+
+def start(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})})
+
+
+def wait_for_workers(scheduler_file: Path, count: int) -> str:
+    deadline = time.monotonic() + 60
+    while not scheduler_file.exists():
+        assert time.monotonic() < deadline, "the scheduler did not start"
+        time.sleep(0.2)
+    address = json.loads(scheduler_file.read_text())["address"]
+    with distributed.Client(address, timeout=30) as client:
+        client.wait_for_workers(count, timeout=60)
+    return address
+
+
+def test_a_worker_killed_mid_trial_is_retried_on_another_and_the_sweep_completes(mnist_dir, sequential, tmp_path):
+    """A real scheduler and two real worker processes; worker A kills itself with SIGKILL halfway
+    through writing a checkpoint (the reliability tests' fault hook), so its trial dies mid-training.
+    The scheduler hands the trial to worker B, which resumes it from the last complete checkpoint."""
+    scheduler_file = tmp_path / "scheduler.json"
+    dask = [sys.executable, "-m", "distributed.cli.dask_worker"]
+    processes = [start([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+                        "--no-dashboard", "--scheduler-file", str(scheduler_file)])]
+    try:
+        worker_options = ["--scheduler-file", str(scheduler_file), "--nthreads", "1", "--no-nanny", "--no-dashboard"]
+        processes.append(start([*dask, *worker_options, "--name", "doomed"], env={FAULT_KILL_IN_CHECKPOINT: "2"}))
+        processes.append(start([*dask, *worker_options, "--name", "survivor"]))
+        address = wait_for_workers(scheduler_file, 2)
+        out = tmp_path / "study"
+        result = cli("run", "--data-dir", str(mnist_dir), "--out", str(out), *RUN, "--executor", "dask", "--scheduler", address)
+        assert processes[1].wait(timeout=5) == -signal.SIGKILL, "the doomed worker was never given a trial"
+        assert processes[2].poll() is None
+        assert result.returncode == 0, result.stderr
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    # The killed trial resumed from epoch 1's checkpoint and ended as if never interrupted.
+    assert_same_results(out, sequential)
+
+
+def test_unreachable_scheduler_is_a_one_line_error(mnist_dir, tmp_path):
+    result = cli("run", "--data-dir", str(mnist_dir), "--out", str(tmp_path / "study"), *RUN,
+                 "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9", env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"})
+    assert result.returncode == 2
+    assert "--scheduler tcp://127.0.0.1:9: cannot connect" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--executor", "spark"], "--executor: 'spark' is not one of local, dask"),
+    (["--scheduler", "tcp://127.0.0.1:8786"], "--scheduler: only used with --executor dask"),
+    (["--executor", "dask", "--scheduler", "127.0.0.1"], "is not a scheduler address like tcp://HOST:8786"),
+    (["--executor", "dask", "--workers", "0"], "--workers: must be at least 1"),
+    (["--workers", "2"], "--workers: only used with --executor dask"),
+])
+def test_executor_options_are_checked(options, message, tmp_path, capsys):
+    assert main(["run", "--out", str(tmp_path / "study"), *options]) == 2
+    assert message in capsys.readouterr().err
