@@ -120,6 +120,11 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def cache_key(dataset_name: str, train_count: int, config: ClassifierConfig) -> str:
+    """The cache file stem of a classifier: one per data set, training size and setting."""
+    return f"{dataset_name}-cnn-v{config.version}-e{config.epochs}-s{config.seed}-n{train_count}"
+
+
 def load_or_train(cache_dir: Path, dataset_name: str, train_images: torch.Tensor, train_labels: torch.Tensor,
                   test_images: torch.Tensor, test_labels: torch.Tensor,
                   config: ClassifierConfig = ClassifierConfig()) -> tuple[DigitClassifier, dict[str, Any]]:
@@ -127,7 +132,7 @@ def load_or_train(cache_dir: Path, dataset_name: str, train_images: torch.Tensor
 
     Returns the classifier and its record: test accuracy, weights SHA-256, training images, seconds.
     """
-    key = f"{dataset_name}-cnn-v{config.version}-e{config.epochs}-s{config.seed}-n{len(train_images)}"
+    key = cache_key(dataset_name, len(train_images), config)
     weights_path, checksum_path = cache_dir / f"{key}.pt", cache_dir / f"{key}.sha256"
     if weights_path.is_file() and checksum_path.is_file() and checksum_path.read_text().split()[0] == _sha256(weights_path):
         stored = torch.load(weights_path, map_location="cpu", weights_only=True)

@@ -177,6 +177,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     resolve_data_dir(DATASETS[config.dataset], config.data_dir)  # fail on bad data before creating --out
+    if getattr(args, "dry_run", False):
+        from latentsweep.plan import dry_run
+
+        print("\n".join(dry_run(config)))
+        return 0
     prepare_study_dir(Path(config.out), config)
     with FolderLock(config.out):
         add_log_file(Path(config.out) / "study.log")

@@ -93,6 +93,11 @@ def prepare_study_dir(study_dir: Path, config: StudyConfig) -> None:
         raise ConfigError(f"{study_dir} (--out): cannot create the folder ({exc.strerror or exc})") from None
     if not os.access(study_dir, os.W_OK):
         raise ConfigError(f"{study_dir} (--out): folder is not writable")
+    check_same_training_settings(study_dir, config)
+
+
+def check_same_training_settings(study_dir: Path, config: StudyConfig) -> None:
+    """Refuse a folder whose study trained its models with other settings."""
     existing = study_dir / "config.json"
     if existing.exists():
         previous = read_json(existing).get("config", {})

@@ -1,0 +1,69 @@
+"""`run --dry-run`: the plan read from the study folder, and the time estimate's arithmetic."""
+
+from __future__ import annotations
+
+import pytest
+
+from latentsweep.cli import main
+from latentsweep.config import build_config
+from latentsweep.data import DATASETS, load_dataset
+from latentsweep.plan import Rates, TrialPlan, estimate_seconds, format_seconds, plan_study
+from latentsweep.sweep import Trial
+
+TINY = ["--no-verify-data", "--latent-dims", "2,3", "--train-subset", "100", "--val-size", "50", "--epochs", "3",
+        "--generation-samples", "100", "--iwae-samples", "5", "--iwae-images", "20", "--tsne-points", "50",
+        "--classifier-epochs", "1", "--num-samples", "4", "--threads", "1"]
+
+
+def test_estimate_scales_measured_rates_by_the_work_left(fake_data):
+    config = build_config({"data_dir": str(fake_data), "verify_data": False, "val_size": 50, "epochs": 4,
+                           "iwae_images": 20, "iwae_samples": 10, "generation_samples": 100, "classifier_epochs": 2})
+    dataset = load_dataset(DATASETS["mnist"], fake_data, val_size=50, verify=False)  # 250 train, 120 test, 300 full
+    plans = [TrialPlan(Trial(2, 0), "train", 4), TrialPlan(Trial(3, 0), "resume", 1),
+             TrialPlan(Trial(4, 0), "re-evaluate", 0), TrialPlan(Trial(5, 0), "skip", 0)]
+    seconds = estimate_seconds(config, dataset, plans, Rates(train_images_per_second=50.0, eval_images_per_second=10.0,
+                                                             classifier_images_per_second=100.0))
+    per_epoch = 250 / 50 + 50 / 10  # a training pass and the validation loss
+    assert seconds["training"] == pytest.approx(5 * per_epoch)
+    assert seconds["evaluation"] == pytest.approx(3 * (2 * 120 + 20 * 10 + 100) / 10)  # skip is not evaluated
+    assert seconds["classifier"] == pytest.approx(2 * 300 / 100)
+    cached = estimate_seconds(config, dataset, plans, Rates(50.0, 10.0, None))
+    assert cached["classifier"] == 0
+
+
+def test_format_seconds():
+    assert format_seconds(42.4) == "42 s"
+    assert format_seconds(1269) == "21 min 09 s"
+
+
+def test_dry_run_plans_without_writing_and_then_sees_what_is_done(fake_data, tmp_path, capsys):
+    out = tmp_path / "study"
+    assert main(["run", "--data-dir", str(fake_data), "--out", str(out), *TINY, "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert not out.exists(), "a dry run must not write anything"
+    assert "latent002_seed0    train 3 epochs" in printed and "latent003_seed0    train 3 epochs" in printed
+    assert "Estimated time:" in printed and "images/s" in printed
+
+    # After a real run with one more epoch wanted, both trials resume; a finished study is all skipped.
+    assert main(["run", "--data-dir", str(fake_data), "--out", str(out), *TINY]) == 0
+    capsys.readouterr()
+    config = build_config({"out": str(out), "latent_dims": (2, 3), "epochs": 3, "train_subset": 100, "val_size": 50,
+                           "verify_data": False, "generation_samples": 100, "iwae_samples": 5, "iwae_images": 20,
+                           "tsne_points": 50, "classifier_epochs": 1, "num_samples": 4})
+    assert [plan.action for plan in plan_study(config)] == ["skip", "skip"]
+    changed_evaluation = build_config({**config.to_dict(), "iwae_samples": 6})
+    assert [plan.action for plan in plan_study(changed_evaluation)] == ["re-evaluate", "re-evaluate"]
+    for trial in ("latent002_seed0", "latent003_seed0"):
+        (out / "models" / trial / "DONE").unlink()
+    more_epochs = build_config({**config.to_dict(), "epochs": 5})
+    assert [(plan.action, plan.epochs_left) for plan in plan_study(more_epochs)] == [("resume", 2), ("resume", 2)]
+    assert main(["run", "--data-dir", str(fake_data), "--out", str(out), *TINY, "--dry-run"]) == 0
+    assert "latent002_seed0    resume: 0 epochs left" in capsys.readouterr().out
+
+
+def test_dry_run_refuses_a_folder_trained_with_other_settings(fake_data, tmp_path, capsys):
+    out = tmp_path / "study"
+    assert main(["run", "--data-dir", str(fake_data), "--out", str(out), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["run", "--data-dir", str(fake_data), "--out", str(out), *TINY, "--batch-size", "64", "--dry-run"]) == 2
+    assert "holds a study made with other settings (batch_size 128 -> 64)" in capsys.readouterr().err
