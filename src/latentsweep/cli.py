@@ -51,6 +51,9 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--binarize", action="store_true", help="dynamically binarised MNIST: training batches re-drawn as "
                        "Bernoulli(intensity), validation and test binarised once; makes likelihoods comparable with the literature")
     group.add_argument("--device", help=f"one of {', '.join(DEVICES)} (default auto: CUDA when available)")
+    group.add_argument("--tensorboard", action="store_true", help="log losses, sample and reconstruction grids per epoch "
+                       "and final metrics with hyperparameters to OUT/tensorboard/ (needs the tensorboard extra; "
+                       "view with: tensorboard --logdir OUT/tensorboard)")
     group.add_argument("--threads", help="CPU threads for torch (default: torch's choice, the physical cores; on a local Dask cluster, the cores shared out among the workers)")
 
 
@@ -226,6 +229,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError(f"{folder} (--out): already holds a checkpoint; pass --resume to continue it or choose another folder")
     if resume:  # continue even a finished model, e.g. with more --epochs
         (folder / DONE_MARKER).unlink(missing_ok=True)
+    if config.tensorboard:
+        from latentsweep.tracking import require_tensorboard
+
+        require_tensorboard()
     device = setup_device(config)
     dataset, _ = load_study_data(config)
     reference = prepare_evaluation(config, dataset, device)

@@ -67,6 +67,7 @@ class StudyConfig:
     executor: str = "local"
     scheduler: str | None = None
     workers: int | None = None
+    tensorboard: bool = False  # TensorBoard event files under OUT/tensorboard/ (tracking.py)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -140,7 +141,7 @@ _INT_FIELDS = {"epochs", "train_subset", "val_size", "split_seed", "batch_size",
                "representatives_per_class", "num_samples", "eval_batch_size", "generation_samples",
                "iwae_samples", "iwae_images", "tsne_points", "classifier_epochs", "workers"}
 _FLOAT_FIELDS = {"learning_rate", "beta", "tolerance_db", "fd_tolerance"}
-_BOOL_FIELDS = {"verify_data", "binarize"}
+_BOOL_FIELDS = {"verify_data", "binarize", "tensorboard"}
 
 
 def _option(key: str) -> str:

@@ -162,10 +162,23 @@ def run_trial(trial: Trial, config: StudyConfig, dataset: Dataset, device: torch
     write_json(folder / "config.json", {"latent_dim": trial.latent_dim, "seed": trial.seed,
                                         "model_config": dataclasses.asdict(model_config),
                                         "train_config": dataclasses.asdict(train_config), "study": config.to_dict()})
-    train_model(folder, model_config, train_config, dataset.train.images, dataset.val.images, device,
-                resume=True, extra_metadata={"dataset": dataset.name, "trial": trial.name},
-                progress_label=label or trial.name)
-    metrics = evaluate_trial(folder, config, dataset, device, reference)
+    tracker = None
+    if config.tensorboard:
+        from latentsweep.tracking import LOG_FOLDER, TrialLog
+
+        tracker = TrialLog(Path(config.out) / LOG_FOLDER / trial.name, dataset.val.images, trial.seed)
+    try:
+        train_model(folder, model_config, train_config, dataset.train.images, dataset.val.images, device,
+                    resume=True, extra_metadata={"dataset": dataset.name, "trial": trial.name},
+                    progress_label=label or trial.name, on_epoch_end=tracker.epoch_end if tracker else None)
+        metrics = evaluate_trial(folder, config, dataset, device, reference)
+        if tracker is not None:
+            tracker.finish({"latent_dim": trial.latent_dim, "seed": trial.seed, "epochs": config.epochs,
+                            "batch_size": config.batch_size, "learning_rate": config.learning_rate,
+                            "beta": config.beta, "binarize": config.binarize}, metrics["rows"])
+    finally:
+        if tracker is not None:
+            tracker.close()
     atomic_write_text(folder / DONE_MARKER, time.strftime("%Y-%m-%dT%H:%M:%S%z\n"))
     return metrics
 
@@ -292,6 +305,10 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
     from latentsweep.report import render_report  # report imports plotting; keep `sweep` light to import
 
     study_started = time.perf_counter()
+    if config.tensorboard:
+        from latentsweep.tracking import require_tensorboard
+
+        require_tensorboard()
     study_dir = Path(config.out)
     prepare_study_dir(study_dir, config)
     remove_temp_files(study_dir)

@@ -23,7 +23,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -228,11 +228,14 @@ def train_model(
     resume: bool = True,
     extra_metadata: dict[str, Any] | None = None,
     progress_label: str = "",
+    on_epoch_end: Callable[[dict[str, float], ConvVAE], None] | None = None,
 ) -> TrainResult:
     """Train (or continue training) one model into `run_dir`; its best weights are in best.pt.
 
     With `resume`, a `last.pt` in `run_dir` from the same configs is continued; a checkpoint from
-    other configs is an error rather than silently mixing two experiments.
+    other configs is an error rather than silently mixing two experiments. `on_epoch_end(row, model)`
+    is called after each epoch's checkpoint with its history row (e.g. to log to TensorBoard); it must
+    leave the model's weights and the random number generators alone.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     train_images = train_images.to(device)
@@ -286,6 +289,8 @@ def train_model(
                               "history": history, "best_val_loss": best_loss, "best_epoch": best_epoch},
                              last_path)
         _write_history(run_dir, history)
+        if on_epoch_end is not None:
+            on_epoch_end(history[-1], model)
         log.info("%s epoch %d/%d  train %.2f (rec %.2f, KL %.2f)  val %.2f  %.1fs",
                  progress_label or run_dir.name, epoch, train_config.epochs, train_terms["loss"],
                  train_terms["reconstruction"], train_terms["kl"], val_terms["loss"], seconds)
