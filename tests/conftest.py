@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -60,3 +62,24 @@ def mnist_dir() -> Path:
         pytest.skip("real MNIST not found: set LATENTSWEEP_DATA_DIR to the folder with the four IDX .gz files "
                     "(e.g. ../shared/datasets/mnist)")
     return Path(folder)
+
+
+# Small evaluation settings keep the suite fast; the defaults are measured in benchmarks/.
+SMALL_EVAL = ["--num-samples", "16", "--generation-samples", "300", "--iwae-samples", "20", "--iwae-images", "50",
+              "--tsne-points", "100", "--classifier-epochs", "1"]
+SMALL_RUN = ["--latent-dims", "2,4", "--train-subset", "500", "--val-size", "200", "--epochs", "2", *SMALL_EVAL]
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The installed entry point in a fresh interpreter, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "latentsweep", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=600)
+
+
+@pytest.fixture(scope="session")
+def study(mnist_dir, tmp_path_factory):
+    """The real command on a small real-MNIST subset, run once for every test that reads its output."""
+    out = tmp_path_factory.mktemp("e2e") / "study"
+    result = cli("run", "--data-dir", str(mnist_dir), "--out", str(out), *SMALL_RUN)
+    assert result.returncode == 0, result.stderr
+    return out, result

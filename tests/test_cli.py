@@ -2,42 +2,22 @@
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import write_fake_dataset
+from conftest import SMALL_EVAL, SMALL_RUN, cli, write_fake_dataset
 from latentsweep.cli import main
+
+RECONSTRUCTION_METRICS = {"mse", "psnr", "ssim", "neg_elbo", "reconstruction", "kl"}
 
 FIGURES = ["loss_curves.png", "overall_vs_latent.png", "mse_by_digit.png", "psnr_by_digit.png", "ssim_by_digit.png",
            "reconstructions.png", "samples.png", "generation_vs_latent.png", "class_histogram.png", "rate_distortion.png",
            "kl_per_dimension.png", "latent_2d.png", "interpolations.png", "traversals.png"]
 MODEL_FILES = ["config.json", "history.csv", "metrics.json", "per_image.csv", "images.npz", "analysis.npz", "best.pt",
                "last.pt", "DONE"]
-# Small evaluation settings keep the suite fast; the defaults are measured in benchmarks/.
-SMALL_EVAL = ["--num-samples", "16", "--generation-samples", "300", "--iwae-samples", "20", "--iwae-images", "50",
-              "--tsne-points", "100", "--classifier-epochs", "1"]
-SMALL_RUN = ["--latent-dims", "2,4", "--train-subset", "500", "--val-size", "200", "--epochs", "2", *SMALL_EVAL]
-RECONSTRUCTION_METRICS = {"mse", "psnr", "ssim", "neg_elbo", "reconstruction", "kl"}
-
-
-def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """The installed entry point in a fresh interpreter, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "latentsweep", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=600)
-
-
-@pytest.fixture(scope="module")
-def study(mnist_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("e2e") / "study"
-    result = cli("run", "--data-dir", str(mnist_dir), "--out", str(out), *SMALL_RUN)
-    assert result.returncode == 0, result.stderr
-    return out, result
-
-
 def test_run_writes_every_report_file(study):
     out, result = study
     for name in ["config.json", "results.csv", "results.json", "summary.json", "study.log", "report.md", "report.html"]:

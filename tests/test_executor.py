@@ -19,7 +19,7 @@ import pytest
 from latentsweep.cli import main
 from latentsweep.train import FAULT_KILL_IN_CHECKPOINT
 
-from test_cli import SMALL_RUN, cli
+from conftest import SMALL_RUN, cli
 
 distributed = pytest.importorskip("distributed")
 

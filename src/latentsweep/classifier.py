@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from latentsweep.data import fingerprint
 from latentsweep.errors import LatentsweepError
 from latentsweep.storage import atomic_torch_save, atomic_write_text
 from latentsweep.train import state_dict_sha256
@@ -86,10 +87,11 @@ def predict(classifier: DigitClassifier, images: torch.Tensor, batch_size: int =
     return torch.cat(features), torch.cat(probabilities)
 
 
-def train_classifier(images: torch.Tensor, labels: torch.Tensor, config: ClassifierConfig) -> DigitClassifier:
+def train_classifier(images: torch.Tensor, labels: torch.Tensor, config: ClassifierConfig,
+                     num_classes: int = 10) -> DigitClassifier:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        classifier = DigitClassifier().to(images.device)
+        classifier = DigitClassifier(num_classes).to(images.device)
     optimizer = torch.optim.Adam(classifier.parameters(), lr=config.peak_learning_rate)
     steps_per_epoch = -(-len(images) // config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.peak_learning_rate,
@@ -120,9 +122,11 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def cache_key(dataset_name: str, train_count: int, config: ClassifierConfig) -> str:
-    """The cache file stem of a classifier: one per data set, training size and setting."""
-    return f"{dataset_name}-cnn-v{config.version}-e{config.epochs}-s{config.seed}-n{train_count}"
+def cache_key(dataset_name: str, images: torch.Tensor, labels: torch.Tensor, config: ClassifierConfig) -> str:
+    """The cache file stem of a classifier: one per setting and training data (by content, so two
+    folders of a user's own images never share a classifier)."""
+    return (f"{dataset_name}-cnn-v{config.version}-e{config.epochs}-s{config.seed}-n{len(labels)}-"
+            f"{fingerprint(images, labels)}")
 
 
 def load_or_train(cache_dir: Path, dataset_name: str, train_images: torch.Tensor, train_labels: torch.Tensor,
@@ -132,11 +136,11 @@ def load_or_train(cache_dir: Path, dataset_name: str, train_images: torch.Tensor
 
     Returns the classifier and its record: test accuracy, weights SHA-256, training images, seconds.
     """
-    key = cache_key(dataset_name, len(train_images), config)
+    key = cache_key(dataset_name, train_images, train_labels, config)
     weights_path, checksum_path = cache_dir / f"{key}.pt", cache_dir / f"{key}.sha256"
     if weights_path.is_file() and checksum_path.is_file() and checksum_path.read_text().split()[0] == _sha256(weights_path):
         stored = torch.load(weights_path, map_location="cpu", weights_only=True)
-        classifier = DigitClassifier()
+        classifier = DigitClassifier(stored["record"].get("num_classes", 10))
         classifier.load_state_dict(stored["state"])
         classifier.eval()
         record = {**stored["record"], "sha256": state_dict_sha256(classifier.state_dict())}
@@ -145,8 +149,10 @@ def load_or_train(cache_dir: Path, dataset_name: str, train_images: torch.Tensor
         log.warning("classifier cache %s does not match its checksum; retraining", weights_path)
     log.info("training the feature classifier on %d images (%d epochs); cached in %s", len(train_images), config.epochs, cache_dir)
     started = time.perf_counter()
-    classifier = train_classifier(train_images, train_labels, config)
+    num_classes = int(train_labels.max()) + 1
+    classifier = train_classifier(train_images, train_labels, config, num_classes)
     record = {"test_accuracy": accuracy(classifier, test_images, test_labels), "train_images": len(train_images),
+              "num_classes": num_classes,
               "train_seconds": time.perf_counter() - started, "config": dataclasses.asdict(config), "key": key,
               # Of the weights, not of the file (which holds train_seconds), so it is the same
               # whether the classifier was just trained or loaded from any machine's cache.

@@ -31,9 +31,11 @@ class Parser(argparse.ArgumentParser):
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
     group.add_argument("--data-dir", help="folder with the four IDX files (.gz or not), or with a sub-folder named "
-                       "after the data set; default: $LATENTSWEEP_DATA_DIR, else ~/.cache/latentsweep/datasets/NAME, "
+                       "after the data set (with --dataset folder: the folder of PNGs and labels.csv); default: $LATENTSWEEP_DATA_DIR, else ~/.cache/latentsweep/datasets/NAME, "
                        "where a missing data set is downloaded and verified")
-    group.add_argument("--dataset", help=f"one of {', '.join(DATASET_NAMES)} (default mnist)")
+    group.add_argument("--dataset", help=f"one of {', '.join(DATASET_NAMES)} (default mnist); folder: your own 28x28 "
+                       "grey PNGs in --data-dir, listed in its labels.csv with columns file,label and optionally split "
+                       "(train or test; without it a stratified seventh of the images is the test set)")
     group.add_argument("--no-verify-data", dest="verify_data", action="store_false",
                        help="accept IDX files whose content differs from the canonical files' SHA-256")
     group.add_argument("--val-size", help="validation images taken from the training split, stratified (default 5000)")
@@ -175,11 +177,10 @@ def add_log_file(path: Path) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from latentsweep.data import DATASETS, resolve_data_dir
-    from latentsweep.sweep import prepare_study_dir, run_study
+    from latentsweep.sweep import locate_data, prepare_study_dir, run_study
 
     config = config_from_args(args)
-    resolve_data_dir(DATASETS[config.dataset], config.data_dir)  # fail on bad data before creating --out
+    locate_data(config)  # fail on bad data before creating --out
     if getattr(args, "dry_run", False):
         from latentsweep.plan import dry_run
 
@@ -327,24 +328,26 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     import torch
 
-    from latentsweep.data import DATASETS, load_pair, resolve_data_dir, to_split
     from latentsweep.evaluate import reconstruct, representative_indices
     from latentsweep.plots import reconstruction_grid
+    from latentsweep.sweep import load_study_data
 
     per_class = int_option(args.per_class, "--per-class", 1)
     out = _output_png(args.out)
-    config = build_config({k: getattr(args, k) for k in ("data_dir", "dataset") if k in vars(args)})
+    # The test split does not depend on the validation size; the smallest one loads the fewest images twice.
+    config = build_config({**{k: getattr(args, k) for k in ("data_dir", "dataset") if k in vars(args)}, "val_size": 10})
     model = _load_model(args.checkpoint)
-    spec = DATASETS[config.dataset]
-    folder = resolve_data_dir(spec, config.data_dir)
-    test = to_split(*load_pair(folder, spec.test_images, spec.test_labels, verify=config.verify_data))
-    indices = representative_indices(test.labels.numpy(), per_class)
+    dataset, _ = load_study_data(config)
+    test = dataset.test
+    classes = len(dataset.class_names)
+    indices = representative_indices(test.labels.numpy(), per_class, classes)
+    if len(indices) != classes * per_class:
+        raise ConfigError(f"--per-class: some class has fewer than {per_class} test images")
     originals = test.images[torch.as_tensor(indices)]
     recon = reconstruct(model, originals)
-    classes = len(spec.class_names)
     reconstruction_grid(originals.squeeze(1).numpy().reshape(classes, per_class, 28, 28),
                         {model.config.latent_dim: recon.squeeze(1).numpy().reshape(classes, per_class, 28, 28)},
-                        spec.class_names, out)
+                        dataset.class_names, out)
     print(f"wrote {out}")
     return 0
 

@@ -19,7 +19,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
-DATASET_NAMES = ("mnist", "fashion-mnist")
+DATASET_NAMES = ("mnist", "fashion-mnist", "folder")  # folder: the user's PNGs listed in labels.csv (data.py)
 DEVICES = ("auto", "cpu", "cuda")
 EXECUTORS = ("local", "dask")
 

@@ -308,8 +308,19 @@ def load_dataset(
 ) -> Dataset:
     train_images, train_labels = load_pair(folder, spec.train_images, spec.train_labels, verify)
     test_images, test_labels = load_pair(folder, spec.test_images, spec.test_labels, verify)
+    return make_splits(spec.name, spec.class_names, folder, (train_images, train_labels), (test_images, test_labels),
+                       val_size, train_subset, split_seed)
+
+
+def make_splits(name: str, class_names: tuple[str, ...], folder: Path, train: tuple[np.ndarray, np.ndarray],
+                test: tuple[np.ndarray, np.ndarray], val_size: int, train_subset: int | None,
+                split_seed: int) -> Dataset:
+    """Validation (stratified, seeded) and the optional training subset from the training split;
+    the test split is kept as it is."""
+    (train_images, train_labels), (test_images, test_labels) = train, test
     if val_size >= len(train_labels):
-        raise DataError(f"{folder}: validation size {val_size} leaves no training images ({len(train_labels)} in total)")
+        raise DataError(f"{folder}: validation size {val_size} leaves no training images ({len(train_labels)} in total); "
+                        "lower --val-size")
     rng = np.random.default_rng(split_seed)
     val_idx = stratified_sample(train_labels, val_size, rng)
     train_idx = np.setdiff1d(np.arange(len(train_labels)), val_idx)
@@ -318,11 +329,124 @@ def load_dataset(
             raise DataError(f"--train-subset {train_subset} exceeds the {len(train_idx)} training images left after validation")
         train_idx = train_idx[stratified_sample(train_labels[train_idx], train_subset, rng)]
     return Dataset(
-        name=spec.name,
-        class_names=spec.class_names,
+        name=name,
+        class_names=class_names,
         source=folder,
         train=to_split(train_images[train_idx], train_labels[train_idx]),
         val=to_split(train_images[val_idx], train_labels[val_idx]),
         test=to_split(test_images, test_labels),
         full_train=to_split(train_images, train_labels),
     )
+
+
+# ----------------------------------------------------------------------------------------
+# A folder of the user's own images: 28x28 grey PNGs listed with their labels in labels.csv
+
+
+FOLDER_DATASET = "folder"
+LABELS_FILE = "labels.csv"
+FOLDER_TEST_SHARE = 1 / 7  # MNIST's 10,000 of 70,000, used when labels.csv has no split column
+SPLITS = ("train", "test")
+
+
+def read_image_folder(folder: Path) -> tuple[np.ndarray, list[str], list[str] | None]:
+    """Images (N, 28, 28) uint8, their labels and, when labels.csv has a `split` column, their splits.
+
+    labels.csv has a header with `file` (a path relative to the folder) and `label` (any text: a
+    digit, a word); an optional `split` column says train or test for each image.
+    """
+    import csv
+
+    from PIL import Image, UnidentifiedImageError
+
+    listing = folder / LABELS_FILE
+    if not listing.is_file():
+        raise DataError(f"{folder}: no {LABELS_FILE} (a CSV with columns file,label[,split]) in this folder")
+    try:
+        with listing.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = reader.fieldnames or []
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{listing}: not a readable CSV file ({exc})") from None
+    missing = [column for column in ("file", "label") if column not in columns]
+    if missing:
+        raise DataError(f"{listing}: missing column(s) {', '.join(missing)}; the header must name file,label[,split], "
+                        f"found {','.join(columns) or 'nothing'}")
+    if not rows:
+        raise DataError(f"{listing}: lists no images")
+    has_split = "split" in columns
+    images, labels, splits = np.empty((len(rows), 28, 28), dtype=np.uint8), [], []
+    for number, row in enumerate(rows):
+        line = f"{listing}, line {number + 2}"
+        name, label = (row.get("file") or "").strip(), (row.get("label") or "").strip()
+        if not name or not label:
+            raise DataError(f"{line}: empty file or label")
+        if has_split:
+            split = (row.get("split") or "").strip().lower()
+            if split not in SPLITS:
+                raise DataError(f"{line}: split {row.get('split')!r} is not train or test")
+            splits.append(split)
+        path = folder / name
+        try:
+            with Image.open(path) as image:
+                if image.format != "PNG":
+                    raise DataError(f"{path} ({line}): not a PNG file (found {image.format})")
+                images[number] = grey_pixels(image, path)
+        except FileNotFoundError:
+            raise DataError(f"{path} ({line}): file not found") from None
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DataError(f"{path} ({line}): not a readable image ({exc})") from None
+        labels.append(label)
+    return images, labels, splits if has_split else None
+
+
+def grey_pixels(image, path: Path) -> np.ndarray:
+    """28x28 uint8 pixels of a grey PNG; colour images are refused rather than silently converted."""
+    if image.size != (28, 28):
+        raise DataError(f"{path}: expected a 28x28 image, found {image.size[0]}x{image.size[1]}")
+    if image.mode in ("RGB", "RGBA"):
+        channels = np.asarray(image)[..., :3]
+        if not (np.array_equal(channels[..., 0], channels[..., 1]) and np.array_equal(channels[..., 0], channels[..., 2])):
+            raise DataError(f"{path}: a colour image; latentsweep needs grey images")
+    elif image.mode not in ("L", "LA", "1", "P"):
+        raise DataError(f"{path}: unsupported PNG mode {image.mode}; save it as 8-bit greyscale")
+    return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+def class_order(labels: list[str]) -> tuple[str, ...]:
+    """The class names in order: numerically when every label is an integer, else alphabetically."""
+    names = set(labels)
+    if all(name.lstrip("-").isdigit() for name in names):
+        return tuple(sorted(names, key=int))
+    return tuple(sorted(names))
+
+
+def load_image_folder(folder: Path, val_size: int = 5000, train_subset: int | None = None,
+                      split_seed: int = 0) -> Dataset:
+    """The folder's images as a Dataset: the test split from labels.csv's split column, or else a
+    stratified, seeded seventh of the images; validation from the rest, as for MNIST."""
+    images, label_text, splits = read_image_folder(folder)
+    class_names = class_order(label_text)
+    index = {name: i for i, name in enumerate(class_names)}
+    labels = np.array([index[name] for name in label_text], dtype=np.uint8 if len(class_names) <= 256 else np.int64)
+    if splits is not None:
+        is_test = np.array([split == "test" for split in splits])
+    else:
+        rng = np.random.default_rng([split_seed, 7])  # its own stream: the validation draw stays as without it
+        is_test = np.zeros(len(labels), dtype=bool)
+        is_test[stratified_sample(labels, max(len(class_names), round(len(labels) * FOLDER_TEST_SHARE)), rng)] = True
+    for split, mask in (("training", ~is_test), ("test", is_test)):
+        absent = [name for i, name in enumerate(class_names) if not np.any(labels[mask] == i)]
+        if absent:
+            raise DataError(f"{folder / LABELS_FILE}: no {split} images of class(es) {', '.join(absent)}; "
+                            "every class needs images in both splits")
+    return make_splits(FOLDER_DATASET, class_names, folder, (images[~is_test], labels[~is_test]),
+                       (images[is_test], labels[is_test]), val_size, train_subset, split_seed)
+
+
+def fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
+    """A short hash of labelled images, so caches keyed by it never mix two data sets."""
+    digest = hashlib.sha256(images.detach().mul(255).round().to(torch.uint8).cpu().numpy().tobytes())
+    digest.update(labels.detach().cpu().numpy().astype(np.int64).tobytes())
+    return digest.hexdigest()[:12]

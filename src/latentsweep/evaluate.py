@@ -35,12 +35,17 @@ from latentsweep.model import ConvVAE, vae_loss_terms
 
 METRICS = ("mse", "psnr", "ssim", "neg_elbo", "reconstruction", "kl")
 PER_IMAGE_FIELDS = ["index", "label", "mse", "psnr", "ssim", "neg_elbo", "reconstruction", "kl"]
+# Class pairs interpolated between in ten-class data (digits that look alike or unlike); other
+# class counts pair each of the first five classes with the one half-way round.
+TEN_CLASS_PAIRS = ((1, 7), (3, 8), (4, 9), (0, 6), (2, 5))
+TRAVERSED_CLASS_OF_TEN = 8  # the latent traversal starts from a test 8 (class 0 for other class counts)
 
 
-def representative_indices(labels: np.ndarray, per_class: int, num_classes: int = 10) -> np.ndarray:
-    """The first `per_class` indices of each class, class by class (0s first, then 1s, ...)."""
+def representative_indices(labels: np.ndarray, per_class: int, num_classes: int | None = None) -> np.ndarray:
+    """The first `per_class` indices of each class, class by class (0s first, then 1s, ...);
+    the classes are 0 to the largest label unless `num_classes` says otherwise."""
     chosen = []
-    for cls in range(num_classes):
+    for cls in range(int(labels.max()) + 1 if num_classes is None else num_classes):
         members = np.flatnonzero(labels == cls)[:per_class]
         chosen.append(members)
     return np.concatenate(chosen)
@@ -259,14 +264,18 @@ def analyse(model: ConvVAE, test_images: torch.Tensor, labels: np.ndarray, seed:
     correct = latent.linear_probe(train_means, reference.train_labels, means, labels)
     rows += [{"protocol": "test_set", **row} for row in summarize_by_class({"probe_accuracy": correct}, labels)]
 
-    first_of_class = [int(np.flatnonzero(labels == c)[0]) for c in range(10)]
-    pairs = [(first_of_class[a], first_of_class[b]) for a, b in ((1, 7), (3, 8), (4, 9), (0, 6), (2, 5))]
+    class_count = int(labels.max()) + 1
+    first_of_class = [int(np.flatnonzero(labels == c)[0]) for c in range(class_count)]
+    class_pairs = (TEN_CLASS_PAIRS if class_count == 10 else
+                   [(c, (c + class_count // 2) % class_count) for c in range(min(5, class_count))])
+    pairs = [(first_of_class[a], first_of_class[b]) for a, b in class_pairs]
     interpolations = np.stack([latent.interpolate(model, test_images[a], test_images[b], settings.interpolation_steps)
                                for a, b in pairs])
     order = np.argsort(-per_dimension)
     traversed = list(order[: min(8, len(order))])
     values = np.linspace(-3, 3, settings.traversal_steps)
-    traversals = latent.traverse(model, test_images[first_of_class[8]], traversed, values)
+    traversed_image = first_of_class[TRAVERSED_CLASS_OF_TEN if class_count == 10 else 0]
+    traversals = latent.traverse(model, test_images[traversed_image], traversed, values)
     arrays = {
         "kl_per_dimension": per_dimension,
         "pca": latent.pca_2d(means).astype(np.float32),

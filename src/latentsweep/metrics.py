@@ -55,10 +55,13 @@ def mean_confidence_interval(values: Sequence[float] | np.ndarray, confidence: f
 
 
 def summarize_by_class(
-    scores: Mapping[str, np.ndarray], labels: np.ndarray, num_classes: int = 10
+    scores: Mapping[str, np.ndarray], labels: np.ndarray, num_classes: int | None = None
 ) -> list[dict[str, Any]]:
-    """One row per (class or "all", metric) with n, mean and 95% CI; `scores` holds per-image arrays."""
+    """One row per (class or "all", metric) with n, mean and 95% CI; `scores` holds per-image arrays.
+
+    The classes are 0 to the largest label unless `num_classes` says otherwise."""
     rows = []
+    num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
     groups = [(str(c), labels == c) for c in range(num_classes)] + [("all", np.ones_like(labels, dtype=bool))]
     for digit, mask in groups:
         for metric, values in scores.items():

@@ -65,7 +65,8 @@ def plan_study(config: StudyConfig) -> list[TrialPlan]:
 
 
 def classifier_cached(config: StudyConfig, dataset: Dataset) -> bool:
-    key = cache_key(dataset.name, len(dataset.full_train), ClassifierConfig(epochs=config.classifier_epochs))
+    key = cache_key(dataset.name, dataset.full_train.images, dataset.full_train.labels,
+                    ClassifierConfig(epochs=config.classifier_epochs))
     return (cache_root() / "classifiers" / f"{key}.pt").is_file()
 
 

@@ -277,7 +277,7 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
                else "95% Student-t confidence intervals across test images")
 
     blocks: list[Block] = [
-        Heading(f"How small can a VAE's latent space be? Latent-size study on {config['dataset']}", 1),
+        Heading(f"How small can a VAE's latent space be? Latent-size study on {data_name(files.info)}", 1),
         Paragraph(" ".join(combined_sentences[:1] + sentences[1:2]) if combined_sentences else " ".join(sentences[:2]),
                   highlight=True),
         Heading("Conclusion"),
@@ -390,6 +390,7 @@ def analysis_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: dict
     done = [t for t in files.trials if t.get("status") == "done" and t.get("classifier")]
     classifier = done[0]["classifier"]
     samples_n = _value(combined, sizes[0], "prior_samples", "fd")["n"]
+    classes = len(files.info["class_names"])
     blocks: list[Block] = [
         Heading("Generation quality"),
         Paragraph(f"Images decoded from z ~ N(0, I) ({samples_n:,} per latent size) and the posterior-mean reconstructions "
@@ -397,8 +398,9 @@ def analysis_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: dict
                   f"official training images (test accuracy {100 * classifier['test_accuracy']:.2f}%, weights SHA-256 "
                   f"{str(classifier.get('sha256', 'n/a'))[:12]}...). Fréchet distance (FD) and KID compare the classifier's "
                   "128-d penultimate features with those of the test set; the Inception Score analogue is "
-                  "exp(E KL(p(y|x) || p(y))) with this classifier (at most 10); 'confident' is the share of images whose top "
-                  "class has p > 0.9; class entropy is that of the histogram of predicted classes (3.32 bits when uniform)."),
+                  f"exp(E KL(p(y|x) || p(y))) with this classifier (at most {classes}); 'confident' is the share of images "
+                  "whose top class has p > 0.9; class entropy is that of the histogram of predicted classes "
+                  f"({math.log2(classes):.2f} bits when uniform)."),
     ]
     rows = []
     for size in sizes:
@@ -422,7 +424,7 @@ def analysis_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: dict
     likelihood_n = _value(combined, sizes[0], "likelihood", "iwae_nll")["n"]
     blocks.append(Paragraph(
         f"Importance-weighted estimate of -log p(x) (IWAE bound, K = {k} samples per image) and the negative ELBO on the "
-        f"same {likelihood_n} test images (the first {likelihood_n // 10} of each {noun}), on {mode}. The IWAE figure is "
+        f"same {likelihood_n} test images (the first {likelihood_n // classes} of each {noun}), on {mode}. The IWAE figure is "
         "a tighter upper bound on the negative log-likelihood than the negative ELBO."
         + (" For reference, the literature reports about 89.9 nats (VAE, ELBO-trained) and 86.8 nats (IWAE) on "
            "binarised MNIST with other architectures." if config.get("binarize") else "")))
@@ -485,6 +487,13 @@ def analysis_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: dict
     return blocks
 
 
+def data_name(info: dict[str, Any]) -> str:
+    """'mnist', or for a folder of the user's images, the folder's name."""
+    if info["config"]["dataset"] == "folder":
+        return f"the images in {Path(info['data_source']).name}/"
+    return info["config"]["dataset"]
+
+
 def render_report(study_dir: str | Path) -> list[Path]:
     """Write figures/, report.md and report.html from the study folder's files; returns the two reports."""
     study_dir = Path(study_dir)
@@ -496,7 +505,7 @@ def render_report(study_dir: str | Path) -> list[Path]:
     selected, _ = final_selection(combined, files.info["config"])
     figure_paths = make_figures(files, combined, files.info["class_names"], selected)
     blocks = build_blocks(files, combined, figure_paths)
-    title = f"latentsweep report: {files.info['config']['dataset']}"
+    title = f"latentsweep report: {data_name(files.info)}"
     atomic_write_text(study_dir / "report.md", to_markdown(blocks))
     atomic_write_text(study_dir / "report.html", to_html(blocks, study_dir, title))
     return [study_dir / "report.md", study_dir / "report.html"]

@@ -31,8 +31,9 @@ import torch
 
 from latentsweep import __version__
 from latentsweep.config import StudyConfig
-from latentsweep.data import DATASETS, Dataset, cache_root, load_dataset, resolve_data_dir
-from latentsweep.errors import ConfigError, LatentsweepError, TrainingDiverged
+from latentsweep.data import (DATASETS, FOLDER_DATASET, LABELS_FILE, Dataset, cache_root, load_dataset,
+                              load_image_folder, resolve_data_dir)
+from latentsweep.errors import ConfigError, DataError, LatentsweepError, TrainingDiverged
 from latentsweep.classifier import ClassifierConfig, load_or_train, predict
 from latentsweep.evaluate import (PER_IMAGE_FIELDS, AnalysisSettings, Reference, binarize, evaluate_model,
                                   representative_indices)
@@ -133,10 +134,11 @@ def build_reference(config: StudyConfig, dataset: Dataset, device: torch.device)
         ClassifierConfig(epochs=config.classifier_epochs))
     features, _ = predict(classifier, dataset.test.images.to(device))
     labels = dataset.test.labels.numpy()
+    classes = len(dataset.class_names)
     return Reference(classifier=classifier, classifier_record=record, test_features=features.double().cpu().numpy(),
                      train_images=dataset.train.images, train_labels=dataset.train.labels.numpy(),
-                     likelihood_indices=representative_indices(labels, max(1, config.iwae_images // 10)),
-                     tsne_indices=representative_indices(labels, max(1, config.tsne_points // 10)))
+                     likelihood_indices=representative_indices(labels, max(1, config.iwae_images // classes), classes),
+                     tsne_indices=representative_indices(labels, max(1, config.tsne_points // classes), classes))
 
 
 def run_trial(trial: Trial, config: StudyConfig, dataset: Dataset, device: torch.device, folder: Path,
@@ -239,13 +241,29 @@ def collect_results(study_dir: Path, trials: list[Trial]) -> list[dict[str, Any]
 
 
 def load_study_data(config: StudyConfig) -> tuple[Dataset, Path]:
-    spec = DATASETS[config.dataset]
-    data_dir = resolve_data_dir(spec, config.data_dir)
-    log.info("loading %s from %s", spec.name, data_dir)
-    dataset = load_dataset(spec, data_dir, val_size=config.val_size, train_subset=config.train_subset,
-                           split_seed=config.split_seed, verify=config.verify_data)
+    data_dir = locate_data(config)
+    log.info("loading %s from %s", config.dataset, data_dir)
+    if config.dataset == FOLDER_DATASET:
+        dataset = load_image_folder(data_dir, val_size=config.val_size, train_subset=config.train_subset,
+                                    split_seed=config.split_seed)
+    else:
+        dataset = load_dataset(DATASETS[config.dataset], data_dir, val_size=config.val_size,
+                               train_subset=config.train_subset, split_seed=config.split_seed, verify=config.verify_data)
     log.info("%d training, %d validation, %d test images", len(dataset.train), len(dataset.val), len(dataset.test))
     return dataset, data_dir
+
+
+def locate_data(config: StudyConfig) -> Path:
+    """The data folder: --data-dir for a folder of images; for MNIST-style sets also the environment
+    variable or the download cache (see data.resolve_data_dir)."""
+    if config.dataset != FOLDER_DATASET:
+        return resolve_data_dir(DATASETS[config.dataset], config.data_dir)
+    if not config.data_dir:
+        raise ConfigError(f"--dataset {FOLDER_DATASET}: needs --data-dir, the folder with {LABELS_FILE} and the PNGs")
+    folder = Path(config.data_dir).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"{folder} (--data-dir): folder does not exist")
+    return folder
 
 
 def prepare_evaluation(config: StudyConfig, dataset: Dataset, device: torch.device) -> Reference:
