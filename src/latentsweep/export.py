@@ -62,7 +62,7 @@ def export_model(model: ConvVAE, out_dir: Path, provenance: dict[str, Any]) -> l
     batch = torch.export.Dim("batch", min=1)
     with tempfile.TemporaryDirectory(dir=out_dir) as scratch:
         temporary = Path(scratch) / "decoder.onnx"
-        program = torch.onnx.export(DecoderToImage(model), (example,), dynamo=True, external_data=False,
+        program = torch.onnx.export(DecoderToImage(model).eval(), (example,), dynamo=True, external_data=False,
                                     input_names=["z"], output_names=["image"], dynamic_shapes=({0: batch},))
         program.save(str(temporary), external_data=False)
         atomic_write_bytes(out_dir / "decoder.onnx", temporary.read_bytes())
