@@ -42,6 +42,7 @@ CONFIGS = {
     "torch.compile": {"compile_model": True},
     "fused Adam": {"fused_adam": True},
     "space-to-depth convs": {"space_to_depth": True},
+    "bf16 autocast": {"precision": "bf16"},
 }
 
 
@@ -72,7 +73,7 @@ class SpaceToDepthConvTranspose(torch.nn.ConvTranspose2d):
 
 def one_pass(images: torch.Tensor, batch_size: int = 128, channels_last: bool = False,
              flush_denormals: bool = False, compile_model: bool = False, fused_adam: bool = False,
-             space_to_depth: bool = False) -> tuple[float, float]:
+             space_to_depth: bool = False, precision: str = "fp32") -> tuple[float, float]:
     torch.set_flush_denormal(flush_denormals)
     torch.manual_seed(0)
     model = ConvVAE(VAEConfig(latent_dim=20))
@@ -86,10 +87,12 @@ def one_pass(images: torch.Tensor, batch_size: int = 128, channels_last: bool = 
     trained = torch.compile(model) if compile_model else model
     generator = torch.Generator().manual_seed(0)
     started = time.perf_counter()
-    train_epoch(trained, optimizer, images[:1024], torch.arange(1024), batch_size, 1.0, generator)  # warm-up
+    train_epoch(trained, optimizer, images[:1024], torch.arange(1024), batch_size, 1.0, generator,
+                precision=precision)  # warm-up
     warm_up = time.perf_counter() - started
     started = time.perf_counter()
-    train_epoch(trained, optimizer, images, epoch_permutation(len(images), 0, 1), batch_size, 1.0, generator)
+    train_epoch(trained, optimizer, images, epoch_permutation(len(images), 0, 1), batch_size, 1.0, generator,
+                precision=precision)
     torch.set_flush_denormal(False)
     return len(images) / (time.perf_counter() - started), warm_up
 

@@ -25,16 +25,18 @@ from latentsweep.model import ConvVAE, VAEConfig, count_parameters
 from latentsweep.train import epoch_permutation, evaluate_loss, train_epoch
 
 
-def throughput(latent_dim: int, images: torch.Tensor, batch_size: int, repeats: int) -> tuple[float, float]:
+def throughput(latent_dim: int, images: torch.Tensor, batch_size: int, repeats: int,
+               precision: str = "fp32") -> tuple[float, float]:
     torch.manual_seed(0)
     model = ConvVAE(VAEConfig(latent_dim=latent_dim))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
     order = epoch_permutation(len(images), 0, 1)
-    train_epoch(model, optimizer, images[:2048], order[order < 2048], batch_size, 1.0, generator)  # warm-up
+    train_epoch(model, optimizer, images[:2048], order[order < 2048], batch_size, 1.0, generator,
+                precision=precision)  # warm-up
     started = time.perf_counter()
     for _ in range(repeats):
-        train_epoch(model, optimizer, images, order, batch_size, 1.0, generator)
+        train_epoch(model, optimizer, images, order, batch_size, 1.0, generator, precision=precision)
     train_rate = repeats * len(images) / (time.perf_counter() - started)
     started = time.perf_counter()
     for _ in range(repeats):
@@ -50,16 +52,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--quick-study", action="store_true", help="also time 'latentsweep run --preset quick'")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="training precision (default fp32)")
     args = parser.parse_args()
 
     spec = DATASETS["mnist"]
     folder = resolve_data_dir(spec, args.data_dir)
     images = load_dataset(spec, folder, val_size=5000).train.images[: args.images]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, {args.precision}, "
           f"{len(images)} real MNIST images per pass, {args.repeats} passes")
     print(f"{'latent':>6} {'parameters':>11} {'train img/s':>12} {'eval img/s':>11}")
     for latent_dim in (5, 10, 15, 20):
-        train_rate, eval_rate = throughput(latent_dim, images, args.batch_size, args.repeats)
+        train_rate, eval_rate = throughput(latent_dim, images, args.batch_size, args.repeats, args.precision)
         params = count_parameters(ConvVAE(VAEConfig(latent_dim=latent_dim)))
         print(f"{latent_dim:>6} {params:>11,} {train_rate:>12,.0f} {eval_rate:>11,.0f}")
 

@@ -165,3 +165,44 @@ def test_training_and_evaluation_run_on_cuda_and_resume_bit_identical(tmp_path, 
     model = model_from_checkpoint(load_checkpoint(tmp_path / "a" / BEST_CHECKPOINT, map_location=cuda), "a").to(cuda)
     evaluation = evaluate_model(model, images, torch.arange(64) % 10, 3, 0, per_class=2, num_samples=4)
     assert all(row["mean"] == row["mean"] for row in evaluation.rows)  # no NaN
+
+
+def test_bf16_autocast_trains_close_to_fp32_but_not_identically(images):
+    losses, weights = {}, {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        model = ConvVAE(SMALL)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        result = train_epoch(model, optimizer, images, torch.arange(64), 16, 1.0, torch.Generator().manual_seed(0),
+                             precision=precision)
+        losses[precision], weights[precision] = result["loss"], state_dict_sha256(model.state_dict())
+        assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay float32
+    assert weights["bf16"] != weights["fp32"], "autocast was not active"
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.01)
+
+
+def test_a_checkpoint_is_not_resumed_at_another_precision(tmp_path, images):
+    train_model(tmp_path, SMALL, TrainConfig(epochs=1, batch_size=16), images[:48], images[48:], CPU)
+    with pytest.raises(CheckpointError, match="other training settings"):
+        train_model(tmp_path, SMALL, TrainConfig(epochs=2, batch_size=16, precision="bf16"), images[:48], images[48:], CPU)
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()),
+                    reason="needs a CUDA device with bf16 (CI has none)")
+def test_bf16_on_cuda_keeps_test_psnr_within_a_tenth_of_a_db_of_fp32(tmp_path):
+    """The issue's criterion on a small real-looking problem: the same model trained both ways."""
+    from latentsweep.evaluate import per_image_scores
+
+    cuda = torch.device("cuda")
+    generator = torch.Generator().manual_seed(0)
+    blobs = torch.zeros(2048, 1, 28, 28)
+    for i in range(len(blobs)):  # a bright square somewhere: learnable, not trivial
+        y, x = torch.randint(0, 20, (2,), generator=generator).tolist()
+        blobs[i, 0, y:y + 8, x:x + 8] = 1.0
+    psnr = {}
+    for precision in ("fp32", "bf16"):
+        train_model(tmp_path / precision, SMALL, TrainConfig(epochs=3, batch_size=64, precision=precision),
+                    blobs[:1536], blobs[1536:1792], cuda)
+        model = model_from_checkpoint(load_checkpoint(tmp_path / precision / BEST_CHECKPOINT, map_location=cuda), "m")
+        psnr[precision] = float(per_image_scores(model.to(cuda), blobs[1792:].to(cuda), 256, 0)["psnr"].mean())
+    assert abs(psnr["bf16"] - psnr["fp32"]) < 0.1, psnr

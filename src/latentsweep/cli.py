@@ -53,6 +53,8 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--binarize", action="store_true", help="dynamically binarised MNIST: training batches re-drawn as "
                        "Bernoulli(intensity), validation and test binarised once; makes likelihoods comparable with the literature")
     group.add_argument("--device", help=f"one of {', '.join(DEVICES)} (default auto: CUDA when available)")
+    group.add_argument("--precision", help="fp32 (default) or bf16: training's forward pass under bfloat16 autocast, "
+                       "for GPUs with bf16 (on a CPU it is much slower); weights, loss and evaluation stay float32")
     group.add_argument("--tensorboard", action="store_true", help="log losses, sample and reconstruction grids per epoch "
                        "and final metrics with hyperparameters to OUT/tensorboard/ (needs the tensorboard extra; "
                        "view with: tensorboard --logdir OUT/tensorboard)")

@@ -21,6 +21,7 @@ else:  # pragma: no cover - exercised only on Python 3.10
 
 DATASET_NAMES = ("mnist", "fashion-mnist", "folder")  # folder: the user's PNGs listed in labels.csv (data.py)
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16")  # training's forward pass; see train.TrainConfig
 EXECUTORS = ("local", "dask")
 
 # What differs between a quick iteration and a real result. The full preset's 30 epochs come from a
@@ -51,6 +52,7 @@ class StudyConfig:
     learning_rate: float = 1e-3
     beta: float = 1.0
     binarize: bool = False
+    precision: str = "fp32"
     device: str = "auto"
     threads: int | None = None
     tolerance_db: float = 0.5
@@ -77,7 +79,7 @@ class StudyConfig:
 
     # Settings that change what a trained model is; a study folder refuses to mix them.
     TRAINING_KEYS = ("dataset", "epochs", "train_subset", "val_size", "split_seed", "batch_size",
-                     "learning_rate", "beta", "binarize", "verify_data")
+                     "learning_rate", "beta", "binarize", "verify_data", "precision")
     # Settings that change what is measured; a finished model is re-evaluated (not retrained) when they change.
     EVALUATION_KEYS = ("representatives_per_class", "num_samples", "generation_samples", "iwae_samples",
                        "iwae_images", "tsne_points", "classifier_epochs")
@@ -172,7 +174,7 @@ def _coerce(key: str, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: {value!r} is not true or false")
         return value
-    if key in ("out", "dataset", "data_dir", "device", "preset", "executor", "scheduler") and not isinstance(value, str):
+    if key in ("out", "dataset", "data_dir", "device", "preset", "executor", "scheduler", "precision") and not isinstance(value, str):
         raise ConfigError(f"{_option(key)}: {value!r} is not a string")
     return value
 
@@ -183,6 +185,7 @@ def validate(config: StudyConfig) -> None:
             raise ConfigError(message)
 
     need(config.dataset in DATASET_NAMES, f"--dataset: unknown data set {config.dataset!r}; choose from {', '.join(DATASET_NAMES)}")
+    need(config.precision in PRECISIONS, f"--precision: {config.precision!r} is not one of {', '.join(PRECISIONS)}")
     need(config.device in DEVICES, f"--device: {config.device!r} is not one of {', '.join(DEVICES)}")
     need(all(d >= 1 for d in config.latent_dims), f"--latent-dims: every latent size must be at least 1, got {list(config.latent_dims)}")
     need(all(d <= 4096 for d in config.latent_dims), f"--latent-dims: latent sizes above 4096 make no sense for 784-pixel images, got {list(config.latent_dims)}")

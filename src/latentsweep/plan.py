@@ -79,9 +79,11 @@ def measure_rates(config: StudyConfig, dataset: Dataset, device: torch.device, t
     generator = make_noise_generator(0, device)
     order = epoch_permutation(len(images), 0, 1)
     warm_up = config.batch_size * 2
-    train_epoch(model, optimizer, images, order[:warm_up], config.batch_size, config.beta, generator)
+    train_epoch(model, optimizer, images, order[:warm_up], config.batch_size, config.beta, generator,
+                precision=config.precision)
     train_rate = timed_rate(lambda: train_epoch(model, optimizer, images, order[warm_up:], config.batch_size,
-                                                config.beta, generator), len(order) - warm_up, device)
+                                                config.beta, generator, precision=config.precision),
+                            len(order) - warm_up, device)
     test = dataset.test.images[: 2 * config.eval_batch_size].to(device)
     evaluate_loss(model, test[: config.eval_batch_size], config.eval_batch_size, config.beta, seed=0)
     eval_rate = timed_rate(lambda: evaluate_loss(model, test, config.eval_batch_size, config.beta, seed=0),

@@ -160,7 +160,8 @@ def run_trial(trial: Trial, config: StudyConfig, dataset: Dataset, device: torch
     (folder / FAILED_MARKER).unlink(missing_ok=True)
     model_config = VAEConfig(latent_dim=trial.latent_dim)
     train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
-                               beta=config.beta, seed=trial.seed, binarize=config.binarize)
+                               beta=config.beta, seed=trial.seed, binarize=config.binarize,
+                               precision=config.precision)
     write_json(folder / "config.json", {"latent_dim": trial.latent_dim, "seed": trial.seed,
                                         "model_config": dataclasses.asdict(model_config),
                                         "train_config": dataclasses.asdict(train_config), "study": config.to_dict()})

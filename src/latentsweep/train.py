@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from latentsweep.errors import CheckpointError, ConfigError, TrainingDiverged
-from latentsweep.model import ConvVAE, VAEConfig, vae_loss_terms
+from latentsweep.model import ConvVAE, VAEConfig, VAEOutput, vae_loss_terms
 from latentsweep.storage import atomic_torch_save, atomic_write, write_csv
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,12 @@ class TrainConfig:
     beta: float = 1.0
     seed: int = 0
     binarize: bool = False  # dynamic binarisation: each batch re-drawn as Bernoulli(pixel intensity)
+    # "bf16": the forward pass under bfloat16 autocast (for GPUs; on CPUs it is far slower); the
+    # weights, the optimizer, the loss and all evaluation stay float32.
+    precision: str = "fp32"
+
+
+PRECISIONS = ("fp32", "bf16")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -84,10 +90,12 @@ def train_epoch(
     generator: torch.Generator,
     progress: tqdm | None = None,
     binarize: bool = False,
+    precision: str = "fp32",
 ) -> dict[str, float]:
     """One pass over `images` in `order`; returns mean loss, reconstruction and KL per image.
 
     With `binarize`, each batch is drawn afresh as Bernoulli(intensities) from `generator`.
+    With precision "bf16", the model runs under bfloat16 autocast and the loss is taken in float32.
     """
     model.train()
     order = order.to(images.device)  # one copy per epoch, not one per batch
@@ -99,7 +107,9 @@ def train_epoch(
         batch = images[order[start:start + batch_size]]
         if binarize:
             batch = torch.bernoulli(batch, generator=generator)
-        terms = vae_loss_terms(model(batch, generator=generator), batch)
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            output = model(batch, generator=generator)
+        terms = vae_loss_terms(VAEOutput(*(tensor.float() for tensor in output)), batch)
         loss = (terms.reconstruction + beta * terms.kl).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -270,7 +280,8 @@ def train_model(
         with tqdm(total=len(order), desc=f"{progress_label} epoch {epoch}/{train_config.epochs}".strip(),
                   unit="img", leave=False, disable=None, dynamic_ncols=True) as progress:
             train_terms = train_epoch(model, optimizer, train_images, order, train_config.batch_size,
-                                      train_config.beta, generator, progress, train_config.binarize)
+                                      train_config.beta, generator, progress, train_config.binarize,
+                                      train_config.precision)
         val_terms = evaluate_loss(model, val_images, 1000, train_config.beta, train_config.seed)
         seconds = time.perf_counter() - started
         bad_step = train_terms.pop("first_bad_step")
