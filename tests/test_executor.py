@@ -57,6 +57,8 @@ def test_local_dask_cluster_gives_the_sequential_results(mnist_dir, sequential, 
     assert "starting a local Dask cluster: 2 workers, 1 torch threads each" in result.stderr
     assert_same_results(out, sequential)
     assert [t["status"] for t in json.loads((out / "summary.json").read_text())["trials"]] == ["done", "done"]
+    log = (out / "models" / "latent004_seed0" / "trial.log").read_text()
+    assert "epoch 3/3" in log  # the worker's progress is kept beside the model
 
 
 def start(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -119,3 +121,30 @@ def test_unreachable_scheduler_is_a_one_line_error(mnist_dir, tmp_path):
 def test_executor_options_are_checked(options, message, tmp_path, capsys):
     assert main(["run", "--out", str(tmp_path / "study"), *options]) == 2
     assert message in capsys.readouterr().err
+
+
+FAULT_COUNT = """
+import resource, torch
+from latentsweep.executor import undo_malloc_trim_threshold
+
+def faults():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(200):
+        torch.ones(256, 1024).sum()  # 1 MiB allocated and freed, as training does per batch
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+faults()
+print(faults())
+undo_malloc_trim_threshold()
+faults()
+print(faults())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_workers_undo_dasks_malloc_trim_setting_that_makes_every_batch_page_fault():
+    result = subprocess.run([sys.executable, "-c", FAULT_COUNT], capture_output=True, text=True, check=True,
+                            env={**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536"})  # as Dask's nanny sets it
+    with_setting, undone = map(int, result.stdout.split())
+    assert with_setting > 200 * 100  # each 1 MiB tensor is a fresh mmap: 256 pages faulted in
+    assert undone < with_setting / 20

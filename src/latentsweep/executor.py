@@ -16,6 +16,7 @@ Dask itself is an optional extra: `pip install "latentsweep[dask]"`.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import logging
 import os
@@ -50,7 +51,7 @@ def run_on_dask(trials: list[Trial], config: StudyConfig) -> list[dict[str, Any]
         with client:
             log.info("Dask scheduler %s, %d workers", client.scheduler.address,
                      len(client.scheduler_info().get("workers", {})))
-            futures = {client.submit(trial_task, trial, config, key=f"latentsweep-{trial.name}", pure=False): trial
+            futures = {client.submit(worker_task, trial, config, key=f"latentsweep-{trial.name}", pure=False): trial
                        for trial in trials}
             statuses: dict[Trial, dict[str, Any]] = {}
             with tqdm(total=len(trials), desc="trials", unit="trial", disable=None) as progress:
@@ -63,6 +64,28 @@ def run_on_dask(trials: list[Trial], config: StudyConfig) -> list[dict[str, Any]
         if cluster is not None:
             cluster.close()
     return [statuses[trial] for trial in trials]
+
+
+def worker_task(trial: Trial, config: StudyConfig) -> dict[str, Any]:
+    """sweep.trial_task, after undoing a Dask default that halves PyTorch's speed on a CPU."""
+    undo_malloc_trim_threshold()
+    return trial_task(trial, config)
+
+
+def undo_malloc_trim_threshold() -> None:
+    """Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536 (to return memory to the system
+    sooner). Setting it also fixes glibc's mmap threshold at 128 KiB, so every batch-sized tensor is a
+    fresh mmap and page faults: training ran at 2,300 instead of 4,300 images/s per single-thread
+    worker here. Large thresholds restore heap reuse; glibc only, and only when that variable is set."""
+    if "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: the variable means nothing there
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    libc.mallopt(m_mmap_threshold, 32 * 2**20)  # the largest glibc accepts
+    libc.mallopt(m_trim_threshold, 256 * 2**20)
 
 
 def worker_config(config: StudyConfig, trial_count: int) -> StudyConfig:

@@ -5,7 +5,7 @@ Layout of a study folder:
   study.log                the log of every run of the study in this folder
   models/latent005_seed0/  one folder per trial:
       config.json  history.csv  last.pt  best.pt  metrics.json  timing.json  per_image.csv  images.npz
-      analysis.npz  DONE
+      analysis.npz  DONE  (and trial.log when a Dask worker ran it)
   results.csv, results.json  the tidy table of every finished trial
   summary.json             wall time and status of each trial
   figures/, report.md, report.html   written by latentsweep.report from the files above only
@@ -22,6 +22,7 @@ import os
 import platform
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ DONE_MARKER = "DONE"
 TIMING_FILE = "timing.json"  # wall-clock seconds, kept apart so metrics.json is reproducible to the byte
 EVALUATION_VERSION = 3  # bump when evaluation changes, so finished models are re-evaluated
 FAILED_MARKER = "FAILED"
+TRIAL_LOG = "trial.log"  # written by a distributed executor's worker
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,8 @@ def run_trial(trial: Trial, config: StudyConfig, dataset: Dataset, device: torch
         if tracker is not None:
             tracker.finish({"latent_dim": trial.latent_dim, "seed": trial.seed, "epochs": config.epochs,
                             "batch_size": config.batch_size, "learning_rate": config.learning_rate,
-                            "beta": config.beta, "binarize": config.binarize}, metrics["rows"])
+                            "beta": config.beta, "binarize": config.binarize, "precision": config.precision},
+                           metrics["rows"])
     finally:
         if tracker is not None:
             tracker.close()
@@ -313,10 +316,31 @@ def trial_task(trial: Trial, config: StudyConfig) -> dict[str, Any]:
     study filled, or trained afresh, deterministically, where the worker cannot see that cache),
     because shipping 200 MB of images with every task would cost more than reading them.
     """
-    device = setup_device(config)
-    dataset, _ = load_study_data(config)
-    reference = prepare_evaluation(config, dataset, device)
-    return attempt_trial(trial, config, dataset, device, reference)
+    folder = trial_dir(Path(config.out), trial)
+    folder.mkdir(parents=True, exist_ok=True)
+    with trial_log(folder / TRIAL_LOG):
+        device = setup_device(config)
+        dataset, _ = load_study_data(config)
+        reference = prepare_evaluation(config, dataset, device)
+        return attempt_trial(trial, config, dataset, device, reference)
+
+
+@contextmanager
+def trial_log(path: Path):
+    """latentsweep's log lines (epochs, evaluation) into `path` while a worker runs a trial: worker
+    processes do not write the study's study.log, and their own logs only keep warnings."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    package_log = logging.getLogger("latentsweep")
+    level = package_log.level
+    package_log.addHandler(handler)
+    package_log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        package_log.removeHandler(handler)
+        package_log.setLevel(level)
+        handler.close()
 
 
 def run_study(config: StudyConfig) -> dict[str, Any]:
