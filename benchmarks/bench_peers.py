@@ -10,7 +10,9 @@ Peers, re-implemented inside this harness from their published descriptions:
   pythae conv VAE       encoder convs 1-128-256-512-1024 (4x4, stride 2, BatchNorm, ReLU) then linear
                         1024 -> z for mean and log-variance; decoder linear z -> 1024x4x4, transposed convs
                         1024-512-256-1 (3x3, stride 2, BatchNorm, ReLU, sigmoid); batch 100
-  latentsweep           the default ConvVAE, our own training loop (data held as one tensor), batch 128
+  latentsweep           the default ConvVAE, our own training loop (data held as one tensor), batch 128;
+                        also with --precision bf16 (bfloat16 autocast: the same model FLOPs, in bf16
+                        arithmetic where the CPU has it, so its "% peak" is against the fp32 peak)
 
 For each: training and evaluation images per second (after a warm-up), training FLOPs per image
 counted with torch.utils.flop_counter (forward + backward of one step), the achieved FLOP/s, and
@@ -159,13 +161,13 @@ def measure_peer(name: str, model: nn.Module, images_u8: np.ndarray, images: tor
     return Result(name, timed(train), timed(evaluate), flops)
 
 
-def measure_ours(images: torch.Tensor, train_images: int) -> Result:
+def measure_ours(images: torch.Tensor, train_images: int, precision: str = "fp32") -> Result:
     torch.manual_seed(0)
     model = ConvVAE(VAEConfig(latent_dim=LATENT))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
     subset = images[:train_images]
-    train_epoch(model, optimizer, subset[:512], torch.arange(512), 128, 1.0, generator)  # warm-up
+    train_epoch(model, optimizer, subset[:512], torch.arange(512), 128, 1.0, generator, precision=precision)  # warm-up
 
     def step(batch: torch.Tensor) -> None:
         terms = vae_loss_terms(model(batch, generator=generator), batch)
@@ -177,7 +179,7 @@ def measure_ours(images: torch.Tensor, train_images: int) -> Result:
     order = epoch_permutation(train_images, 0, 1)
 
     def train() -> int:
-        train_epoch(model, optimizer, subset, order, 128, 1.0, generator)
+        train_epoch(model, optimizer, subset, order, 128, 1.0, generator, precision=precision)
         return train_images
 
     @torch.no_grad()
@@ -188,7 +190,8 @@ def measure_ours(images: torch.Tensor, train_images: int) -> Result:
             vae_loss_terms(model(batch, generator=generator), batch)
         return train_images
 
-    return Result("latentsweep ConvVAE", timed(train), timed(evaluate), flops)
+    name = "latentsweep ConvVAE" + (", bf16 autocast" if precision == "bf16" else "")
+    return Result(name, timed(train), timed(evaluate), flops)
 
 
 def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
@@ -218,6 +221,7 @@ def main() -> None:
         measure_ours(images, args.images),
         measure_peer("pytorch/examples VAE (MLP, DataLoader)", ExamplesVAE(), images_u8, images, 128, args.images, loader=True),
         measure_peer("pythae conv VAE (batch 100)", PythaeConvVAE(), images_u8, images, 100, args.pythae_images, loader=False),
+        measure_ours(images, args.images, precision="bf16"),
     ]
     ours = results[0]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; measured fp32 matmul peak "
