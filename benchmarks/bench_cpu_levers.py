@@ -7,18 +7,18 @@ train_epoch (latent size 20), after a warm-up; the configurations are interleave
 (--repeats, default 4) and the median is reported, because a shared 2-core machine drifts by
 more than the effects being measured. Levers: channels_last memory format, flushing denormals,
 batch 256 (changes the optimisation itself, so it is not a free speed-up), torch.compile of the
-model (compile time shown separately), Adam's fused kernel, and computing the two 1-channel
-layers (first convolution, last transposed convolution) as 2x2 convolutions on a space-to-depth
-rearrangement (same weights and results; alone, the first convolution ran 1.9x faster).
+model (compile time shown separately), Adam's fused kernel, computing the two 1-channel layers
+(first convolution, last transposed convolution) as 2x2 convolutions on a space-to-depth
+rearrangement (same weights, same results up to rounding), and bfloat16 autocast (--precision bf16).
 
-Seen here (2-core CPU, torch 2.13.0): no lever clearly beat the baseline, so training uses none.
-First run, 4 repeats: x0.91 channels_last, x0.89 denormals, x1.02 batch 256, x0.77 torch.compile
-(9 s to compile). Second run with the two new levers, 5 repeats: x1.06 channels_last, x0.99
-denormals, x1.14 batch 256, x0.92 torch.compile, x1.03 fused Adam, x0.91 space-to-depth; every
-range overlapped the baseline's (5,860-7,290 img/s). Fused Adam's 3% is within that noise and
-would change every trained weight, so it is not worth giving up the reproducibility of published
-results. (An earlier version on random images and a hand-written step showed channels_last
-x1.12-1.39; on real data through train_epoch the gain disappeared.)
+Seen here (2-core AMD EPYC with AVX512-BF16, torch 2.13.0). First run, 4 repeats: x0.91
+channels_last, x0.89 denormals, x1.02 batch 256, x0.77 torch.compile (9 s to compile). Latest run,
+6 repeats: x1.01 channels_last, x0.98 denormals, x1.18 batch 256, x0.76 torch.compile, x1.07 fused
+Adam, x0.97 space-to-depth, x1.11 bf16 autocast, with every range overlapping the baseline's
+(5,561-7,795 img/s). Training keeps its defaults: batch 256 changes the optimisation, fused Adam and
+bf16 change every trained weight, and bf16 is offered as --precision bf16 (README, Speed). (An
+earlier version on random images and a hand-written step showed channels_last x1.12-1.39; on real
+data through train_epoch the gain disappeared.)
 """
 
 from __future__ import annotations

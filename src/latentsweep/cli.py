@@ -54,7 +54,8 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
                        "Bernoulli(intensity), validation and test binarised once; makes likelihoods comparable with the literature")
     group.add_argument("--device", help=f"one of {', '.join(DEVICES)} (default auto: CUDA when available)")
     group.add_argument("--precision", help="fp32 (default) or bf16: training's forward pass under bfloat16 autocast, "
-                       "for GPUs with bf16 (on a CPU it is much slower); weights, loss and evaluation stay float32")
+                       "whether it pays on a CPU depends on its bf16 instructions (benchmarks/bench_cpu_levers.py measures "
+                       "it); weights, loss and evaluation stay float32")
     group.add_argument("--tensorboard", action="store_true", help="log losses, sample and reconstruction grids per epoch "
                        "and final metrics with hyperparameters to OUT/tensorboard/ (needs the tensorboard extra; "
                        "view with: tensorboard --logdir OUT/tensorboard)")
@@ -173,9 +174,9 @@ def int_option(text: str, option: str, minimum: int) -> int:
 
 
 def add_log_file(path: Path) -> None:
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.getLogger().addHandler(handler)
+    from latentsweep.sweep import log_file_handler
+
+    logging.getLogger().addHandler(log_file_handler(path))
 
 
 def cmd_run(args: argparse.Namespace) -> int:

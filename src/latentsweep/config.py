@@ -65,7 +65,8 @@ class StudyConfig:
     iwae_images: int = 500
     tsne_points: int = 2000
     classifier_epochs: int = 6
-    # Where the trials run; none of these changes a result (see executor.py).
+    # Where the trials run (see executor.py). They do not change what a model is, but a local Dask
+    # cluster shares the cores out as torch threads, and other thread counts change the last bits.
     executor: str = "local"
     scheduler: str | None = None
     workers: int | None = None

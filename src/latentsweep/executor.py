@@ -41,7 +41,7 @@ def run_on_dask(trials: list[Trial], config: StudyConfig) -> list[dict[str, Any]
     cluster = None
     try:
         if config.scheduler is None:
-            workers = config.workers or min(len(trials), os.cpu_count() or 1)
+            workers = local_workers(config, len(trials))
             log.info("starting a local Dask cluster: %d workers, %d torch threads each", workers, config.threads)
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                    dashboard_address=None)
@@ -75,8 +75,8 @@ def worker_task(trial: Trial, config: StudyConfig) -> dict[str, Any]:
 def undo_malloc_trim_threshold() -> None:
     """Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536 (to return memory to the system
     sooner). Setting it also fixes glibc's mmap threshold at 128 KiB, so every batch-sized tensor is a
-    fresh mmap and page faults: training ran at 2,300 instead of 4,300 images/s per single-thread
-    worker here. Large thresholds restore heap reuse; glibc only, and only when that variable is set."""
+    fresh mmap and page faults: single-thread training ran at about half speed here (README, Speed).
+    Large thresholds restore heap reuse; glibc only, and only when that variable is set."""
     if "MALLOC_TRIM_THRESHOLD_" not in os.environ:
         return
     try:
@@ -95,9 +95,13 @@ def worker_config(config: StudyConfig, trial_count: int) -> StudyConfig:
     if config.data_dir is not None:
         changes["data_dir"] = str(Path(config.data_dir).resolve())
     if config.scheduler is None and config.threads is None:
-        workers = config.workers or min(trial_count, os.cpu_count() or 1)
-        changes["threads"] = max(1, (os.cpu_count() or 1) // workers)
+        changes["threads"] = max(1, (os.cpu_count() or 1) // local_workers(config, trial_count))
     return dataclasses.replace(config, **changes)
+
+
+def local_workers(config: StudyConfig, trial_count: int) -> int:
+    """Worker processes of the local cluster: --workers, else one per core but no more than trials."""
+    return config.workers or min(trial_count, os.cpu_count() or 1)
 
 
 def connect(address: str):

@@ -325,12 +325,18 @@ def trial_task(trial: Trial, config: StudyConfig) -> dict[str, Any]:
         return attempt_trial(trial, config, dataset, device, reference)
 
 
+def log_file_handler(path: Path) -> logging.FileHandler:
+    """The format of study.log and trial.log: time, level, message."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    return handler
+
+
 @contextmanager
 def trial_log(path: Path):
     """latentsweep's log lines (epochs, evaluation) into `path` while a worker runs a trial: worker
     processes do not write the study's study.log, and their own logs only keep warnings."""
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler = log_file_handler(path)
     package_log = logging.getLogger("latentsweep")
     level = package_log.level
     package_log.addHandler(handler)

@@ -54,12 +54,10 @@ class TrainConfig:
     beta: float = 1.0
     seed: int = 0
     binarize: bool = False  # dynamic binarisation: each batch re-drawn as Bernoulli(pixel intensity)
-    # "bf16": the forward pass under bfloat16 autocast (for GPUs; on CPUs it is far slower); the
-    # weights, the optimizer, the loss and all evaluation stay float32.
+    # "bf16": the forward pass under bfloat16 autocast (on a CPU it pays only with bf16 instructions:
+    # x1.11 on this project's, see benchmarks/bench_cpu_levers.py); the weights, the optimizer, the
+    # loss and all evaluation stay float32.
     precision: str = "fp32"
-
-
-PRECISIONS = ("fp32", "bf16")
 
 
 def resolve_device(name: str) -> torch.device:
