@@ -4,6 +4,9 @@ Reproducibility: the batch order of an epoch is a pure function of (seed, epoch)
 reparameterisation noise comes from one generator whose state is saved in every checkpoint,
 so a run resumed from a checkpoint replays exactly what an uninterrupted run would have done.
 
+`train_stacked` trains several latent sizes of one seed as one stacked network (model.py's
+StackedConvVAE); every member's run folder ends as `train_model` would leave it.
+
 Files in a run folder:
   last.pt      checkpoint after the latest finished epoch (weights, optimizer, generator state,
                history, both configs); written atomically every epoch
@@ -21,15 +24,15 @@ import math
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from latentsweep.errors import CheckpointError, ConfigError, TrainingDiverged
-from latentsweep.model import ConvVAE, VAEConfig, VAEOutput, vae_loss_terms
+from latentsweep.model import ConvVAE, StackedConvVAE, VAEConfig, VAEOutput, vae_loss_terms
 from latentsweep.storage import atomic_torch_save, atomic_write, write_csv
 
 log = logging.getLogger(__name__)
@@ -226,6 +229,90 @@ class TrainResult:
     train_seconds: float
 
 
+@dataclass
+class Run:
+    """One run folder's training in progress: the model, its optimizer and noise generator, and
+    what the finished epochs recorded (all that last.pt holds)."""
+    run_dir: Path
+    model: ConvVAE
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    checkpoint_base: dict[str, Any]  # the part of every checkpoint that does not change
+    history: list[dict[str, float]] = field(default_factory=list)
+    epochs_done: int = 0
+    best_loss: float = math.inf
+    best_epoch: int = 0
+
+    def result(self) -> TrainResult:
+        return TrainResult(history=self.history, best_epoch=self.best_epoch,
+                           train_seconds=sum(row["seconds"] for row in self.history))
+
+
+def open_run(run_dir: Path, model_config: VAEConfig, train_config: TrainConfig, device: torch.device,
+             resume: bool = True, extra_metadata: dict[str, Any] | None = None, label: str = "") -> Run:
+    """A freshly initialised model, or with `resume` the state of `run_dir`'s last.pt.
+
+    A checkpoint made with other configs is an error rather than silently mixing two experiments.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # Seeded weight initialisation that neither depends on nor disturbs the global RNG.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(train_config.seed)
+        model = ConvVAE(model_config).to(device)
+    base = {"format": CHECKPOINT_FORMAT, "model_config": dataclasses.asdict(model_config),
+            "train_config": dataclasses.asdict(train_config), "metadata": extra_metadata or {}}
+    run = Run(run_dir, model, torch.optim.Adam(model.parameters(), lr=train_config.learning_rate),
+              make_noise_generator(train_config.seed, device), base)
+    last_path = run_dir / LAST_CHECKPOINT
+    if resume and last_path.exists():
+        checkpoint = load_checkpoint(last_path, map_location=device)
+        _check_same_experiment(checkpoint, model_config, train_config, last_path)
+        model.load_state_dict(checkpoint["model_state"])
+        run.optimizer.load_state_dict(checkpoint["optimizer_state"])
+        run.generator.set_state(checkpoint["generator_state"].cpu())  # generator states are CPU byte tensors
+        run.history = list(checkpoint["history"])
+        run.best_loss, run.best_epoch = checkpoint["best_val_loss"], checkpoint["best_epoch"]
+        run.epochs_done = checkpoint["epoch"]
+        if run.epochs_done < train_config.epochs:
+            log.info("%s resuming after epoch %d of %d", label or run_dir.name, run.epochs_done, train_config.epochs)
+    return run
+
+
+def close_epoch(run: Run, epoch: int, train_terms: dict[str, float], train_seconds: float, val_images: torch.Tensor,
+                train_config: TrainConfig, on_epoch_end: Callable[[dict[str, float], ConvVAE], None] | None = None,
+                label: str = "") -> None:
+    """Validate, then record the epoch: history.csv, best.pt when validation improved, last.pt.
+
+    Raises TrainingDiverged, before writing anything, when a loss is not finite.
+    """
+    started = time.perf_counter()
+    val_terms = evaluate_loss(run.model, val_images, 1000, train_config.beta, train_config.seed)
+    seconds = train_seconds + time.perf_counter() - started
+    train_terms = dict(train_terms)
+    bad_step = train_terms.pop("first_bad_step")
+    if bad_step > 0 or not all(math.isfinite(v) for v in (*train_terms.values(), *val_terms.values())):
+        where = f"epoch {epoch}, step {bad_step}" if bad_step > 0 else f"epoch {epoch} (validation)"
+        raise TrainingDiverged(f"{run.run_dir}: loss became NaN or infinite in {where}; "
+                               f"the last good checkpoint (epoch {epoch - 1}) is kept")
+    run.history.append({"epoch": epoch, **{f"train_{k}": v for k, v in train_terms.items()},
+                        **{f"val_{k}": v for k, v in val_terms.items()}, "seconds": seconds})
+    run.epochs_done = epoch
+    if val_terms["loss"] < run.best_loss:
+        run.best_loss, run.best_epoch = val_terms["loss"], epoch
+        atomic_torch_save({**run.checkpoint_base, "epoch": epoch, "model_state": run.model.state_dict(),
+                           "val_loss": run.best_loss}, run.run_dir / BEST_CHECKPOINT)
+    save_last_checkpoint({**run.checkpoint_base, "epoch": epoch, "model_state": run.model.state_dict(),
+                          "optimizer_state": run.optimizer.state_dict(), "generator_state": run.generator.get_state(),
+                          "history": run.history, "best_val_loss": run.best_loss, "best_epoch": run.best_epoch},
+                         run.run_dir / LAST_CHECKPOINT)
+    _write_history(run.run_dir, run.history)
+    if on_epoch_end is not None:
+        on_epoch_end(run.history[-1], run.model)
+    log.info("%s epoch %d/%d  train %.2f (rec %.2f, KL %.2f)  val %.2f  %.1fs",
+             label or run.run_dir.name, epoch, train_config.epochs, train_terms["loss"],
+             train_terms["reconstruction"], train_terms["kl"], val_terms["loss"], seconds)
+
+
 def train_model(
     run_dir: Path,
     model_config: VAEConfig,
@@ -240,68 +327,163 @@ def train_model(
 ) -> TrainResult:
     """Train (or continue training) one model into `run_dir`; its best weights are in best.pt.
 
-    With `resume`, a `last.pt` in `run_dir` from the same configs is continued; a checkpoint from
-    other configs is an error rather than silently mixing two experiments. `on_epoch_end(row, model)`
-    is called after each epoch's checkpoint with its history row (e.g. to log to TensorBoard); it must
-    leave the model's weights and the random number generators alone.
+    With `resume`, a `last.pt` in `run_dir` from the same configs is continued. `on_epoch_end(row,
+    model)` is called after each epoch's checkpoint with its history row (e.g. to log to TensorBoard);
+    it must leave the model's weights and the random number generators alone.
     """
-    run_dir.mkdir(parents=True, exist_ok=True)
     train_images = train_images.to(device)
     val_images = val_images.to(device)
-    # Seeded weight initialisation that neither depends on nor disturbs the global RNG.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(train_config.seed)
-        model = ConvVAE(model_config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate)
-    generator = make_noise_generator(train_config.seed, device)
-    history: list[dict[str, float]] = []
-    best_loss, best_epoch, start_epoch = math.inf, 0, 1
-
-    last_path = run_dir / LAST_CHECKPOINT
-    if resume and last_path.exists():
-        checkpoint = load_checkpoint(last_path, map_location=device)
-        _check_same_experiment(checkpoint, model_config, train_config, last_path)
-        model.load_state_dict(checkpoint["model_state"])
-        optimizer.load_state_dict(checkpoint["optimizer_state"])
-        generator.set_state(checkpoint["generator_state"].cpu())  # generator states are CPU byte tensors
-        history = list(checkpoint["history"])
-        best_loss, best_epoch = checkpoint["best_val_loss"], checkpoint["best_epoch"]
-        start_epoch = checkpoint["epoch"] + 1
-        if start_epoch <= train_config.epochs:
-            log.info("%s resuming after epoch %d of %d", progress_label or run_dir.name, checkpoint["epoch"], train_config.epochs)
-
-    base = {"format": CHECKPOINT_FORMAT, "model_config": dataclasses.asdict(model_config),
-            "train_config": dataclasses.asdict(train_config), "metadata": extra_metadata or {}}
-    for epoch in range(start_epoch, train_config.epochs + 1):
+    run = open_run(run_dir, model_config, train_config, device, resume, extra_metadata, progress_label)
+    for epoch in range(run.epochs_done + 1, train_config.epochs + 1):
         started = time.perf_counter()
         order = epoch_permutation(len(train_images), train_config.seed, epoch)
         with tqdm(total=len(order), desc=f"{progress_label} epoch {epoch}/{train_config.epochs}".strip(),
                   unit="img", leave=False, disable=None, dynamic_ncols=True) as progress:
-            train_terms = train_epoch(model, optimizer, train_images, order, train_config.batch_size,
-                                      train_config.beta, generator, progress, train_config.binarize,
+            train_terms = train_epoch(run.model, run.optimizer, train_images, order, train_config.batch_size,
+                                      train_config.beta, run.generator, progress, train_config.binarize,
                                       train_config.precision)
-        val_terms = evaluate_loss(model, val_images, 1000, train_config.beta, train_config.seed)
-        seconds = time.perf_counter() - started
-        bad_step = train_terms.pop("first_bad_step")
-        if bad_step > 0 or not all(math.isfinite(v) for v in (*train_terms.values(), *val_terms.values())):
-            where = f"epoch {epoch}, step {bad_step}" if bad_step > 0 else f"epoch {epoch} (validation)"
-            raise TrainingDiverged(f"{run_dir}: loss became NaN or infinite in {where}; "
-                                   f"the last good checkpoint (epoch {epoch - 1}) is kept")
-        history.append({"epoch": epoch, **{f"train_{k}": v for k, v in train_terms.items()},
-                        **{f"val_{k}": v for k, v in val_terms.items()}, "seconds": seconds})
-        if val_terms["loss"] < best_loss:
-            best_loss, best_epoch = val_terms["loss"], epoch
-            atomic_torch_save({**base, "epoch": epoch, "model_state": model.state_dict(), "val_loss": best_loss},
-                              run_dir / BEST_CHECKPOINT)
-        save_last_checkpoint({**base, "epoch": epoch, "model_state": model.state_dict(),
-                              "optimizer_state": optimizer.state_dict(), "generator_state": generator.get_state(),
-                              "history": history, "best_val_loss": best_loss, "best_epoch": best_epoch},
-                             last_path)
-        _write_history(run_dir, history)
-        if on_epoch_end is not None:
-            on_epoch_end(history[-1], model)
-        log.info("%s epoch %d/%d  train %.2f (rec %.2f, KL %.2f)  val %.2f  %.1fs",
-                 progress_label or run_dir.name, epoch, train_config.epochs, train_terms["loss"],
-                 train_terms["reconstruction"], train_terms["kl"], val_terms["loss"], seconds)
+        close_epoch(run, epoch, train_terms, time.perf_counter() - started, val_images, train_config, on_epoch_end,
+                    progress_label)
+    return run.result()
 
-    return TrainResult(history=history, best_epoch=best_epoch, train_seconds=sum(row["seconds"] for row in history))
+
+# --- Training several latent sizes at once (`latentsweep run --stack-sizes`) ---------------------------
+
+
+def train_stacked_epoch(
+    stack: StackedConvVAE,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    order: torch.Tensor,
+    batch_size: int,
+    beta: float,
+    generators: Sequence[torch.Generator],
+    progress: tqdm | None = None,
+    binarize: bool = False,
+    precision: str = "fp32",
+) -> list[dict[str, float]]:
+    """train_epoch for every member of `stack` at once; member k uses generators[k] as its own
+    train_epoch would, so the result is that of separate training. Returns one dict per member."""
+    stack.train()
+    members = len(generators)
+    order = order.to(images.device)
+    totals = torch.zeros(members, 2, dtype=torch.float64, device=images.device)
+    first_bad_step = torch.full((members,), -1, device=images.device)
+    for step, start in enumerate(range(0, len(order), batch_size), start=1):
+        batch = images[order[start:start + batch_size]]
+        if binarize:  # each member's own draw, so the first layer sees one batch per member
+            inputs = torch.stack([torch.bernoulli(batch, generator=generator) for generator in generators])
+            targets = inputs
+        else:
+            inputs, targets = batch, batch.expand(members, *batch.shape)
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            output = stack(inputs, generators)
+        terms = vae_loss_terms(VAEOutput(*(tensor.float().flatten(0, 1) for tensor in output)), targets.flatten(0, 1))
+        reconstruction, kl = terms.reconstruction.view(members, -1), terms.kl.view(members, -1)
+        member_losses = (reconstruction + beta * kl).mean(1)
+        optimizer.zero_grad(set_to_none=True)
+        member_losses.sum().backward()  # members share no weights: each gets its own loss's gradient
+        optimizer.step()
+        first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(member_losses.detach()),
+                                     torch.tensor(step, device=images.device), first_bad_step)
+        totals += torch.stack([reconstruction.detach().sum(1), kl.detach().sum(1)], dim=1).double()
+        if progress is not None:
+            progress.update(len(batch))
+    means = (totals / len(order)).tolist()
+    return [{"loss": reconstruction + beta * kl, "reconstruction": reconstruction, "kl": kl, "first_bad_step": int(bad)}
+            for (reconstruction, kl), bad in zip(means, first_bad_step.tolist())]
+
+
+_ADAM_MOMENTS = ("exp_avg", "exp_avg_sq")
+
+
+def stack_runs(runs: Sequence[Run], learning_rate: float, device: torch.device
+               ) -> tuple[StackedConvVAE, torch.optim.Adam]:
+    """One StackedConvVAE and Adam holding the weights and Adam state of `runs` (same step count)."""
+    stack = StackedConvVAE([run.model.config for run in runs]).to(device)
+    optimizer = torch.optim.Adam(stack.parameters(), lr=learning_rate)
+    stacked = stack.stacked_by_name()
+    moments = {key: {name: torch.zeros_like(tensor) for name, tensor in stacked.items()} for key in _ADAM_MOMENTS}
+    steps = set()
+    for member, run in enumerate(runs):
+        parameters = dict(run.model.named_parameters())
+        stack.load_member(member, parameters)
+        states = {name: run.optimizer.state[parameter] for name, parameter in parameters.items()}
+        steps |= {float(state["step"]) if state else 0.0 for state in states.values()}
+        if any(states.values()):
+            for key in _ADAM_MOMENTS:
+                stack.load_member(member, {name: state[key] for name, state in states.items()}, into=moments[key])
+    if len(steps) != 1:
+        raise ValueError(f"runs to stack must have taken the same number of optimizer steps, got {sorted(steps)}")
+    step = steps.pop()
+    if step > 0:
+        for name, parameter in stacked.items():
+            optimizer.state[parameter] = {"step": torch.tensor(step), **{key: moments[key][name] for key in _ADAM_MOMENTS}}
+    return stack, optimizer
+
+
+@torch.no_grad()
+def unstack_runs(stack: StackedConvVAE, optimizer: torch.optim.Adam, runs: Sequence[Run]) -> None:
+    """Copy the stack's weights and Adam state back into each run's model and optimizer."""
+    stacked = stack.stacked_by_name()
+    for member, run in enumerate(runs):
+        weights = stack.member_tensors(member)
+        moments = {key: stack.member_tensors(member, {name: optimizer.state[p][key] for name, p in stacked.items()})
+                   for key in _ADAM_MOMENTS}
+        for name, parameter in run.model.named_parameters():
+            parameter.copy_(weights[name])
+            run.optimizer.state[parameter] = {"step": optimizer.state[stacked[name]]["step"].clone(),
+                                              **{key: moments[key][name] for key in _ADAM_MOMENTS}}
+
+
+def train_stacked(
+    run_dirs: Sequence[Path],
+    model_configs: Sequence[VAEConfig],
+    train_config: TrainConfig,
+    train_images: torch.Tensor,
+    val_images: torch.Tensor,
+    device: torch.device,
+    extra_metadata: Sequence[dict[str, Any]] | None = None,
+    progress_label: str = "",
+    on_epoch_end: Sequence[Callable[[dict[str, float], ConvVAE], None] | None] | None = None,
+) -> list[TrainResult | TrainingDiverged]:
+    """train_model for several models that differ only in latent size, trained as one StackedConvVAE.
+
+    Every run folder ends as train_model would leave it (same files; weights equal up to float
+    rounding); each epoch's seconds are the member's share of the stack's step time plus its own
+    validation. Runs are resumed from their last.pt: a run ahead of the others (a crash between
+    two members' checkpoints) waits until they catch up. A member whose loss diverges leaves the
+    stack at its last good checkpoint and its TrainingDiverged is returned in its place.
+    """
+    train_images = train_images.to(device)
+    val_images = val_images.to(device)
+    count = len(run_dirs)
+    metadata = list(extra_metadata or [{}] * count)
+    hooks = list(on_epoch_end or [None] * count)
+    names = [run_dir.name for run_dir in run_dirs]
+    runs = [open_run(run_dir, model_config, train_config, device, True, meta, name)
+            for run_dir, model_config, meta, name in zip(run_dirs, model_configs, metadata, names, strict=True)]
+    outcomes: list[TrainResult | TrainingDiverged | None] = [None] * count
+    for epoch in range(min(run.epochs_done for run in runs) + 1, train_config.epochs + 1):
+        members = [i for i, run in enumerate(runs) if run.epochs_done == epoch - 1 and outcomes[i] is None]
+        if not members:
+            continue
+        started = time.perf_counter()
+        stack, optimizer = stack_runs([runs[i] for i in members], train_config.learning_rate, device)
+        order = epoch_permutation(len(train_images), train_config.seed, epoch)
+        sizes = ",".join(str(runs[i].model.config.latent_dim) for i in members)
+        description = f"{progress_label} latent {sizes} epoch {epoch}/{train_config.epochs}".strip()
+        with tqdm(total=len(order), desc=description, unit="img", leave=False, disable=None,
+                  dynamic_ncols=True) as progress:
+            terms = train_stacked_epoch(stack, optimizer, train_images, order, train_config.batch_size,
+                                        train_config.beta, [runs[i].generator for i in members], progress,
+                                        train_config.binarize, train_config.precision)
+        unstack_runs(stack, optimizer, [runs[i] for i in members])
+        share = (time.perf_counter() - started) / len(members)
+        for i, member_terms in zip(members, terms):
+            try:
+                close_epoch(runs[i], epoch, member_terms, share, val_images, train_config, hooks[i], names[i])
+            except TrainingDiverged as exc:
+                log.error("%s", exc)
+                outcomes[i] = exc
+    return [outcome if outcome is not None else run.result() for outcome, run in zip(outcomes, runs)]
