@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default: start a local cluster on 127.0.0.1)")
     group.add_argument("--workers", help="with --executor dask and no --scheduler: worker processes of the local "
                        "cluster (default: one per core, at most one per trial)")
+    group.add_argument("--stack-sizes", action="store_true", help="train the latent sizes of each seed together as one "
+                       "stacked network: the same models up to float rounding, in one pass over the data per epoch "
+                       "(measured by benchmarks/bench_stacked.py; not with --executor dask)")
     add_data_options(run)
     add_training_options(run)
     add_evaluation_options(run)

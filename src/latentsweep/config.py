@@ -71,6 +71,9 @@ class StudyConfig:
     scheduler: str | None = None
     workers: int | None = None
     tensorboard: bool = False  # TensorBoard event files under OUT/tensorboard/ (tracking.py)
+    # Train a seed's latent sizes together as one stacked network (train.train_stacked). The same
+    # models up to float rounding, like another thread count, so a study folder may mix the two.
+    stack_sizes: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -144,7 +147,7 @@ _INT_FIELDS = {"epochs", "train_subset", "val_size", "split_seed", "batch_size",
                "representatives_per_class", "num_samples", "eval_batch_size", "generation_samples",
                "iwae_samples", "iwae_images", "tsne_points", "classifier_epochs", "workers"}
 _FLOAT_FIELDS = {"learning_rate", "beta", "tolerance_db", "fd_tolerance"}
-_BOOL_FIELDS = {"verify_data", "binarize", "tensorboard"}
+_BOOL_FIELDS = {"verify_data", "binarize", "tensorboard", "stack_sizes"}
 
 
 def _option(key: str) -> str:
@@ -220,3 +223,5 @@ def validate(config: StudyConfig) -> None:
     need(config.workers is None or config.scheduler is None,
          "--workers: sets the size of the local Dask cluster; with --scheduler the cluster decides")
     need(config.workers is None or config.workers >= 1, f"--workers: must be at least 1, got {config.workers}")
+    need(not (config.stack_sizes and config.executor == "dask"),
+         "--stack-sizes: trains a seed's latent sizes together in this process; not available with --executor dask")

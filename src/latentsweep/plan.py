@@ -137,6 +137,9 @@ def describe(config: StudyConfig, dataset: Dataset, data_dir: Path, device: torc
                  + (f", classifier {format_seconds(seconds['classifier'])}" if seconds["classifier"] else "") + ")")
     lines.append(f"  from rates timed just now: training {rates.train_images_per_second:,.0f} images/s, "
                  f"evaluation {rates.eval_images_per_second:,.0f} images/s; t-SNE and the probe are not included")
+    if config.stack_sizes:
+        lines.append("  with --stack-sizes, each seed's sizes train together; the estimate is for training them one "
+                     "by one (benchmarks/bench_stacked.py measures the difference on this machine)")
     if config.executor == "dask":
         lines.append("  with --executor dask, trials run in parallel: wall time is about this divided by the "
                      "workers busy at once")

@@ -42,7 +42,7 @@ from latentsweep.metrics import TIDY_FIELDS
 from latentsweep.model import VAEConfig, count_parameters
 from latentsweep.storage import atomic_savez, atomic_write_text, read_json, remove_temp_files, write_csv, write_json
 from latentsweep.train import (BEST_CHECKPOINT, LAST_CHECKPOINT, TrainConfig, load_checkpoint, model_from_checkpoint,
-                              resolve_device, train_model)
+                              resolve_device, train_model, train_stacked)
 
 log = logging.getLogger(__name__)
 
@@ -157,16 +157,7 @@ def run_trial(trial: Trial, config: StudyConfig, dataset: Dataset, device: torch
             return {**saved, **read_timing(folder)}
         log.info("%s trained; re-evaluating with the current evaluation settings", trial.name)
         return evaluate_trial(folder, config, dataset, device, reference)
-    folder.mkdir(parents=True, exist_ok=True)
-    remove_temp_files(folder)
-    (folder / FAILED_MARKER).unlink(missing_ok=True)
-    model_config = VAEConfig(latent_dim=trial.latent_dim)
-    train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
-                               beta=config.beta, seed=trial.seed, binarize=config.binarize,
-                               precision=config.precision)
-    write_json(folder / "config.json", {"latent_dim": trial.latent_dim, "seed": trial.seed,
-                                        "model_config": dataclasses.asdict(model_config),
-                                        "train_config": dataclasses.asdict(train_config), "study": config.to_dict()})
+    model_config, train_config = prepare_trial_folder(trial, config, folder)
     tracker = None
     if config.tensorboard:
         from latentsweep.tracking import LOG_FOLDER, TrialLog
@@ -187,6 +178,49 @@ def run_trial(trial: Trial, config: StudyConfig, dataset: Dataset, device: torch
             tracker.close()
     atomic_write_text(folder / DONE_MARKER, time.strftime("%Y-%m-%dT%H:%M:%S%z\n"))
     return metrics
+
+
+def prepare_trial_folder(trial: Trial, config: StudyConfig, folder: Path) -> tuple[VAEConfig, TrainConfig]:
+    """The trial's model and training configs, written to its folder's config.json before training."""
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_temp_files(folder)
+    (folder / FAILED_MARKER).unlink(missing_ok=True)
+    model_config = VAEConfig(latent_dim=trial.latent_dim)
+    train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
+                               beta=config.beta, seed=trial.seed, binarize=config.binarize,
+                               precision=config.precision)
+    write_json(folder / "config.json", {"latent_dim": trial.latent_dim, "seed": trial.seed,
+                                        "model_config": dataclasses.asdict(model_config),
+                                        "train_config": dataclasses.asdict(train_config), "study": config.to_dict()})
+    return model_config, train_config
+
+
+def train_stacked_trials(trials: list[Trial], config: StudyConfig, dataset: Dataset, device: torch.device,
+                         label: str = "") -> dict[Trial, TrainingDiverged]:
+    """Train the unfinished trials of one seed together (--stack-sizes); returns those that diverged.
+
+    Each trial's folder ends as run_trial's training would leave it, so run_trial then only evaluates.
+    """
+    pending = [trial for trial in trials if not (trial_dir(Path(config.out), trial) / DONE_MARKER).exists()]
+    if len(pending) < 2:
+        return {}  # nothing to stack: run_trial trains a lone trial as usual
+    folders = [trial_dir(Path(config.out), trial) for trial in pending]
+    configs = [prepare_trial_folder(trial, config, folder) for trial, folder in zip(pending, folders)]
+    trackers = []
+    if config.tensorboard:
+        from latentsweep.tracking import LOG_FOLDER, TrialLog
+
+        trackers = [TrialLog(Path(config.out) / LOG_FOLDER / trial.name, dataset.val.images, trial.seed)
+                    for trial in pending]
+    try:
+        outcomes = train_stacked(folders, [model_config for model_config, _ in configs], configs[0][1],
+                                 dataset.train.images, dataset.val.images, device,
+                                 extra_metadata=[{"dataset": dataset.name, "trial": trial.name} for trial in pending],
+                                 progress_label=label, on_epoch_end=[tracker.epoch_end for tracker in trackers] or None)
+    finally:
+        for tracker in trackers:
+            tracker.close()
+    return {trial: outcome for trial, outcome in zip(pending, outcomes) if isinstance(outcome, TrainingDiverged)}
 
 
 def evaluate_trial(folder: Path, config: StudyConfig, dataset: Dataset, device: torch.device,
@@ -299,14 +333,19 @@ def attempt_trial(trial: Trial, config: StudyConfig, dataset: Dataset, device: t
     try:
         metrics = run_trial(trial, config, dataset, device, folder, reference, label)
     except TrainingDiverged as exc:
-        # One diverged model must not cost the others: record it, go on, show it in the report.
-        log.error("%s failed: %s", trial.name, exc)
-        write_json(folder / "metrics.json", {"status": "failed", "latent_dim": trial.latent_dim, "seed": trial.seed,
-                                             "error": str(exc)})
-        atomic_write_text(folder / FAILED_MARKER, str(exc) + "\n")
-        return {"trial": trial.name, "status": "failed", "error": str(exc)}
+        return record_failure(trial, folder, exc)
     return {"trial": trial.name, "status": "done", "train_seconds": metrics.get("train_seconds"),
             "eval_seconds": metrics.get("eval_seconds")}
+
+
+def record_failure(trial: Trial, folder: Path, exc: TrainingDiverged) -> dict[str, Any]:
+    """A diverged model as a recorded failure (metrics.json, FAILED marker, the report shows it): one
+    diverged model must not cost the others. Returns the trial's status line."""
+    log.error("%s failed: %s", trial.name, exc)
+    write_json(folder / "metrics.json", {"status": "failed", "latent_dim": trial.latent_dim, "seed": trial.seed,
+                                         "error": str(exc)})
+    atomic_write_text(folder / FAILED_MARKER, str(exc) + "\n")
+    return {"trial": trial.name, "status": "failed", "error": str(exc)}
 
 
 def trial_task(trial: Trial, config: StudyConfig) -> dict[str, Any]:
@@ -349,6 +388,26 @@ def trial_log(path: Path):
         handler.close()
 
 
+def run_locally(trials: list[Trial], config: StudyConfig, dataset: Dataset, device: torch.device,
+                reference: Reference) -> list[dict[str, Any]]:
+    """The trials one after another in this process; with --stack-sizes, each seed's sizes are first
+    trained together, then evaluated one by one. Returns their status lines in the order of `trials`."""
+    statuses: dict[Trial, dict[str, Any]] = {}
+    groups = [[trial for trial in trials if trial.seed == seed] for seed in config.seeds] if config.stack_sizes \
+        else [[trial] for trial in trials]
+    for group in groups:
+        diverged = train_stacked_trials(group, config, dataset, device, f"seed {group[0].seed}") \
+            if config.stack_sizes else {}
+        for trial in group:
+            number = trials.index(trial) + 1
+            if trial in diverged:
+                statuses[trial] = record_failure(trial, trial_dir(Path(config.out), trial), diverged[trial])
+            else:
+                statuses[trial] = attempt_trial(trial, config, dataset, device, reference,
+                                                f"[{number}/{len(trials)}] latent {trial.latent_dim} seed {trial.seed}")
+    return [statuses[trial] for trial in trials]
+
+
 def run_study(config: StudyConfig) -> dict[str, Any]:
     """Train and evaluate every trial, write the results table, render the report."""
     from latentsweep.report import render_report  # report imports plotting; keep `sweep` light to import
@@ -374,9 +433,7 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
 
         statuses = run_on_dask(trials, config)
     else:
-        statuses = [attempt_trial(trial, config, dataset, device, reference,
-                                  f"[{number}/{len(trials)}] latent {trial.latent_dim} seed {trial.seed}")
-                    for number, trial in enumerate(trials, start=1)]
+        statuses = run_locally(trials, config, dataset, device, reference)
     rows = collect_results(study_dir, trials)
     if not rows:
         raise LatentsweepError(f"{study_dir}: no model finished training; see {study_dir / 'study.log'}")
