@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 # The feature classifier is cached under $XDG_CACHE_HOME: keep the tests' copy out of the user's cache,
@@ -83,3 +84,17 @@ def study(mnist_dir, tmp_path_factory):
     result = cli("run", "--data-dir", str(mnist_dir), "--out", str(out), *SMALL_RUN)
     assert result.returncode == 0, result.stderr
     return out, result
+
+
+def cuda_synchronisations(work) -> int:
+    """How many times `work()` made the host wait for the GPU (torch's sync debug mode, as warnings)."""
+    import warnings
+
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            work()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(warning.message) for warning in caught)

@@ -191,3 +191,21 @@ def test_stacked_training_matches_separate_training_on_cuda(tmp_path, images):
     stacked = train_stacked([tmp_path / f"stack{d}" for d in SIZES], [small(d) for d in SIZES], config,
                             images[:160], images[160:], cuda)
     assert_same_runs(tmp_path, separate, stacked, rtol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CI has none)")
+def test_a_stacked_cuda_epoch_never_waits_for_the_gpu_inside_its_loop(images):
+    from conftest import cuda_synchronisations
+    from latentsweep.train import train_stacked_epoch
+
+    cuda = torch.device("cuda")
+    stack = stack_of(members()).to(cuda)
+    optimizer = torch.optim.Adam(stack.parameters(), lr=1e-3)
+    generators = [torch.Generator(device=cuda).manual_seed(0) for _ in SIZES]
+    data = images.to(cuda)
+
+    def epoch(steps: int):
+        return lambda: train_stacked_epoch(stack, optimizer, data, torch.arange(8 * steps), 8, 1.0, generators)
+
+    epoch(2)()
+    assert cuda_synchronisations(epoch(2)) == cuda_synchronisations(epoch(8))

@@ -206,3 +206,24 @@ def test_bf16_on_cuda_keeps_test_psnr_within_a_tenth_of_a_db_of_fp32(tmp_path):
         model = model_from_checkpoint(load_checkpoint(tmp_path / precision / BEST_CHECKPOINT, map_location=cuda), "m")
         psnr[precision] = float(per_image_scores(model.to(cuda), blobs[1792:].to(cuda), 256, 0)["psnr"].mean())
     assert abs(psnr["bf16"] - psnr["fp32"]) < 0.1, psnr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CI has none)")
+@pytest.mark.parametrize("binarize", [False, True])
+def test_a_cuda_epoch_never_waits_for_the_gpu_inside_its_loop(images, binarize):
+    """The host waits as often for 2 steps as for 8: only before and after the loop."""
+    from conftest import cuda_synchronisations
+
+    cuda = torch.device("cuda")
+    torch.manual_seed(0)
+    model = ConvVAE(SMALL).to(cuda)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    generator = torch.Generator(device=cuda).manual_seed(0)
+    data = images.to(cuda)
+
+    def epoch(steps: int):
+        return lambda: train_epoch(model, optimizer, data, torch.arange(8 * steps), 8, 1.0, generator,
+                                   binarize=binarize)
+
+    epoch(2)()  # warm-up: cuDNN and the caching allocator settle
+    assert cuda_synchronisations(epoch(2)) == cuda_synchronisations(epoch(8))

@@ -102,8 +102,10 @@ def train_epoch(
     order = order.to(images.device)  # one copy per epoch, not one per batch
     totals = torch.zeros(2, dtype=torch.float64, device=images.device)
     # The first step whose loss is not finite, tracked on the device (-1: none), so the check costs
-    # no host synchronisation per step; the caller reads it once per epoch.
-    first_bad_step = torch.tensor(-1, device=images.device)
+    # no host synchronisation per step; the caller reads it once per epoch. The step numbers live on
+    # the device too: a tensor made from a Python int each step would be a blocking copy on a GPU.
+    first_bad_step = torch.full((), -1, device=images.device)
+    step_numbers = torch.arange(1, math.ceil(len(order) / batch_size) + 1, device=images.device)
     for step, start in enumerate(range(0, len(order), batch_size), start=1):
         batch = images[order[start:start + batch_size]]
         if binarize:
@@ -116,7 +118,7 @@ def train_epoch(
         loss.backward()
         optimizer.step()
         first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss.detach()),
-                                     torch.tensor(step, device=images.device), first_bad_step)
+                                     step_numbers[step - 1], first_bad_step)
         totals += torch.stack([terms.reconstruction.detach().sum(), terms.kl.detach().sum()]).double()
         if progress is not None:
             progress.update(len(batch))
@@ -368,7 +370,8 @@ def train_stacked_epoch(
     members = len(generators)
     order = order.to(images.device)
     totals = torch.zeros(members, 2, dtype=torch.float64, device=images.device)
-    first_bad_step = torch.full((members,), -1, device=images.device)
+    first_bad_step = torch.full((members,), -1, device=images.device)  # as in train_epoch
+    step_numbers = torch.arange(1, math.ceil(len(order) / batch_size) + 1, device=images.device)
     for step, start in enumerate(range(0, len(order), batch_size), start=1):
         batch = images[order[start:start + batch_size]]
         if binarize:  # each member's own draw, so the first layer sees one batch per member
@@ -385,7 +388,7 @@ def train_stacked_epoch(
         member_losses.sum().backward()  # members share no weights: each gets its own loss's gradient
         optimizer.step()
         first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(member_losses.detach()),
-                                     torch.tensor(step, device=images.device), first_bad_step)
+                                     step_numbers[step - 1], first_bad_step)
         totals += torch.stack([reconstruction.detach().sum(1), kl.detach().sum(1)], dim=1).double()
         if progress is not None:
             progress.update(len(batch))
