@@ -177,6 +177,29 @@ def test_run_with_stack_sizes_matches_the_default_run(tmp_path):
         assert config["study"]["stack_sizes"] is True
 
 
+def test_a_stacked_study_killed_while_checkpointing_resumes_to_bit_identical_models(tmp_path):
+    """SIGKILL halfway through writing epoch 2's last.pt (the reliability tests' fault hook), run again:
+    the stack is rebuilt from the members' checkpoints and ends with the uninterrupted run's weights."""
+    import signal
+
+    from latentsweep.train import FAULT_KILL_IN_CHECKPOINT, state_dict_sha256
+
+    data = write_fake_dataset(tmp_path / "data", train=300, test=100)
+    common = ["-q", "run", "--data-dir", str(data), "--no-verify-data", "--latent-dims", "2,3,4", "--epochs", "3",
+              "--val-size", "100", "--stack-sizes", *SMALL_EVAL]
+    assert cli(*common, "--out", str(tmp_path / "straight")).returncode == 0
+    killed = cli(*common, "--out", str(tmp_path / "resumed"), env={FAULT_KILL_IN_CHECKPOINT: "2"})
+    assert killed.returncode == -signal.SIGKILL
+    assert load_checkpoint(tmp_path / "resumed" / "models" / "latent002_seed0" / LAST_CHECKPOINT)["epoch"] == 1
+    resumed = cli(*common, "--out", str(tmp_path / "resumed"))
+    assert resumed.returncode == 0, resumed.stderr
+    for trial in ("latent002_seed0", "latent003_seed0", "latent004_seed0"):
+        hashes = [state_dict_sha256(load_checkpoint(tmp_path / run / "models" / trial / LAST_CHECKPOINT)["model_state"])
+                  for run in ("straight", "resumed")]
+        assert hashes[0] == hashes[1], trial
+    assert (tmp_path / "straight" / "results.csv").read_text() == (tmp_path / "resumed" / "results.csv").read_text()
+
+
 def test_stack_sizes_is_refused_with_dask(tmp_path):
     result = cli("run", "--out", str(tmp_path / "s"), "--stack-sizes", "--executor", "dask")
     assert result.returncode != 0
