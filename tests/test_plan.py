@@ -67,3 +67,17 @@ def test_dry_run_refuses_a_folder_trained_with_other_settings(fake_data, tmp_pat
     capsys.readouterr()
     assert main(["run", "--data-dir", str(fake_data), "--out", str(out), *TINY, "--batch-size", "64", "--dry-run"]) == 2
     assert "holds a study made with other settings (batch_size 128 -> 64)" in capsys.readouterr().err
+
+
+def test_dry_run_with_stack_sizes_times_the_stack(fake_data, tmp_path, capsys, monkeypatch):
+    import latentsweep.plan as plan
+
+    stacked_calls = []
+    real = plan.train_stacked_epoch
+    monkeypatch.setattr(plan, "train_stacked_epoch", lambda *args, **kwargs: stacked_calls.append(1) or real(*args, **kwargs))
+    out = tmp_path / "study"
+    assert main(["run", "--data-dir", str(fake_data), "--out", str(out), *TINY, "--stack-sizes", "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert stacked_calls, "the stacked training step was not timed"
+    assert "with --stack-sizes: each seed's sizes train together" in printed and "Estimated time:" in printed
+    assert not out.exists()

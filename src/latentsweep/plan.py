@@ -1,6 +1,7 @@
 """What `latentsweep run` would do, and about how long it would take (`run --dry-run`).
 
-The estimate is measured, not guessed: a few training steps of the largest model, a few
+The estimate is measured, not guessed: a few training steps of the largest model (with
+--stack-sizes, of the stack of all the study's sizes, as model-images per second), a few
 evaluation forward passes and, when the feature classifier is not cached yet, a few of its
 training steps, all on this machine's device with the study's settings. Those rates are scaled
 to the work left: the remaining epochs of each trial, and per model the forward passes its
@@ -20,12 +21,12 @@ from latentsweep.classifier import ClassifierConfig, cache_key, train_classifier
 from latentsweep.config import StudyConfig
 from latentsweep.data import Dataset, cache_root
 from latentsweep.errors import LatentsweepError
-from latentsweep.model import ConvVAE, VAEConfig
+from latentsweep.model import ConvVAE, StackedConvVAE, VAEConfig
 from latentsweep.storage import read_json
 from latentsweep.sweep import (DONE_MARKER, Trial, check_same_training_settings, evaluation_settings,
                                load_study_data, plan_trials, setup_device, trial_dir)
 from latentsweep.train import (LAST_CHECKPOINT, epoch_permutation, evaluate_loss, load_checkpoint,
-                               make_noise_generator, train_epoch)
+                               make_noise_generator, train_epoch, train_stacked_epoch)
 
 TIMED_STEPS = 40
 
@@ -79,11 +80,14 @@ def measure_rates(config: StudyConfig, dataset: Dataset, device: torch.device, t
     generator = make_noise_generator(0, device)
     order = epoch_permutation(len(images), 0, 1)
     warm_up = config.batch_size * 2
-    train_epoch(model, optimizer, images, order[:warm_up], config.batch_size, config.beta, generator,
-                precision=config.precision)
-    train_rate = timed_rate(lambda: train_epoch(model, optimizer, images, order[warm_up:], config.batch_size,
-                                                config.beta, generator, precision=config.precision),
-                            len(order) - warm_up, device)
+    if config.stack_sizes and len(config.latent_dims) > 1:
+        train_rate = stacked_training_rate(config, images, order, warm_up, device)
+    else:
+        train_epoch(model, optimizer, images, order[:warm_up], config.batch_size, config.beta, generator,
+                    precision=config.precision)
+        train_rate = timed_rate(lambda: train_epoch(model, optimizer, images, order[warm_up:], config.batch_size,
+                                                    config.beta, generator, precision=config.precision),
+                                len(order) - warm_up, device)
     test = dataset.test.images[: 2 * config.eval_batch_size].to(device)
     evaluate_loss(model, test[: config.eval_batch_size], config.eval_batch_size, config.beta, seed=0)
     eval_rate = timed_rate(lambda: evaluate_loss(model, test, config.eval_batch_size, config.beta, seed=0),
@@ -93,6 +97,22 @@ def measure_rates(config: StudyConfig, dataset: Dataset, device: torch.device, t
         subset = dataset.full_train.images[:1280].to(device), dataset.full_train.labels[:1280].to(device)
         classifier_rate = timed_rate(lambda: train_classifier(*subset, ClassifierConfig(epochs=1)), 1280, device)
     return Rates(train_rate, eval_rate, classifier_rate)
+
+
+def stacked_training_rate(config: StudyConfig, images: torch.Tensor, order: torch.Tensor, warm_up: int,
+                          device: torch.device) -> float:
+    """Training images per second per model when all the study's latent sizes train as one stack."""
+    torch.manual_seed(0)
+    stack = StackedConvVAE([VAEConfig(latent_dim=latent_dim) for latent_dim in config.latent_dims]).to(device)
+    optimizer = torch.optim.Adam(stack.parameters(), lr=config.learning_rate)
+    generators = [make_noise_generator(0, device) for _ in config.latent_dims]
+
+    def epoch(selection: torch.Tensor) -> None:
+        train_stacked_epoch(stack, optimizer, images, selection, config.batch_size, config.beta, generators,
+                            precision=config.precision)
+
+    epoch(order[:warm_up])
+    return len(config.latent_dims) * timed_rate(lambda: epoch(order[warm_up:]), len(order) - warm_up, device)
 
 
 def timed_rate(work, images: int, device: torch.device) -> float:
@@ -138,8 +158,8 @@ def describe(config: StudyConfig, dataset: Dataset, data_dir: Path, device: torc
     lines.append(f"  from rates timed just now: training {rates.train_images_per_second:,.0f} images/s, "
                  f"evaluation {rates.eval_images_per_second:,.0f} images/s; t-SNE and the probe are not included")
     if config.stack_sizes:
-        lines.append("  with --stack-sizes, each seed's sizes train together; the estimate is for training them one "
-                     "by one (benchmarks/bench_stacked.py measures the difference on this machine)")
+        lines.append("  with --stack-sizes: each seed's sizes train together; the training rate is the stack's, "
+                     "per model")
     if config.executor == "dask":
         lines.append("  with --executor dask, trials run in parallel: wall time is about this divided by the "
                      "workers busy at once")
