@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import SMALL_EVAL, SMALL_RUN, cli, write_fake_dataset
@@ -101,6 +102,17 @@ def test_generation_and_likelihood_numbers_are_sane(study):
         assert 0.1 < value(dim, "test_set", "probe_accuracy") <= 1.0
     metrics = json.loads((out / "models" / "latent004_seed0" / "metrics.json").read_text())
     assert len(metrics["analysis"]["kl_per_dimension"]) == 4 and metrics["classifier"]["train_images"] == 60000
+
+
+def test_latent_views_store_each_test_image_with_its_own_label(study):
+    out, _ = study
+    model_dir = out / "models" / "latent004_seed0"
+    with (model_dir / "per_image.csv").open() as handle:
+        per_image_labels = [int(row["label"]) for row in csv.DictReader(handle)]
+    with np.load(model_dir / "analysis.npz") as arrays:
+        assert arrays["pca_labels"].tolist() == per_image_labels
+        assert np.issubdtype(arrays["tsne_labels"].dtype, np.integer) and len(arrays["tsne_labels"]) == len(arrays["tsne"])
+        assert set(arrays["tsne_labels"].tolist()) == set(range(10))
 
 
 def test_rerun_skips_finished_models_and_report_rerenders_from_files(study, mnist_dir):

@@ -279,9 +279,9 @@ def analyse(model: ConvVAE, test_images: torch.Tensor, labels: np.ndarray, seed:
     arrays = {
         "kl_per_dimension": per_dimension,
         "pca": latent.pca_2d(means).astype(np.float32),
-        "pca_labels": labels.astype(np.int8),
+        "pca_labels": labels,  # as loaded: a narrower type would overflow for folders with many classes
         "tsne": latent.tsne_2d(means[reference.tsne_indices], seed).astype(np.float32),
-        "tsne_labels": labels[reference.tsne_indices].astype(np.int8),
+        "tsne_labels": labels[reference.tsne_indices],
         "interpolations": interpolations.astype(np.float32),
         "interpolation_pairs": np.array([[labels[a], labels[b]] for a, b in pairs]),
         "traversals": traversals.astype(np.float32),
