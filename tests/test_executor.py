@@ -6,9 +6,11 @@ Every run here uses --threads 1, because results are bit-identical only at equal
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -52,8 +54,12 @@ def drop_seconds(path: Path) -> list[list[str]]:
 
 def test_local_dask_cluster_gives_the_sequential_results(mnist_dir, sequential, tmp_path):
     out = tmp_path / "study"
-    result = cli("run", "--data-dir", str(mnist_dir), "--out", str(out), *RUN, "--executor", "dask", "--workers", "2")
+    with contextlib.ExitStack() as stack:
+        with contextlib.suppress(OSError):  # if something else holds it already, the check holds all the same
+            stack.enter_context(socket.create_server(("127.0.0.1", 8787)))  # Dask's default dashboard port
+        result = cli("run", "--data-dir", str(mnist_dir), "--out", str(out), *RUN, "--executor", "dask", "--workers", "2")
     assert result.returncode == 0, result.stderr
+    assert "8787" not in result.stderr, "the local cluster must not reach for the default dashboard port"
     assert "starting a local Dask cluster: 2 workers, 1 torch threads each" in result.stderr
     assert_same_results(out, sequential)
     assert [t["status"] for t in json.loads((out / "summary.json").read_text())["trials"]] == ["done", "done"]

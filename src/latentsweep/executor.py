@@ -43,8 +43,10 @@ def run_on_dask(trials: list[Trial], config: StudyConfig) -> list[dict[str, Any]
         if config.scheduler is None:
             workers = local_workers(config, len(trials))
             log.info("starting a local Dask cluster: %d workers, %d torch threads each", workers, config.threads)
+            # dashboard_address=None does not turn the dashboard off (dask/distributed#8136): it still
+            # takes port 8787, or warns when that is in use. A random loopback port collides with nothing.
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                   dashboard_address=None)
+                                   dashboard_address="127.0.0.1:0")
             client = Client(cluster)
         else:
             client = connect(config.scheduler)
