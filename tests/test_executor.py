@@ -60,6 +60,7 @@ def test_local_dask_cluster_gives_the_sequential_results(mnist_dir, sequential, 
         result = cli("run", "--data-dir", str(mnist_dir), "--out", str(out), *RUN, "--executor", "dask", "--workers", "2")
     assert result.returncode == 0, result.stderr
     assert "8787" not in result.stderr, "the local cluster must not reach for the default dashboard port"
+    assert "Register worker" not in result.stderr and "Scheduler closing" not in result.stderr  # Dask's INFO chatter
     assert "starting a local Dask cluster: 2 workers, 1 torch threads each" in result.stderr
     assert_same_results(out, sequential)
     assert [t["status"] for t in json.loads((out / "summary.json").read_text())["trials"]] == ["done", "done"]

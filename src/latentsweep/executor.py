@@ -37,6 +37,9 @@ def run_on_dask(trials: list[Trial], config: StudyConfig) -> list[dict[str, Any]
         from distributed import Client, LocalCluster, as_completed
     except ImportError:
         raise ConfigError('--executor dask: Dask is not installed; pip install "latentsweep[dask]"') from None
+    # Importing distributed sets its loggers to INFO: some 35 lines of connection chatter per run that
+    # would bury the study's own lines, even with -q. Its warnings and errors still show.
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     config = worker_config(config, len(trials))
     cluster = None
     try:
