@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -74,20 +75,13 @@ def classifier_cached(config: StudyConfig, dataset: Dataset) -> bool:
 def measure_rates(config: StudyConfig, dataset: Dataset, device: torch.device, time_classifier: bool) -> Rates:
     """Images per second of training, evaluation and (optionally) classifier training, timed here."""
     images = dataset.train.images[: config.batch_size * (TIMED_STEPS + 2)].to(device)
-    torch.manual_seed(0)
-    model = ConvVAE(VAEConfig(latent_dim=max(config.latent_dims))).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    generator = make_noise_generator(0, device)
     order = epoch_permutation(len(images), 0, 1)
     warm_up = config.batch_size * 2
-    if config.stack_sizes and len(config.latent_dims) > 1:
-        train_rate = stacked_training_rate(config, images, order, warm_up, device)
-    else:
-        train_epoch(model, optimizer, images, order[:warm_up], config.batch_size, config.beta, generator,
-                    precision=config.precision)
-        train_rate = timed_rate(lambda: train_epoch(model, optimizer, images, order[warm_up:], config.batch_size,
-                                                    config.beta, generator, precision=config.precision),
-                                len(order) - warm_up, device)
+    train_pass, models_per_pass = training_pass(config, images, device)
+    train_pass(order[:warm_up])
+    train_rate = models_per_pass * timed_rate(lambda: train_pass(order[warm_up:]), len(order) - warm_up, device)
+    torch.manual_seed(0)
+    model = ConvVAE(VAEConfig(latent_dim=max(config.latent_dims))).to(device)
     test = dataset.test.images[: 2 * config.eval_batch_size].to(device)
     evaluate_loss(model, test[: config.eval_batch_size], config.eval_batch_size, config.beta, seed=0)
     eval_rate = timed_rate(lambda: evaluate_loss(model, test, config.eval_batch_size, config.beta, seed=0),
@@ -99,20 +93,23 @@ def measure_rates(config: StudyConfig, dataset: Dataset, device: torch.device, t
     return Rates(train_rate, eval_rate, classifier_rate)
 
 
-def stacked_training_rate(config: StudyConfig, images: torch.Tensor, order: torch.Tensor, warm_up: int,
-                          device: torch.device) -> float:
-    """Training images per second per model when all the study's latent sizes train as one stack."""
+def training_pass(config: StudyConfig, images: torch.Tensor, device: torch.device
+                  ) -> tuple[Callable[[torch.Tensor], None], int]:
+    """A training pass over images[selection] as the study trains (the largest model, or with
+    --stack-sizes the stack of all its sizes), and how many models one pass trains."""
     torch.manual_seed(0)
-    stack = StackedConvVAE([VAEConfig(latent_dim=latent_dim) for latent_dim in config.latent_dims]).to(device)
-    optimizer = torch.optim.Adam(stack.parameters(), lr=config.learning_rate)
-    generators = [make_noise_generator(0, device) for _ in config.latent_dims]
-
-    def epoch(selection: torch.Tensor) -> None:
-        train_stacked_epoch(stack, optimizer, images, selection, config.batch_size, config.beta, generators,
-                            precision=config.precision)
-
-    epoch(order[:warm_up])
-    return len(config.latent_dims) * timed_rate(lambda: epoch(order[warm_up:]), len(order) - warm_up, device)
+    if config.stack_sizes and len(config.latent_dims) > 1:
+        stack = StackedConvVAE([VAEConfig(latent_dim=latent_dim) for latent_dim in config.latent_dims]).to(device)
+        stack_optimizer = torch.optim.Adam(stack.parameters(), lr=config.learning_rate)
+        generators = [make_noise_generator(0, device) for _ in config.latent_dims]
+        return (lambda selection: train_stacked_epoch(stack, stack_optimizer, images, selection, config.batch_size,
+                                                      config.beta, generators, precision=config.precision),
+                len(config.latent_dims))
+    model = ConvVAE(VAEConfig(latent_dim=max(config.latent_dims))).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    generator = make_noise_generator(0, device)
+    return (lambda selection: train_epoch(model, optimizer, images, selection, config.batch_size, config.beta,
+                                          generator, precision=config.precision), 1)
 
 
 def timed_rate(work, images: int, device: torch.device) -> float:
