@@ -62,6 +62,20 @@ def test_run_with_tensorboard_logs_every_epoch_and_trains_the_same_weights(fake_
         assert session.hparams["epochs"].number_value == 3
 
 
+def test_stacked_training_logs_each_size_as_its_own_trial(fake_data, tmp_path):
+    out = tmp_path / "stacked"
+    assert main(["-q", "run", "--data-dir", str(fake_data), "--out", str(out), *TINY, "--tensorboard", "--stack-sizes"]) == 0
+    for trial in ("latent002_seed0", "latent003_seed0"):
+        events = read_events(out / "tensorboard" / trial)
+        val_losses = [float(line.split(",")[4]) for line in
+                      (out / "models" / trial / "history.csv").read_text().splitlines()[1:]]
+        assert [e.step for e in events.Scalars("val/loss")] == [1, 2, 3]
+        assert [e.value for e in events.Scalars("val/loss")] == pytest.approx(val_losses, rel=1e-6)
+        assert [image.step for image in events.Images("samples/prior")] == [1, 2, 3]
+        hparams = read_events(out / "tensorboard" / trial / "hparams")
+        assert "test/psnr_db" in hparams.Tags()["scalars"]
+
+
 def test_a_resumed_trial_purges_the_epochs_it_repeats(tmp_path):
     model = ConvVAE(VAEConfig(latent_dim=2))
     val = torch.rand(8, 1, 28, 28)

@@ -158,11 +158,7 @@ def run_trial(trial: Trial, config: StudyConfig, dataset: Dataset, device: torch
         log.info("%s trained; re-evaluating with the current evaluation settings", trial.name)
         return evaluate_trial(folder, config, dataset, device, reference)
     model_config, train_config = prepare_trial_folder(trial, config, folder)
-    tracker = None
-    if config.tensorboard:
-        from latentsweep.tracking import LOG_FOLDER, TrialLog
-
-        tracker = TrialLog(Path(config.out) / LOG_FOLDER / trial.name, dataset.val.images, trial.seed)
+    tracker = tensorboard_log(trial, config, dataset)
     try:
         train_model(folder, model_config, train_config, dataset.train.images, dataset.val.images, device,
                     resume=True, extra_metadata={"dataset": dataset.name, "trial": trial.name},
@@ -195,6 +191,15 @@ def prepare_trial_folder(trial: Trial, config: StudyConfig, folder: Path) -> tup
     return model_config, train_config
 
 
+def tensorboard_log(trial: Trial, config: StudyConfig, dataset: Dataset):
+    """The trial's TensorBoard log (tracking.TrialLog) with --tensorboard, else None."""
+    if not config.tensorboard:
+        return None
+    from latentsweep.tracking import LOG_FOLDER, TrialLog
+
+    return TrialLog(Path(config.out) / LOG_FOLDER / trial.name, dataset.val.images, trial.seed)
+
+
 def train_stacked_trials(trials: list[Trial], config: StudyConfig, dataset: Dataset, device: torch.device,
                          label: str = "") -> dict[Trial, TrainingDiverged]:
     """Train the unfinished trials of one seed together (--stack-sizes); returns those that diverged.
@@ -206,12 +211,7 @@ def train_stacked_trials(trials: list[Trial], config: StudyConfig, dataset: Data
         return {}  # nothing to stack: run_trial trains a lone trial as usual
     folders = [trial_dir(Path(config.out), trial) for trial in pending]
     configs = [prepare_trial_folder(trial, config, folder) for trial, folder in zip(pending, folders)]
-    trackers = []
-    if config.tensorboard:
-        from latentsweep.tracking import LOG_FOLDER, TrialLog
-
-        trackers = [TrialLog(Path(config.out) / LOG_FOLDER / trial.name, dataset.val.images, trial.seed)
-                    for trial in pending]
+    trackers = [tensorboard_log(trial, config, dataset) for trial in pending] if config.tensorboard else []
     try:
         outcomes = train_stacked(folders, [model_config for model_config, _ in configs], configs[0][1],
                                  dataset.train.images, dataset.val.images, device,
