@@ -194,20 +194,25 @@ def measure_ours(images: torch.Tensor, train_images: int, precision: str = "fp32
     return Result(name, timed(train), timed(evaluate), flops)
 
 
-def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
+def flop_rate(work: Callable[[], None], flops: float, repeats: int) -> float:
+    """FLOP/s of `work` (`flops` per call), timed over `repeats` calls after one warm-up call."""
+    work()
     started = time.perf_counter()
     for _ in range(repeats):
-        a @ b
-    return repeats * 2 * size**3 / (time.perf_counter() - started)
+        work()
+    return repeats * flops / (time.perf_counter() - started)
+
+
+def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    return flop_rate(lambda: a @ b, 2 * size**3, repeats)
 
 
 def layer_gemm_rate(batch: int = 128, features: int = 1568, hidden: int = 256, repeats: int = 50) -> float:
     """FLOP/s of our largest layer's three training GEMMs (forward, input grad, weight grad) run alone.
 
-    These are the best-shaped products in our step; a whole step, which adds convolutions, elementwise
-    work and Adam, cannot run at a higher rate, so this bounds what any speed-up of ours can reach.
+    These are the best-shaped products in our step; a step whose convolutions, elementwise work and
+    Adam all ran this well would reach this rate, so it shows how far the rest of the step lags.
     """
     x, weight, grad = torch.randn(batch, features), torch.randn(hidden, features), torch.randn(batch, hidden)
 
@@ -216,11 +221,7 @@ def layer_gemm_rate(batch: int = 128, features: int = 1568, hidden: int = 256, r
         grad @ weight
         grad.T @ x
 
-    gemms()
-    started = time.perf_counter()
-    for _ in range(repeats):
-        gemms()
-    return repeats * 3 * 2 * batch * features * hidden / (time.perf_counter() - started)
+    return flop_rate(gemms, 3 * 2 * batch * features * hidden, repeats)
 
 
 def main() -> None:
