@@ -48,9 +48,10 @@ def train_and_report(data_dir: str | None, epochs: int, flush: bool) -> None:
         seconds.append(time.perf_counter() - started)
         losses.append(terms["loss"])
     tiny = torch.finfo(torch.float32).tiny
-    denormal = sum(int(((state != 0) & (state.abs() < tiny)).sum())
-                   for states in optimizer.state.values() for name, state in states.items() if name != "step")
-    print(json.dumps({"images": len(images), "seconds": seconds, "losses": losses, "denormal_state": denormal}))
+    moments = [state for states in optimizer.state.values() for name, state in states.items() if name != "step"]
+    denormal = sum(int(((state != 0) & (state.abs() < tiny)).sum()) for state in moments)
+    print(json.dumps({"images": len(images), "seconds": seconds, "losses": losses, "denormal_state": denormal,
+                      "state_entries": sum(state.numel() for state in moments)}))
 
 
 def main() -> None:
@@ -82,7 +83,7 @@ def main() -> None:
         rates[mode] = statistics.median(per_run)
         label = "denormals flushed (FTZ/DAZ)" if mode == "flush" else "denormals kept (default)"
         print(f"{label:<28} {rates[mode]:>7,.0f} img/s  (runs {', '.join(f'{r:,.0f}' for r in per_run)}; "
-              f"denormal Adam state entries at the end: {runs[0]['denormal_state']:,}; "
+              f"denormal Adam state entries at the end: {runs[0]['denormal_state']:,} of {runs[0]['state_entries']:,}; "
               f"final loss {runs[0]['losses'][-1]:.4f})")
     print(f"flushed / kept: x{rates['flush'] / rates['keep']:.2f}")
 
