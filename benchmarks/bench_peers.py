@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from latentsweep.data import DATASETS, read_idx, resolve_data_dir
 from latentsweep.model import ConvVAE, VAEConfig, vae_loss_terms
@@ -110,8 +110,15 @@ class Result:
     flops_per_image: float
 
 
+def slow_conv_transpose2d_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs of ATen's own transposed convolution (our last layer on a CPU), which the flop
+    counter does not know: the same count as for torch's transposed convolution of those shapes."""
+    return conv_flop_count(x_shape, w_shape, out_shape, transposed=True)
+
+
 def training_flops(step: Callable[[torch.Tensor], None], batch: torch.Tensor) -> float:
-    with FlopCounterMode(display=False) as counter:
+    mapping = {torch.ops.aten.slow_conv_transpose2d: slow_conv_transpose2d_flops}
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
         step(batch)
     return counter.get_total_flops() / len(batch)
 

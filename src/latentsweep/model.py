@@ -60,6 +60,25 @@ class LossTerms(NamedTuple):
     kl: torch.Tensor  # (N,) KL(q(z|x) || N(0, I)), nats
 
 
+class ImageConvTranspose2d(nn.ConvTranspose2d):
+    """The decoder's last layer, few channels out: nn.ConvTranspose2d, run on a CPU by ATen's own kernel.
+
+    For a 1-channel output oneDNN (PyTorch's default CPU backend) picks a kernel that took 1.8 ms per
+    128-image batch here (ONEDNN_VERBOSE=1), against about 0.45 ms for ATen's im2col-and-matrix-product
+    kernel, with the same result up to rounding; `python benchmarks/bench_cpu_levers.py` measures what
+    it gives the whole model (README, Speed). The gradients still come from the default backend.
+    Elsewhere (GPU, other dtypes, autocast, and while torch.export traces the model for ONNX) this is
+    the plain layer.
+    """
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        if (output_size is None and self.groups == 1 and x.device.type == "cpu" and x.dtype == self.weight.dtype == torch.float32
+                and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()):
+            return torch.ops.aten.slow_conv_transpose2d(x, self.weight, self.kernel_size, self.bias, self.stride,
+                                                        self.padding, self.output_padding, self.dilation)
+        return super().forward(x, output_size)
+
+
 class ConvVAE(nn.Module):
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
@@ -86,7 +105,7 @@ class ConvVAE(nn.Module):
             nn.Unflatten(1, self.feature_shape),
             nn.ConvTranspose2d(c2, c1, kernel_size=4, stride=2, padding=1),
             nn.ReLU(),
-            nn.ConvTranspose2d(c1, config.image_channels, kernel_size=4, stride=2, padding=1),
+            ImageConvTranspose2d(c1, config.image_channels, kernel_size=4, stride=2, padding=1),
         )
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
