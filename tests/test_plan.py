@@ -7,7 +7,8 @@ import pytest
 from latentsweep.cli import main
 from latentsweep.config import build_config
 from latentsweep.data import DATASETS, load_dataset
-from latentsweep.plan import Rates, TrialPlan, estimate_seconds, format_seconds, plan_study
+from latentsweep.plan import (Rates, TrialPlan, estimate_seconds, format_seconds, parallel_seconds, plan_study,
+                             torch_threads)
 from latentsweep.sweep import Trial
 
 TINY = ["--no-verify-data", "--latent-dims", "2,3", "--train-subset", "100", "--val-size", "50", "--epochs", "3",
@@ -80,4 +81,54 @@ def test_dry_run_with_stack_sizes_times_the_stack(fake_data, tmp_path, capsys, m
     printed = capsys.readouterr().out
     assert stacked_calls, "the stacked training step was not timed"
     assert "with --stack-sizes: each seed's sizes train together" in printed and "Estimated time:" in printed
+    assert not out.exists()
+
+
+def test_parallel_seconds_deals_tasks_to_the_first_free_worker():
+    assert parallel_seconds([4, 4, 4, 4], workers=2) == 8
+    assert parallel_seconds([5, 1, 1, 1], workers=2) == 5  # the short tasks all go to the other worker
+    assert parallel_seconds([1, 1, 1, 5], workers=2) == 6  # a long task dealt last ends last
+    assert parallel_seconds([3, 2, 1], workers=1) == 6
+    assert parallel_seconds([3, 2], workers=8) == 3
+    assert parallel_seconds([], workers=2) == 0
+
+
+def test_torch_threads_restores_the_thread_count():
+    import torch
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+def test_dry_run_with_a_local_dask_cluster_estimates_wall_time_at_a_workers_threads(fake_data, tmp_path, capsys,
+                                                                                   monkeypatch):
+    import os
+
+    import torch
+
+    import latentsweep.plan as plan
+
+    timed_with_threads = []
+
+    def fixed_rates(config, dataset, device):
+        timed_with_threads.append(torch.get_num_threads())
+        return 25.0, 10.0
+
+    monkeypatch.setattr(plan, "trial_rates", fixed_rates)
+    out = tmp_path / "study"
+    assert TINY[-2:] == ["--threads", "1"]
+    args = TINY[:-2]  # a worker's threads come from the machine's cores
+    assert main(["run", "--data-dir", str(fake_data), "--out", str(out), *args, "--latent-dims", "2,3,4",
+                 "--executor", "dask", "--workers", "2", "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    assert timed_with_threads == [threads]
+    # Each trial: 3 epochs of (100 / 25 + 50 / 10) s, then (2 * 120 + 20 * 5 + 100) / 10 s of evaluation;
+    # three equal trials on two workers end after two of them.
+    trial = 3 * (100 / 25 + 50 / 10) + (2 * 120 + 20 * 5 + 100) / 10
+    assert f"Estimated time: {format_seconds(2 * trial)} on a local Dask cluster of 2 worker(s) with {threads} " \
+           f"torch thread(s) each" in printed
+    assert f"work summed: training {format_seconds(3 * 3 * 9)}" in printed
     assert not out.exists()
