@@ -51,7 +51,7 @@ class TrialPlan:
 
 
 @dataclass(frozen=True)
-class LocalCluster:
+class ClusterEstimate:
     """The local Dask cluster `run --executor dask` would start, and the study's wall time on it."""
     workers: int
     threads: int  # torch threads per worker
@@ -187,7 +187,7 @@ def torch_threads(threads: int):
 
 
 def describe(config: StudyConfig, dataset: Dataset, data_dir: Path, device: torch.device, plans: list[TrialPlan],
-             rates: Rates, seconds: dict[str, float], cluster: LocalCluster | None = None) -> list[str]:
+             rates: Rates, seconds: dict[str, float], cluster: ClusterEstimate | None = None) -> list[str]:
     """The plan as lines of text for the terminal."""
     actions = {"train": "train {n} epochs", "resume": "resume: {n} epochs left", "re-evaluate": "re-evaluate (trained)",
                "skip": "done, skipped"}
@@ -234,15 +234,16 @@ def dry_run(config: StudyConfig) -> list[str]:
     device = setup_device(config)
     dataset, data_dir = load_study_data(config)
     plans = plan_study(config)
-    time_classifier = not classifier_cached(config, dataset)
-    if config.executor == "dask" and config.scheduler is None:
+    local_cluster = config.executor == "dask" and config.scheduler is None
+    workers = threads = None
+    if local_cluster:
         from latentsweep.executor import local_workers, worker_config  # imports no Dask
 
         workers, threads = local_workers(config, len(plans)), worker_config(config, len(plans)).threads
-        rates = measure_rates(config, dataset, device, time_classifier, trial_threads=threads)
-        seconds = estimate_seconds(config, dataset, plans, rates)
+    rates = measure_rates(config, dataset, device, not classifier_cached(config, dataset), trial_threads=threads)
+    seconds = estimate_seconds(config, dataset, plans, rates)
+    estimate = None
+    if local_cluster:
         per_trial = [sum(trial_seconds(config, dataset, plan, rates).values()) for plan in plans]
-        cluster = LocalCluster(workers, threads, seconds["classifier"] + parallel_seconds(per_trial, workers))
-        return describe(config, dataset, data_dir, device, plans, rates, seconds, cluster)
-    rates = measure_rates(config, dataset, device, time_classifier)
-    return describe(config, dataset, data_dir, device, plans, rates, estimate_seconds(config, dataset, plans, rates))
+        estimate = ClusterEstimate(workers, threads, seconds["classifier"] + parallel_seconds(per_trial, workers))
+    return describe(config, dataset, data_dir, device, plans, rates, seconds, estimate)
