@@ -161,7 +161,7 @@ def iwae_nll(model: ConvVAE, images: torch.Tensor, samples: int, seed: int, imag
 
     The latent codes of a chunk are decoded `decode_rows` at a time: on a CPU this bound ran at about
     twice the codes per second decoding 256 at a time as decoding a chunk's 8,000 in one batch, whose
-    activations (100 MB for one layer) overflow the caches (README, Speed). Other devices (a GPU)
+    activations (100 MB for one layer) overflow the caches (benchmarks/bench_eval.py). Other devices (a GPU)
     decode a whole chunk at once unless `decode_rows` is given.
     """
     model.eval()
