@@ -25,7 +25,7 @@ def test_run_writes_every_report_file(study):
         assert (out / name).is_file(), name
     for name in FIGURES:
         assert (out / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
-    for model in ("latent002_seed0", "latent004_seed0"):
+    for model in ("conv_beta1_latent002_seed0", "conv_beta1_latent004_seed0"):
         for name in MODEL_FILES:
             assert (out / "models" / model / name).is_file(), f"{model}/{name}"
     assert "Combined selection (reconstruction and generation): latent size" in result.stdout
@@ -36,12 +36,12 @@ def test_results_table_is_tidy_and_complete(study):
     out, _ = study
     with (out / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["latent_dim", "seed", "protocol", "digit", "n", "metric", "mean", "ci_low", "ci_high"]
+    assert list(rows[0]) == ["architecture", "beta", "latent_dim", "seed", "protocol", "class", "n", "metric", "mean", "ci_low", "ci_high"]
     reconstruction = [r for r in rows if r["metric"] in RECONSTRUCTION_METRICS and r["protocol"] in ("representative", "test_set")]
     assert len(reconstruction) == 2 * 2 * 11 * 6  # latent sizes x protocols x (10 digits + all) x metrics
-    test_all = [r for r in reconstruction if r["protocol"] == "test_set" and r["digit"] == "all"]
+    test_all = [r for r in reconstruction if r["protocol"] == "test_set" and r["class"] == "all"]
     assert {r["n"] for r in test_all} == {"10000"}
-    assert {r["n"] for r in rows if r["protocol"] == "representative" and r["digit"] == "3"} == {"10"}
+    assert {r["n"] for r in rows if r["protocol"] == "representative" and r["class"] == "3"} == {"10"}
     for row in rows:
         if row["ci_low"]:
             assert float(row["ci_low"]) <= float(row["mean"]) <= float(row["ci_high"])
@@ -59,19 +59,19 @@ def test_results_table_is_tidy_and_complete(study):
 
 def test_per_image_metrics_aggregate_to_the_table(study):
     out, _ = study
-    with (out / "models" / "latent004_seed0" / "per_image.csv").open() as handle:
+    with (out / "models" / "conv_beta1_latent004_seed0" / "per_image.csv").open() as handle:
         per_image = list(csv.DictReader(handle))
     assert len(per_image) == 10000
     sevens = [float(r["psnr"]) for r in per_image if r["label"] == "7"]
     table = json.loads((out / "results.json").read_text())
-    row = next(r for r in table if r["latent_dim"] == 4 and r["protocol"] == "test_set" and r["digit"] == "7" and r["metric"] == "psnr")
+    row = next(r for r in table if r["latent_dim"] == 4 and r["protocol"] == "test_set" and r["class"] == "7" and r["metric"] == "psnr")
     assert row["mean"] == pytest.approx(sum(sevens) / len(sevens), rel=1e-9)
 
 
 def test_report_shows_the_measured_numbers_and_embeds_every_figure(study):
     out, _ = study
     table = json.loads((out / "results.json").read_text())
-    psnr = next(r for r in table if r["latent_dim"] == 2 and r["protocol"] == "test_set" and r["digit"] == "all" and r["metric"] == "psnr")
+    psnr = next(r for r in table if r["latent_dim"] == 2 and r["protocol"] == "test_set" and r["class"] == "all" and r["metric"] == "psnr")
     markdown = (out / "report.md").read_text()
     html = (out / "report.html").read_text()
     assert f"{psnr['mean']:.2f} [{psnr['ci_low']:.2f}, {psnr['ci_high']:.2f}]" in markdown
@@ -90,9 +90,9 @@ def test_generation_and_likelihood_numbers_are_sane(study):
     out, _ = study
     table = json.loads((out / "results.json").read_text())
 
-    def value(dim, protocol, metric, digit="all"):
+    def value(dim, protocol, metric, cls="all"):
         return next(r["mean"] for r in table if r["latent_dim"] == dim and r["protocol"] == protocol
-                    and r["metric"] == metric and r["digit"] == digit)
+                    and r["metric"] == metric and r["class"] == digit)
 
     for dim in (2, 4):
         assert value(dim, "likelihood", "iwae_nll") <= value(dim, "likelihood", "neg_elbo") + 1.0
@@ -100,13 +100,13 @@ def test_generation_and_likelihood_numbers_are_sane(study):
         assert 0 <= value(dim, "test_set", "active_units") <= dim
         assert sum(value(dim, "prior_samples", "class_share", str(d)) for d in range(10)) == pytest.approx(1.0)
         assert 0.1 < value(dim, "test_set", "probe_accuracy") <= 1.0
-    metrics = json.loads((out / "models" / "latent004_seed0" / "metrics.json").read_text())
+    metrics = json.loads((out / "models" / "conv_beta1_latent004_seed0" / "metrics.json").read_text())
     assert len(metrics["analysis"]["kl_per_dimension"]) == 4 and metrics["classifier"]["train_images"] == 60000
 
 
 def test_latent_views_store_each_test_image_with_its_own_label(study):
     out, _ = study
-    model_dir = out / "models" / "latent004_seed0"
+    model_dir = out / "models" / "conv_beta1_latent004_seed0"
     with (model_dir / "per_image.csv").open() as handle:
         per_image_labels = [int(row["label"]) for row in csv.DictReader(handle)]
     with np.load(model_dir / "analysis.npz") as arrays:
@@ -129,7 +129,7 @@ def test_rerun_skips_finished_models_and_report_rerenders_from_files(study, mnis
 
 def test_evaluate_reproduces_the_saved_metrics(study, mnist_dir):
     out, _ = study
-    folder = out / "models" / "latent002_seed0"
+    folder = out / "models" / "conv_beta1_latent002_seed0"
     saved = json.loads((folder / "metrics.json").read_text())["rows"]
     assert main(["evaluate", str(folder), "--data-dir", str(mnist_dir)]) == 0
     assert json.loads((folder / "metrics.json").read_text())["rows"] == saved
@@ -137,7 +137,7 @@ def test_evaluate_reproduces_the_saved_metrics(study, mnist_dir):
 
 def test_sample_and_reconstruct_write_pngs(study, mnist_dir, tmp_path):
     out, _ = study
-    checkpoint = str(out / "models" / "latent004_seed0" / "best.pt")
+    checkpoint = str(out / "models" / "conv_beta1_latent004_seed0" / "best.pt")
     assert main(["sample", checkpoint, "--out", str(tmp_path / "s.png"), "--num", "16"]) == 0
     assert main(["reconstruct", checkpoint, "--out", str(tmp_path / "r.png"), "--per-class", "2", "--data-dir", str(mnist_dir)]) == 0
     for name in ("s.png", "r.png"):
@@ -259,7 +259,7 @@ def test_binarized_mode_runs_end_to_end_and_says_so(mnist_dir, tmp_path):
     report = (out / "report.md").read_text()
     assert "dynamically binarised MNIST" in report and "binarised test images" in report
     assert "89.9 nats" in report  # the literature reference appears only in binarised mode
-    metrics = json.loads((out / "models" / "latent002_seed0" / "metrics.json").read_text())
+    metrics = json.loads((out / "models" / "conv_beta1_latent002_seed0" / "metrics.json").read_text())
     assert metrics["binarized"] is True
 
 
@@ -294,5 +294,5 @@ def test_fashion_mnist_end_to_end_uses_class_names(tmp_path):
     report = (out / "report.md").read_text()
     assert "## Per-class results" in report and "| Ankle boot |" in report and "| T-shirt/top |" in report
     assert "easiest class is" in report and "Latent-size study on fashion-mnist" in report
-    metrics = json.loads((out / "models" / "latent002_seed0" / "metrics.json").read_text())
+    metrics = json.loads((out / "models" / "conv_beta1_latent002_seed0" / "metrics.json").read_text())
     assert metrics["dataset"] == "fashion-mnist" and metrics["classifier"]["key"].startswith("fashion-mnist-")

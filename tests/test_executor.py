@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from latentsweep.cli import main
-from latentsweep.train import FAULT_KILL_IN_CHECKPOINT
+from fault_injection import command as faulty_command
 
 from conftest import SMALL_RUN, cli
 
@@ -27,7 +27,7 @@ distributed = pytest.importorskip("distributed")
 
 RUN = [*SMALL_RUN, "--epochs", "3", "--threads", "1"]  # 3 epochs: room to die after the 2nd
 # Everything a run writes that must not depend on where its trials ran.
-COMPARED = ["results.csv", "results.json", *(f"models/{model}/{name}" for model in ("latent002_seed0", "latent004_seed0")
+COMPARED = ["results.csv", "results.json", *(f"models/{model}/{name}" for model in ("conv_beta1_latent002_seed0", "conv_beta1_latent004_seed0")
                                              for name in ("metrics.json", "per_image.csv", "history.csv"))]
 
 
@@ -64,7 +64,7 @@ def test_local_dask_cluster_gives_the_sequential_results(mnist_dir, sequential, 
     assert "starting a local Dask cluster: 2 workers, 1 torch threads each" in result.stderr
     assert_same_results(out, sequential)
     assert [t["status"] for t in json.loads((out / "summary.json").read_text())["trials"]] == ["done", "done"]
-    log = (out / "models" / "latent004_seed0" / "trial.log").read_text()
+    log = (out / "models" / "conv_beta1_latent004_seed0" / "trial.log").read_text()
     assert "epoch 3/3" in log  # the worker's progress is kept beside the model
 
 
@@ -94,7 +94,7 @@ def test_a_worker_killed_mid_trial_is_retried_on_another_and_the_sweep_completes
                         "--no-dashboard", "--scheduler-file", str(scheduler_file)])]
     try:
         worker_options = ["--scheduler-file", str(scheduler_file), "--nthreads", "1", "--no-nanny", "--no-dashboard"]
-        processes.append(start([*dask, *worker_options, "--name", "doomed"], env={FAULT_KILL_IN_CHECKPOINT: "2"}))
+        processes.append(start(faulty_command(2, "distributed.cli.dask_worker", *worker_options, "--name", "doomed")))
         processes.append(start([*dask, *worker_options, "--name", "survivor"]))
         address = wait_for_workers(scheduler_file, 2)
         out = tmp_path / "study"
@@ -123,7 +123,7 @@ def test_unreachable_scheduler_is_a_one_line_error(mnist_dir, tmp_path):
     (["--scheduler", "tcp://127.0.0.1:8786"], "--scheduler: only used with --executor dask"),
     (["--executor", "dask", "--scheduler", "127.0.0.1"], "is not a scheduler address like tcp://HOST:8786"),
     (["--executor", "dask", "--workers", "0"], "--workers: must be at least 1"),
-    (["--workers", "2"], "--workers: only used with --executor dask"),
+    (["--workers", "2", "--scheduler", "tcp://127.0.0.1:8786", "--executor", "dask"], "--workers: sets the number of local worker processes"),
 ])
 def test_executor_options_are_checked(options, message, tmp_path, capsys):
     assert main(["run", "--out", str(tmp_path / "study"), *options]) == 2
@@ -132,7 +132,7 @@ def test_executor_options_are_checked(options, message, tmp_path, capsys):
 
 FAULT_COUNT = """
 import resource, torch
-from latentsweep.executor import undo_malloc_trim_threshold
+from latentsweep.runner import undo_malloc_trim_threshold
 
 def faults():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

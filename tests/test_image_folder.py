@@ -113,10 +113,10 @@ def test_study_on_a_folder_of_real_mnist_pngs_uses_the_folders_class_names(mnist
     assert info["split_sizes"] == {"train": 330, "val": 30, "test": 60}
     with (out / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    psnr_classes = {r["digit"] for r in rows if (r["protocol"], r["metric"]) == ("test_set", "psnr")}
+    psnr_classes = {r["class"] for r in rows if (r["protocol"], r["metric"]) == ("test_set", "psnr")}
     assert psnr_classes == {"0", "1", "2", "all"}
     report = (out / "report.md").read_text()
     assert "| seven |" in report and "the easiest class is" in report
     assert (out / "figures" / "reconstructions.png").is_file()
-    assert main(["reconstruct", str(out / "models" / "latent004_seed0" / "best.pt"), "--dataset", "folder",
+    assert main(["reconstruct", str(out / "models" / "conv_beta1_latent004_seed0" / "best.pt"), "--dataset", "folder",
                  "--data-dir", str(folder), "--per-class", "4", "--out", str(tmp_path / "recon.png")]) == 0

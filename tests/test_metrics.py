@@ -86,7 +86,7 @@ def test_summarize_by_class_groups_and_counts():
     labels = np.array([0, 0, 1, 1, 1, 2])
     scores = {"mse": np.array([1.0, 3.0, 2.0, 2.0, 2.0, 5.0])}
     rows = summarize_by_class(scores, labels, num_classes=3)
-    by_digit = {row["digit"]: row for row in rows}
+    by_digit = {row["class"]: row for row in rows}
     assert by_digit["0"]["mean"] == 2.0 and by_digit["0"]["n"] == 2
     assert by_digit["1"]["ci_low"] == by_digit["1"]["ci_high"] == 2.0
     assert by_digit["2"]["n"] == 1 and math.isnan(by_digit["2"]["ci_low"])
@@ -94,11 +94,11 @@ def test_summarize_by_class_groups_and_counts():
 
 
 def test_combine_seeds_passes_one_seed_through_and_averages_several():
-    row = {"latent_dim": 5, "protocol": "test_set", "digit": "all", "metric": "psnr", "n": 100, "ci_low": 1.0, "ci_high": 3.0}
+    row = {"latent_dim": 5, "protocol": "test_set", "class": "all", "metric": "psnr", "n": 100, "ci_low": 1.0, "ci_high": 3.0}
     single = combine_seeds([{**row, "seed": 0, "mean": 2.0}])
     assert single[0]["mean"] == 2.0 and single[0]["ci_over"] == "images" and single[0]["n"] == 100
     several = combine_seeds([{**row, "seed": s, "mean": m} for s, m in [(0, 10.0), (1, 12.0), (2, 14.0)]])
     assert len(several) == 1
     assert several[0]["mean"] == pytest.approx(12.0) and several[0]["n"] == 3 and several[0]["ci_over"] == "seeds"
     assert several[0]["ci_low"] == pytest.approx(12.0 - stats.t.ppf(0.975, 2) * 2.0 / math.sqrt(3))
-    assert lookup(several, metric="psnr", digit="all")[0]["seeds"] == [0, 1, 2]
+    assert lookup(several, metric="psnr", cls="all")[0]["seeds"] == [0, 1, 2]

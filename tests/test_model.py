@@ -6,7 +6,7 @@ import torch
 
 from torch.profiler import profile
 
-from latentsweep.model import ConvVAE, ImageConvTranspose2d, VAEConfig, count_parameters, vae_loss_terms
+from latentsweep.model import ConvVAE, MlpConfig, MlpVAE, VAEConfig, count_parameters, vae_forward, vae_loss_terms
 
 
 @pytest.mark.parametrize("latent_dim", [1, 5, 20])
@@ -71,55 +71,11 @@ def test_invalid_configs_are_refused(kwargs):
         VAEConfig(**kwargs)
 
 
-def _image_layers(channels_out=1):
-    torch.manual_seed(0)
-    plain = torch.nn.ConvTranspose2d(16, channels_out, kernel_size=4, stride=2, padding=1)
-    native = ImageConvTranspose2d(16, channels_out, kernel_size=4, stride=2, padding=1)
-    native.load_state_dict(plain.state_dict())
-    return plain, native
-
-
-def _aten_ops(run):
-    with profile() as profiler:
-        run()
-    return {event.key for event in profiler.key_averages()}
-
-
-@pytest.mark.parametrize("channels_out", [1, 3])
-def test_the_image_layer_runs_aten_on_cpu_with_the_plain_layers_outputs_and_gradients(channels_out):
-    plain, native = _image_layers(channels_out)
-    x = torch.rand(6, 16, 14, 14)
-    upstream = torch.randn(6, channels_out, 28, 28)
-    results = []
-    for layer in (plain, native):
-        inputs = x.clone().requires_grad_()
-        output = layer(inputs)
-        output.backward(upstream)
-        results.append((output.detach(), inputs.grad, layer.weight.grad, layer.bias.grad))
-    for expected, got in zip(*results):
-        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
-    assert "aten::slow_conv_transpose2d" in _aten_ops(lambda: native(x))
-    assert "aten::slow_conv_transpose2d" not in _aten_ops(lambda: plain(x))
-
-
-def test_the_image_layer_is_the_plain_layer_under_autocast_and_in_float64():
-    plain, native = _image_layers()
-    x = torch.rand(4, 16, 14, 14)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert "aten::slow_conv_transpose2d" not in _aten_ops(lambda: native(x))
-        expected, got = plain(x), native(x)
-    assert got.dtype == torch.bfloat16
-    assert torch.equal(got, expected)
-    plain, native = plain.double(), native.double()
-    assert torch.equal(native(x.double()), plain(x.double()))
-
-
-def test_weights_of_the_earlier_plain_layer_load_and_decode_the_same():
-    # Checkpoints written before the image layer existed hold a plain ConvTranspose2d's weights.
-    torch.manual_seed(0)
-    earlier = ConvVAE(VAEConfig(latent_dim=3))
-    earlier.decoder[-1] = torch.nn.ConvTranspose2d(16, 1, kernel_size=4, stride=2, padding=1)
-    model = ConvVAE(VAEConfig(latent_dim=3))
-    model.load_state_dict(earlier.state_dict(), strict=True)
-    latents = torch.randn(5, 3)
-    torch.testing.assert_close(model.decode(latents), earlier.decode(latents), rtol=1e-5, atol=1e-5)
+def test_the_mlp_is_the_pytorch_examples_shape():
+    model = MlpVAE(MlpConfig(latent_dim=20))
+    shapes = [tuple(p.shape) for p in model.parameters()]
+    # fc1 784->400, fc2 400->2z (mean and log-variance together), fc3 z->400, fc4 400->784
+    assert shapes == [(400, 784), (400,), (40, 400), (40,), (400, 20), (400,), (784, 400), (784,)]
+    assert count_parameters(model) == 784 * 400 + 400 + 400 * 40 + 40 + 20 * 400 + 400 + 400 * 784 + 784
+    output = vae_forward(model, torch.rand(3, 1, 28, 28), torch.Generator().manual_seed(0))
+    assert output.logits.shape == (3, 1, 28, 28) and output.mean.shape == (3, 20)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from latentsweep.cli import main
@@ -9,7 +11,7 @@ from latentsweep.config import build_config
 from latentsweep.data import DATASETS, load_dataset
 from latentsweep.plan import (Rates, TrialPlan, estimate_seconds, format_seconds, parallel_seconds, plan_study,
                              torch_threads)
-from latentsweep.sweep import Trial
+from latentsweep.layout import Trial
 
 TINY = ["--no-verify-data", "--latent-dims", "2,3", "--train-subset", "100", "--val-size", "50", "--epochs", "3",
         "--generation-samples", "100", "--iwae-samples", "5", "--iwae-images", "20", "--tsne-points", "50",
@@ -20,15 +22,16 @@ def test_estimate_scales_measured_rates_by_the_work_left(fake_data):
     config = build_config({"data_dir": str(fake_data), "verify_data": False, "val_size": 50, "epochs": 4,
                            "iwae_images": 20, "iwae_samples": 10, "generation_samples": 100, "classifier_epochs": 2})
     dataset = load_dataset(DATASETS["mnist"], fake_data, val_size=50, verify=False)  # 250 train, 120 test, 300 full
-    plans = [TrialPlan(Trial(2, 0), "train", 4), TrialPlan(Trial(3, 0), "resume", 1),
-             TrialPlan(Trial(4, 0), "re-evaluate", 0), TrialPlan(Trial(5, 0), "skip", 0)]
-    seconds = estimate_seconds(config, dataset, plans, Rates(train_images_per_second=50.0, eval_images_per_second=10.0,
+    plans = [TrialPlan(Trial("conv", 1.0, 2, 0), "train", 4), TrialPlan(Trial("conv", 1.0, 3, 0), "resume", 1),
+             TrialPlan(Trial("conv", 1.0, 4, 0), "re-evaluate", 0), TrialPlan(Trial("conv", 1.0, 5, 0), "skip", 0)]
+    seconds = estimate_seconds(config, dataset, plans, Rates(train_images_per_second={"conv": 50.0},
+                                                             eval_images_per_second={"conv": 10.0},
                                                              classifier_images_per_second=100.0))
     per_epoch = 250 / 50 + 50 / 10  # a training pass and the validation loss
     assert seconds["training"] == pytest.approx(5 * per_epoch)
     assert seconds["evaluation"] == pytest.approx(3 * (2 * 120 + 20 * 10 + 100) / 10)  # skip is not evaluated
     assert seconds["classifier"] == pytest.approx(2 * 300 / 100)
-    cached = estimate_seconds(config, dataset, plans, Rates(50.0, 10.0, None))
+    cached = estimate_seconds(config, dataset, plans, Rates({"conv": 50.0}, {"conv": 10.0}, None))
     assert cached["classifier"] == 0
 
 
@@ -42,7 +45,7 @@ def test_dry_run_plans_without_writing_and_then_sees_what_is_done(fake_data, tmp
     assert main(["run", "--data-dir", str(fake_data), "--out", str(out), *TINY, "--dry-run"]) == 0
     printed = capsys.readouterr().out
     assert not out.exists(), "a dry run must not write anything"
-    assert "latent002_seed0    train 3 epochs" in printed and "latent003_seed0    train 3 epochs" in printed
+    assert "conv_beta1_latent002_seed0  train 3 epochs" in printed and "conv_beta1_latent003_seed0  train 3 epochs" in printed
     assert "Estimated time:" in printed and "images/s" in printed
 
     # After a real run with one more epoch wanted, both trials resume; a finished study is all skipped.
@@ -52,14 +55,14 @@ def test_dry_run_plans_without_writing_and_then_sees_what_is_done(fake_data, tmp
                            "verify_data": False, "generation_samples": 100, "iwae_samples": 5, "iwae_images": 20,
                            "tsne_points": 50, "classifier_epochs": 1, "num_samples": 4})
     assert [plan.action for plan in plan_study(config)] == ["skip", "skip"]
-    changed_evaluation = build_config({**config.to_dict(), "iwae_samples": 6})
+    changed_evaluation = config.replace(iwae_samples=6)
     assert [plan.action for plan in plan_study(changed_evaluation)] == ["re-evaluate", "re-evaluate"]
-    for trial in ("latent002_seed0", "latent003_seed0"):
+    for trial in ("conv_beta1_latent002_seed0", "conv_beta1_latent003_seed0"):
         (out / "models" / trial / "DONE").unlink()
-    more_epochs = build_config({**config.to_dict(), "epochs": 5})
+    more_epochs = config.replace(epochs=5)
     assert [(plan.action, plan.epochs_left) for plan in plan_study(more_epochs)] == [("resume", 2), ("resume", 2)]
     assert main(["run", "--data-dir", str(fake_data), "--out", str(out), *TINY, "--dry-run"]) == 0
-    assert "latent002_seed0    resume: 0 epochs left" in capsys.readouterr().out
+    assert "conv_beta1_latent002_seed0  resume: 0 epochs left" in capsys.readouterr().out
 
 
 def test_dry_run_refuses_a_folder_trained_with_other_settings(fake_data, tmp_path, capsys):
@@ -70,17 +73,15 @@ def test_dry_run_refuses_a_folder_trained_with_other_settings(fake_data, tmp_pat
     assert "holds a study made with other settings (batch_size 128 -> 64)" in capsys.readouterr().err
 
 
-def test_dry_run_with_stack_sizes_times_the_stack(fake_data, tmp_path, capsys, monkeypatch):
-    import latentsweep.plan as plan
-
-    stacked_calls = []
-    real = plan.train_stacked_epoch
-    monkeypatch.setattr(plan, "train_stacked_epoch", lambda *args, **kwargs: stacked_calls.append(1) or real(*args, **kwargs))
+def test_dry_run_times_each_architecture_and_lists_every_trial(fake_data, tmp_path, capsys):
     out = tmp_path / "study"
-    assert main(["run", "--data-dir", str(fake_data), "--out", str(out), *TINY, "--stack-sizes", "--dry-run"]) == 0
+    assert main(["run", "--data-dir", str(fake_data), "--out", str(out), *TINY, "--architecture", "conv,mlp",
+                 "--betas", "1,4", "--dry-run"]) == 0
     printed = capsys.readouterr().out
-    assert stacked_calls, "the stacked training step was not timed"
-    assert "with --stack-sizes: each seed's sizes train together" in printed and "Estimated time:" in printed
+    for name in ("conv_beta1_latent002_seed0", "conv_beta4_latent003_seed0", "mlp_beta1_latent002_seed0",
+                 "mlp_beta4_latent003_seed0"):
+        assert re.search(rf"{name} +train 3 epochs", printed), name
+    assert "conv training" in printed and "mlp training" in printed and "Estimated time:" in printed
     assert not out.exists()
 
 
@@ -112,7 +113,7 @@ def test_dry_run_with_a_local_dask_cluster_estimates_wall_time_at_a_workers_thre
 
     timed_with_threads = []
 
-    def fixed_rates(config, dataset, device):
+    def fixed_rates(config, architecture, dataset, device):
         timed_with_threads.append(torch.get_num_threads())
         return 25.0, 10.0
 
@@ -128,7 +129,7 @@ def test_dry_run_with_a_local_dask_cluster_estimates_wall_time_at_a_workers_thre
     # Each trial: 3 epochs of (100 / 25 + 50 / 10) s, then (2 * 120 + 20 * 5 + 100) / 10 s of evaluation;
     # three equal trials on two workers end after two of them.
     trial = 3 * (100 / 25 + 50 / 10) + (2 * 120 + 20 * 5 + 100) / 10
-    assert f"Estimated time: {format_seconds(2 * trial)} on a local Dask cluster of 2 worker(s) with {threads} " \
+    assert f"Estimated time: {format_seconds(2 * trial)} on 2 local worker(s) with {threads} " \
            f"torch thread(s) each" in printed
     assert f"work summed: training {format_seconds(3 * 3 * 9)}" in printed
     assert not out.exists()

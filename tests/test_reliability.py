@@ -17,7 +17,8 @@ import pytest
 from conftest import idx_bytes, write_fake_dataset
 from latentsweep.cli import main
 from latentsweep.storage import LOCK_FILE
-from latentsweep.train import FAULT_KILL_IN_CHECKPOINT, load_checkpoint, state_dict_sha256
+from fault_injection import command as faulty_command
+from latentsweep.train import load_checkpoint, state_dict_sha256
 
 FAST_EVAL = ["--num-samples", "4", "--generation-samples", "100", "--iwae-samples", "4", "--iwae-images", "20",
              "--tsne-points", "60", "--classifier-epochs", "1", "--representatives-per-class", "2"]
@@ -87,7 +88,8 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(data, tmp_path, uninterr
 
 def test_sigkill_during_a_checkpoint_write_keeps_the_previous_one_and_resumes_bit_identical(data, tmp_path, uninterrupted):
     out = tmp_path / "run"
-    process = start(train_args(data, out), env={FAULT_KILL_IN_CHECKPOINT: "2"})
+    process = subprocess.Popen(faulty_command(2, "latentsweep", "-q", *train_args(data, out)), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
     process.wait(timeout=600)
     assert process.returncode == -signal.SIGKILL
     leftovers = list(out.glob(".last.pt.*"))
@@ -109,14 +111,14 @@ def test_sigkill_of_a_sweep_then_a_plain_rerun_is_bit_identical(data, tmp_path):
     assert finish(sweep_args(data, straight)).returncode == 0
     out = tmp_path / "killed"
     process = start(sweep_args(data, out))
-    second = out / "models" / "latent003_seed0"
+    second = out / "models" / "conv_beta1_latent003_seed0"
     wait_for(lambda: history_rows(second) >= 1)  # the first model is done, the second one is training
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert (out / LOCK_FILE).exists()  # left behind by the killed process: a stale lock
     result = finish(sweep_args(data, out))
     assert result.returncode == 0, result.stderr
-    for name in ("latent002_seed0", "latent003_seed0"):
+    for name in ("conv_beta1_latent002_seed0", "conv_beta1_latent003_seed0"):
         assert weights_hash(out / "models" / name) == weights_hash(straight / "models" / name)
     assert not (out / LOCK_FILE).exists()
 
@@ -275,6 +277,6 @@ def test_a_read_only_output_folder_is_refused(data, tmp_path, capsys):
 def test_the_same_command_twice_gives_identical_metrics_files(data, tmp_path):
     for name in ("a", "b"):
         assert main(sweep_args(data, tmp_path / name)) == 0
-    for relative in ["results.csv", "results.json", "models/latent002_seed0/metrics.json",
-                     "models/latent003_seed0/metrics.json", "models/latent003_seed0/per_image.csv"]:
+    for relative in ["results.csv", "results.json", "models/conv_beta1_latent002_seed0/metrics.json",
+                     "models/conv_beta1_latent003_seed0/metrics.json", "models/conv_beta1_latent003_seed0/per_image.csv"]:
         assert (tmp_path / "a" / relative).read_bytes() == (tmp_path / "b" / relative).read_bytes(), relative

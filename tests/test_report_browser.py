@@ -50,11 +50,11 @@ def test_report_renders_every_figure_and_the_measured_numbers(study, browser, tm
     text = browser.execute_script("return document.body.innerText")
     with (out / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    overall_psnr = [row for row in rows if (row["protocol"], row["digit"], row["metric"]) == ("test_set", "all", "psnr")]
+    overall_psnr = [row for row in rows if (row["protocol"], row["class"], row["metric"]) == ("test_set", "all", "psnr")]
     assert len(overall_psnr) == 2
     for row in overall_psnr:  # the report shows PSNR with 2 decimals
         assert f"{float(row['mean']):.2f}" in text, row
-    per_digit_mse = [row for row in rows if (row["protocol"], row["metric"]) == ("test_set", "mse") and row["digit"] != "all"]
+    per_digit_mse = [row for row in rows if (row["protocol"], row["metric"]) == ("test_set", "mse") and row["class"] != "all"]
     for row in per_digit_mse:
         assert f"{float(row['mean']):.4f}" in text, row
     cells = browser.execute_script("return document.querySelectorAll('table td').length")

@@ -40,7 +40,7 @@ def _rows(metric="psnr"):
     for dim in (2, 4):
         for protocol in ("representative", "test_set"):
             for digit in [str(d) for d in range(10)] + ["all"]:
-                rows.append({"latent_dim": dim, "protocol": protocol, "digit": digit, "metric": metric,
+                rows.append({"latent_dim": dim, "protocol": protocol, "class": digit, "metric": metric,
                              "mean": 10.0 + dim, "ci_low": 9.5 + dim, "ci_high": 10.5 + dim})
     return rows
 

@@ -7,10 +7,10 @@ def table(psnr_by_dim, per_digit=None):
     """Seed-combined tidy rows with the given overall PSNR per latent size (and optional per-digit values)."""
     rows = []
     for dim, value in psnr_by_dim.items():
-        rows.append({"latent_dim": dim, "protocol": "test_set", "digit": "all", "metric": "psnr", "mean": value})
+        rows.append({"latent_dim": dim, "protocol": "test_set", "class": "all", "metric": "psnr", "mean": value})
         for digit in range(10):
             digit_value = (per_digit or {}).get(digit, value)
-            rows.append({"latent_dim": dim, "protocol": "test_set", "digit": str(digit), "metric": "psnr", "mean": digit_value})
+            rows.append({"latent_dim": dim, "protocol": "test_set", "class": str(digit), "metric": "psnr", "mean": digit_value})
     return rows
 
 

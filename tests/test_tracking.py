@@ -34,7 +34,7 @@ def test_run_with_tensorboard_logs_every_epoch_and_trains_the_same_weights(fake_
     logged, plain = tmp_path / "logged", tmp_path / "plain"
     assert main(["-q", "run", "--data-dir", str(fake_data), "--out", str(logged), *TINY, "--tensorboard"]) == 0
     assert main(["-q", "run", "--data-dir", str(fake_data), "--out", str(plain), *TINY]) == 0
-    for trial in ("latent002_seed0", "latent003_seed0"):
+    for trial in ("conv_beta1_latent002_seed0", "conv_beta1_latent003_seed0"):
         weights = [state_dict_sha256(load_checkpoint(out / "models" / trial / "best.pt")["model_state"])
                    for out in (logged, plain)]
         assert weights[0] == weights[1], "logging changed the training"
@@ -54,7 +54,7 @@ def test_run_with_tensorboard_logs_every_epoch_and_trains_the_same_weights(fake_
 
         hparams = read_events(logged / "tensorboard" / trial / "hparams")
         psnr = next(row["mean"] for row in history["rows"]
-                    if (row["protocol"], row["digit"], row["metric"]) == ("test_set", "all", "psnr"))
+                    if (row["protocol"], row["class"], row["metric"]) == ("test_set", "all", "psnr"))
         assert hparams.Scalars("test/psnr_db")[0].value == pytest.approx(psnr, rel=1e-6)
         session = plugin_data_pb2.HParamsPluginData.FromString(
             hparams.PluginTagToContent("hparams")["_hparams_/session_start_info"]).session_start_info
@@ -65,7 +65,7 @@ def test_run_with_tensorboard_logs_every_epoch_and_trains_the_same_weights(fake_
 def test_stacked_training_logs_each_size_as_its_own_trial(fake_data, tmp_path):
     out = tmp_path / "stacked"
     assert main(["-q", "run", "--data-dir", str(fake_data), "--out", str(out), *TINY, "--tensorboard", "--stack-sizes"]) == 0
-    for trial in ("latent002_seed0", "latent003_seed0"):
+    for trial in ("conv_beta1_latent002_seed0", "conv_beta1_latent003_seed0"):
         events = read_events(out / "tensorboard" / trial)
         val_losses = [float(line.split(",")[4]) for line in
                       (out / "models" / trial / "history.csv").read_text().splitlines()[1:]]

@@ -14,11 +14,20 @@ from pathlib import Path
 from typing import Any, Callable
 
 from latentsweep import __version__
-from latentsweep.config import DATASET_NAMES, DEVICES, FIELD_NAMES, PRESETS, StudyConfig, build_config, load_toml
+from latentsweep.config import (BUILTIN_ARCHITECTURES, DATASET_NAMES, DEVICES, FIELD_NAMES, PRESETS, StudyConfig,
+                                build_config, from_dict, load_toml)
 from latentsweep.errors import ConfigError, LatentsweepError
 from latentsweep.storage import FolderLock
 
 log = logging.getLogger("latentsweep")
+
+
+ARCHITECTURE_HELP = (f"the network: {' or '.join(BUILTIN_ARCHITECTURES)} (built in: the conv VAE, or the 784-400-z MLP "
+                     "of pytorch/examples), or your own as package.module:function, where function(latent_dim, "
+                     "image_shape) returns an nn.Module with encode(x) -> (mean, log_var) and decode(z) -> logits "
+                     "(see examples/my_vae.py; the module must be importable, e.g. via PYTHONPATH)")
+TRUST_HELP = ("a user's architecture (package.module:function) the checkpoint was made with: latentsweep imports a "
+              "module named in a file only when you name it here")
 
 
 class Parser(argparse.ArgumentParser):
@@ -49,7 +58,6 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--epochs", help="training epochs per model (default: from the preset)")
     group.add_argument("--batch-size", help="training batch size (default 128)")
     group.add_argument("--learning-rate", help="Adam learning rate (default 0.001)")
-    group.add_argument("--beta", help="weight of the KL term in the loss (default 1, the plain VAE)")
     group.add_argument("--binarize", action="store_true", help="dynamically binarised MNIST: training batches re-drawn as "
                        "Bernoulli(intensity), validation and test binarised once; makes likelihoods comparable with the literature")
     group.add_argument("--device", help=f"one of {', '.join(DEVICES)} (default auto: CUDA when available)")
@@ -95,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="study folder (default runs/study)")
     run.add_argument("--latent-dims", help="comma-separated latent sizes (default 5,10,15,20)")
     run.add_argument("--seeds", help="comma-separated training seeds (default 0)")
+    run.add_argument("--betas", help="comma-separated weights of the KL term in the training loss (default 1, the plain "
+                     "VAE); likelihoods are always reported for the plain VAE, so they compare across betas")
+    run.add_argument("--architecture", help=ARCHITECTURE_HELP + "; comma-separated to compare several (default conv)")
     run.add_argument("--tolerance-db", help="selection rule: the smallest latent size within this many dB of the best "
                      "mean test-set PSNR (default 0.5)")
     run.add_argument("--fd-tolerance", help="combined rule: prior samples' Fréchet distance within this fraction of the "
@@ -103,15 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="print the plan (trials, data, what is already done) and "
                      "its estimated time, from a few timed training steps on this machine; train nothing")
     group = run.add_argument_group("execution")
-    group.add_argument("--executor", help="local (default: the trials one after another in this process) or dask "
-                       "(each trial a task on Dask distributed; needs the dask extra)")
+    group.add_argument("--executor", help="local (default: worker processes on this machine, one per core, at most one "
+                       "per trial, each with its share of the cores as torch threads) or dask (each trial a task on "
+                       "Dask distributed; needs the dask extra)")
     group.add_argument("--scheduler", help="with --executor dask: address of a running scheduler, e.g. tcp://HOST:8786 "
                        "(default: start a local cluster on 127.0.0.1)")
-    group.add_argument("--workers", help="with --executor dask and no --scheduler: worker processes of the local "
-                       "cluster (default: one per core, at most one per trial)")
-    group.add_argument("--stack-sizes", action="store_true", help="train the latent sizes of each seed together as one "
-                       "stacked network: the same models up to float rounding, in one pass over the data per epoch "
-                       "(measured by benchmarks/bench_stacked.py; not with --executor dask)")
+    group.add_argument("--workers", help="worker processes on this machine, local or a local Dask cluster (default: "
+                       "one per core, at most one per trial; 1 runs the trials one after another in this process)")
     add_data_options(run)
     add_training_options(run)
     add_evaluation_options(run)
@@ -121,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run folder for this model")
     train.add_argument("--latent-dim", required=True, help="latent size")
     train.add_argument("--seed", help="training seed (default 0)")
+    train.add_argument("--beta", help="weight of the KL term in the training loss (default 1)")
+    train.add_argument("--architecture", help=ARCHITECTURE_HELP + " (default conv)")
     train.add_argument("--resume", action="store_true", help="continue from the folder's last checkpoint")
     add_data_options(train)
     add_training_options(train)
@@ -130,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", help="a run folder (models/latent010_seed0 inside a study, or a 'train' --out)")
     evaluate.add_argument("--data-dir", help="data folder (default as for 'run')")
     evaluate.add_argument("--device", help=f"one of {', '.join(DEVICES)} (default auto)")
+    evaluate.add_argument("--architecture", help=TRUST_HELP)
 
     report = command("report", "Re-render figures, report.md and report.html of a study folder from its saved files.", cmd_report)
     report.add_argument("study_dir", help="a study folder written by 'latentsweep run'")
@@ -139,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", required=True, help="PNG file to write")
     sample.add_argument("--num", default="64", help="number of images (default 64)")
     sample.add_argument("--seed", default="0", help="seed of the latent draws (default 0)")
+    sample.add_argument("--architecture", help=TRUST_HELP)
 
     export = command("export", "Export a study's model (default: the selected latent size) as safetensors weights, "
                      "a JSON config and an ONNX decoder.", cmd_export)
@@ -146,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="folder to write model.safetensors, config.json, decoder.onnx into")
     export.add_argument("--latent-dim", help="latent size to export (default: the one the study selected)")
     export.add_argument("--seed", help="seed of the model to export (default: the study's first seed)")
+    export.add_argument("--beta", help="beta of the model to export (default: the study's first)")
+    export.add_argument("--architecture", help="architecture of the model to export (default: the study's first); "
+                        "a user's builder is imported only when named here")
 
     reconstruct = command("reconstruct", "Write a PNG grid of test images beside their reconstructions by a checkpoint.", cmd_reconstruct)
     reconstruct.add_argument("checkpoint", help="best.pt or last.pt of a run folder")
@@ -153,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("--per-class", default="8", help="test images per class, the first of each class (default 8)")
     reconstruct.add_argument("--data-dir", help="data folder (default as for 'run')")
     reconstruct.add_argument("--dataset", default="mnist", help=f"one of {', '.join(DATASET_NAMES)} (default mnist)")
+    reconstruct.add_argument("--architecture", help=TRUST_HELP)
     return parser
 
 
@@ -176,101 +193,122 @@ def int_option(text: str, option: str, minimum: int) -> int:
     return value
 
 
+def float_option(text: str, option: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{option}: {text!r} is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise ConfigError(f"{option}: must be non-negative and finite, got {value}")
+    return value
+
+
 def add_log_file(path: Path) -> None:
-    from latentsweep.sweep import log_file_handler
+    from latentsweep.trial import log_file_handler
 
     logging.getLogger().addHandler(log_file_handler(path))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from latentsweep.sweep import locate_data, prepare_study_dir, run_study
+    from latentsweep.layout import STUDY_LOG, prepare_study_dir
+    from latentsweep.study import execute
+    from latentsweep.trial import locate_data
 
     config = config_from_args(args)
-    locate_data(config)  # fail on bad data before creating --out
+    locate_data(config.data)  # fail on bad data before creating --out
     if getattr(args, "dry_run", False):
         from latentsweep.plan import dry_run
 
         print("\n".join(dry_run(config)))
         return 0
-    prepare_study_dir(Path(config.out), config)
+    prepare_study_dir(config.out, config)
     with FolderLock(config.out):
-        add_log_file(Path(config.out) / "study.log")
-        result = run_study(config)
-    print_summary(Path(config.out))
+        add_log_file(config.out / STUDY_LOG)
+        result = execute(config)
+    print_summary(config.out)
     failed = [t for t in result["trials"] if t["status"] != "done"]
     return 1 if failed else 0
 
 
 def print_summary(study_dir: Path) -> None:
     """A plain table of the headline numbers, readable in a terminal and in a log."""
-    from latentsweep.metrics import combine_seeds, lookup
-    from latentsweep.report import final_selection
+    from latentsweep.metrics import combine_seeds, lookup, variant_rows, variants
+    from latentsweep.report import final_selection, variant_name
     from latentsweep.selection import conclusion
     from latentsweep.storage import read_json
 
     info = read_json(study_dir / "config.json")
-    rows = combine_seeds(read_json(study_dir / "results.json"))
-    print(f"\n{'latent':>6}  {'PSNR dB':>8}  {'MSE':>8}  {'SSIM':>6}  {'neg.ELBO':>8}")
-    for dim in sorted({row["latent_dim"] for row in rows}):
-        values = {m: lookup(rows, latent_dim=dim, protocol="test_set", digit="all", metric=m)[0]["mean"]
-                  for m in ("psnr", "mse", "ssim", "neg_elbo")}
-        print(f"{dim:>6}  {values['psnr']:>8.2f}  {values['mse']:>8.4f}  {values['ssim']:>6.3f}  {values['neg_elbo']:>8.1f}")
-    _, combined = final_selection(rows, info["config"])
-    _, sentences = conclusion(rows, info["config"]["tolerance_db"], info["class_names"])
-    print("\n" + "\n".join(combined[:1] + sentences[1:2] if combined else sentences[:2]))
+    combined = combine_seeds(read_json(study_dir / "results.json"))
+    for variant in variants(combined):
+        rows = variant_rows(combined, variant)
+        print(f"\n{variant_name(variant)}\n{'latent':>6}  {'PSNR dB':>8}  {'MSE':>8}  {'SSIM':>6}  {'neg.ELBO':>8}")
+        for dim in sorted({row["latent_dim"] for row in rows}):
+            values = {m: lookup(rows, latent_dim=dim, protocol="test_set", cls="all", metric=m)[0]["mean"]
+                      for m in ("psnr", "mse", "ssim", "neg_elbo")}
+            print(f"{dim:>6}  {values['psnr']:>8.2f}  {values['mse']:>8.4f}  {values['ssim']:>6.3f}  {values['neg_elbo']:>8.1f}")
+        selection = info["config"]["selection"]
+        _, combined_sentences = final_selection(rows, selection["tolerance_db"], selection["fd_tolerance"])
+        _, sentences = conclusion(rows, selection["tolerance_db"], info["class_names"])
+        print("\n".join(combined_sentences[:1] + sentences[1:2] if combined_sentences else sentences[:2]))
     print(f"Report: {study_dir / 'report.html'} and {study_dir / 'report.md'}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from latentsweep.sweep import DONE_MARKER, Trial, load_study_data, prepare_evaluation, run_trial, setup_device
+    from latentsweep.layout import DONE_MARKER, Trial
+    from latentsweep.study import check_architectures
     from latentsweep.train import LAST_CHECKPOINT
+    from latentsweep.trial import run_trial, set_threads, study_inputs
 
     latent_dim = int_option(args.latent_dim, "--latent-dim", 1)
     seed = int_option(getattr(args, "seed", "0"), "--seed", 0)
+    beta = float_option(getattr(args, "beta", "1"), "--beta")
     resume = getattr(args, "resume", False)
-    config = config_from_args(args, latent_dims=(latent_dim,), seeds=(seed,))
-    folder = Path(config.out)
+    config = config_from_args(args, latent_dims=(latent_dim,), seeds=(seed,), betas=(beta,))
+    if len(config.model.architecture) != 1:
+        raise ConfigError("--architecture: 'train' trains one model; name one architecture")
+    folder = config.out
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{folder} (--out): exists and is not a folder")
     if (folder / LAST_CHECKPOINT).exists() and not resume:
         raise ConfigError(f"{folder} (--out): already holds a checkpoint; pass --resume to continue it or choose another folder")
     if resume:  # continue even a finished model, e.g. with more --epochs
         (folder / DONE_MARKER).unlink(missing_ok=True)
-    if config.tensorboard:
+    if config.execution.tensorboard:
         from latentsweep.tracking import require_tensorboard
 
         require_tensorboard()
-    device = setup_device(config)
-    dataset, _ = load_study_data(config)
-    reference = prepare_evaluation(config, dataset, device)
+    check_architectures(config)
+    set_threads(config.execution.threads)
+    inputs = study_inputs(config)
     folder.mkdir(parents=True, exist_ok=True)
+    trial = Trial(config.model.architecture[0], beta, latent_dim, seed)
     with FolderLock(folder):
-        metrics = run_trial(Trial(latent_dim, seed), config, dataset, device, folder, reference)
-    overall = {row["metric"]: row["mean"] for row in metrics["rows"] if row["protocol"] == "test_set" and row["digit"] == "all"}
+        metrics = run_trial(trial, config, inputs, folder, trusted=config.model.architecture)
+    overall = {row["metric"]: row["mean"] for row in metrics["rows"] if row["protocol"] == "test_set" and row["class"] == "all"}
     print(f"latent {latent_dim}: test PSNR {overall['psnr']:.2f} dB, MSE {overall['mse']:.4f}, SSIM {overall['ssim']:.3f}; "
           f"files in {folder}")
     return 0
 
 
+def trusted_architectures(args: argparse.Namespace) -> tuple[str, ...]:
+    return (args.architecture,) if "architecture" in vars(args) else ()
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from latentsweep.storage import read_json
-    from latentsweep.sweep import evaluate_trial, load_study_data, prepare_evaluation, setup_device
+    from latentsweep.trial import evaluate_trial, set_threads, study_inputs
 
     folder = Path(args.run_dir)
     if not (folder / "config.json").is_file():
         raise ConfigError(f"{folder}: not a run folder (no config.json)")
-    saved = read_json(folder / "config.json")["study"]
-    overrides = {k: v for k, v in saved.items() if k in STUDY_KEYS}
-    for key in ("data_dir", "device"):
-        if key in vars(args):
-            overrides[key] = getattr(args, key)
-    config = build_config(overrides)
-    device = setup_device(config)
-    dataset, _ = load_study_data(config)
-    reference = prepare_evaluation(config, dataset, device)
+    saved = from_dict(read_json(folder / "config.json")["study"])
+    overrides = {key: getattr(args, key) for key in ("data_dir", "device") if key in vars(args)}
+    config = saved.replace(**overrides) if overrides else saved
+    set_threads(config.execution.threads)
+    inputs = study_inputs(config)
     with FolderLock(folder):
-        metrics = evaluate_trial(folder, config, dataset, device, reference)
-    psnr = next(r["mean"] for r in metrics["rows"] if r["protocol"] == "test_set" and r["digit"] == "all" and r["metric"] == "psnr")
+        metrics = evaluate_trial(folder, config, inputs, trusted_architectures(args))
+    psnr = next(r["mean"] for r in metrics["rows"] if r["protocol"] == "test_set" and r["class"] == "all" and r["metric"] == "psnr")
     print(f"{folder}: test PSNR {psnr:.2f} dB; wrote metrics.json, per_image.csv, images.npz")
     return 0
 
@@ -285,34 +323,43 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from latentsweep.export import export_model
-    from latentsweep.metrics import combine_seeds, lookup
+    from latentsweep.layout import Trial, read_study_info, trial_dir
+    from latentsweep.metrics import combine_seeds, lookup, variant_rows
     from latentsweep.report import final_selection
     from latentsweep.storage import read_json
 
     study = Path(args.study_dir)
-    if not (study / "config.json").is_file() or not (study / "results.json").is_file():
-        raise ConfigError(f"{study}: not a finished study folder (no config.json or results.json)")
-    config = read_json(study / "config.json")["config"]
-    rows = combine_seeds(read_json(study / "results.json"))
-    selected, _ = final_selection(rows, config)
+    info = read_study_info(study)
+    if not (study / "results.json").is_file():
+        raise ConfigError(f"{study}: not a finished study folder (no results.json)")
+    config = from_dict(info["config"])
+    architecture = getattr(args, "architecture", config.model.architecture[0])
+    beta = float_option(args.beta, "--beta") if "beta" in vars(args) else config.training.betas[0]
+    rows = variant_rows(combine_seeds(read_json(study / "results.json")), (architecture, beta))
+    if not rows:
+        raise ConfigError(f"{study}: no finished model with architecture {architecture} and beta {beta:g}")
+    selected, _ = final_selection(rows, config.selection.tolerance_db, config.selection.fd_tolerance)
     latent_dim = int_option(args.latent_dim, "--latent-dim", 1) if "latent_dim" in vars(args) else selected
-    seed = int_option(args.seed, "--seed", 0) if "seed" in vars(args) else config["seeds"][0]
-    checkpoint = study / "models" / f"latent{latent_dim:03d}_seed{seed}" / "best.pt"
+    seed = int_option(args.seed, "--seed", 0) if "seed" in vars(args) else config.training.seeds[0]
+    trial = Trial(architecture, beta, latent_dim, seed)
+    checkpoint = trial_dir(study, trial) / "best.pt"
     if not checkpoint.is_file():
-        raise ConfigError(f"{checkpoint}: no trained model for latent size {latent_dim}, seed {seed} in this study")
-    psnr = lookup(rows, latent_dim=latent_dim, protocol="test_set", digit="all", metric="psnr")
-    provenance = {"study": str(study.resolve()), "dataset": config["dataset"], "latent_dim": latent_dim, "seed": seed,
+        raise ConfigError(f"{checkpoint}: no trained model for {trial.label()} in this study")
+    psnr = lookup(rows, latent_dim=latent_dim, protocol="test_set", cls="all", metric="psnr")
+    provenance = {"study": str(study.resolve()), "dataset": config.data.dataset, **trial.axes(),
                   "selected_by_study": latent_dim == selected,
                   "test_psnr_db": psnr[0]["mean"] if psnr else None, "latentsweep": __version__}
-    paths = export_model(_load_model(str(checkpoint)), Path(args.out), provenance)
+    model, spec = _load_model(str(checkpoint), trusted_architectures(args))
+    paths = export_model(model, spec, Path(args.out), provenance)
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
 
-def _load_model(path: str):
-    from latentsweep.train import load_checkpoint, model_from_checkpoint
+def _load_model(path: str, trusted: tuple[str, ...] = ()):
+    from latentsweep.architectures import model_from_checkpoint
+    from latentsweep.train import load_checkpoint
 
-    return model_from_checkpoint(load_checkpoint(path), path)
+    return model_from_checkpoint(load_checkpoint(path), path, trusted)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -324,9 +371,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     count = int_option(args.num, "--num", 1)
     seed = int_option(args.seed, "--seed", 0)
     out = _output_png(args.out)
-    model = _load_model(args.checkpoint)
-    images = sample_prior(model, count, seed, torch.device("cpu")).squeeze(1).numpy()
-    sample_grid({model.config.latent_dim: images}, out, columns=min(8, count))
+    model, spec = _load_model(args.checkpoint, trusted_architectures(args))
+    images = sample_prior(model, spec.latent_dim, count, seed, torch.device("cpu")).squeeze(1).numpy()
+    sample_grid({spec.latent_dim: images}, out, columns=min(8, count))
     print(f"wrote {out}")
     return 0
 
@@ -336,14 +383,14 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
     from latentsweep.evaluate import reconstruct, representative_indices
     from latentsweep.plots import reconstruction_grid
-    from latentsweep.sweep import load_study_data
+    from latentsweep.trial import load_data
 
     per_class = int_option(args.per_class, "--per-class", 1)
     out = _output_png(args.out)
     # The test split does not depend on the validation size; the smallest one loads the fewest images twice.
     config = build_config({**{k: getattr(args, k) for k in ("data_dir", "dataset") if k in vars(args)}, "val_size": 10})
-    model = _load_model(args.checkpoint)
-    dataset, _ = load_study_data(config)
+    model, spec = _load_model(args.checkpoint, trusted_architectures(args))
+    dataset, _ = load_data(config.data)
     test = dataset.test
     classes = len(dataset.class_names)
     indices = representative_indices(test.labels.numpy(), per_class, classes)
@@ -352,7 +399,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     originals = test.images[torch.as_tensor(indices)]
     recon = reconstruct(model, originals)
     reconstruction_grid(originals.squeeze(1).numpy().reshape(classes, per_class, 28, 28),
-                        {model.config.latent_dim: recon.squeeze(1).numpy().reshape(classes, per_class, 28, 28)},
+                        {spec.latent_dim: recon.squeeze(1).numpy().reshape(classes, per_class, 28, 28)},
                         dataset.class_names, out)
     print(f"wrote {out}")
     return 0

@@ -1,6 +1,18 @@
-"""The study's settings: one dataclass, presets, TOML loading and validation.
+"""The study's settings: typed sections, presets, TOML loading and validation.
 
-Precedence, lowest first: the preset's values, the TOML file (`--config`), command-line flags.
+A study is a grid of trials over named axes (architecture, beta, latent size, seed); the other
+settings are grouped by what they change:
+
+  data        which images, and how they are split          (changes what a model is)
+  model       the architectures and latent sizes tried       (axes)
+  training    the recipe, with the betas and seeds tried     (changes what a model is, but for the axes)
+  evaluation  how much is measured                           (a finished model is re-evaluated when it changes)
+  selection   the rule that picks the latent size            (the report only)
+  execution   where and how the trials run                   (changes nothing but speed and the last bits)
+
+Each field's annotation drives parsing: flags and TOML values are coerced to it, and errors name
+the option. TOML keys are the option names, flat (`epochs = 20`) or inside a table named after the
+section (`[training]`). Precedence, lowest first: the preset, the TOML file, command-line flags.
 Everything is validated here, once, so the rest of the code can trust its inputs.
 """
 
@@ -8,7 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from dataclasses import dataclass
+import types
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,6 +37,7 @@ DATASET_NAMES = ("mnist", "fashion-mnist", "folder")  # folder: the user's PNGs 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")  # training's forward pass; see train.TrainConfig
 EXECUTORS = ("local", "dask")
+BUILTIN_ARCHITECTURES = ("conv", "mlp")  # model.py; anything else is a user's "package.module:function"
 
 # What differs between a quick iteration and a real result. The full preset's 30 epochs come from a
 # 40-epoch run at latent size 20 on all 55,000 training images: validation loss fell 1.4 nats from
@@ -35,28 +50,40 @@ PRESETS: dict[str, dict[str, Any]] = {
 DEFAULT_PRESET = "full"
 
 
+def axis(default: tuple) -> Any:
+    """A field that is an axis of the trial grid: every trial takes one of its values."""
+    return field(default=default, metadata={"axis": True})
+
+
 @dataclass(frozen=True)
-class StudyConfig:
-    out: str = "runs/study"
+class DataConfig:
     dataset: str = "mnist"
     data_dir: str | None = None
     verify_data: bool = True
-    preset: str = DEFAULT_PRESET
-    latent_dims: tuple[int, ...] = (5, 10, 15, 20)
-    seeds: tuple[int, ...] = (0,)
-    epochs: int = PRESETS[DEFAULT_PRESET]["epochs"]
-    train_subset: int | None = PRESETS[DEFAULT_PRESET]["train_subset"]
     val_size: int = 5000
     split_seed: int = 0
+    train_subset: int | None = PRESETS[DEFAULT_PRESET]["train_subset"]
+    binarize: bool = False
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    architecture: tuple[str, ...] = axis(("conv",))
+    latent_dims: tuple[int, ...] = axis((5, 10, 15, 20))
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    betas: tuple[float, ...] = axis((1.0,))
+    seeds: tuple[int, ...] = axis((0,))
+    epochs: int = PRESETS[DEFAULT_PRESET]["epochs"]
     batch_size: int = 128
     learning_rate: float = 1e-3
-    beta: float = 1.0
-    binarize: bool = False
     precision: str = "fp32"
-    device: str = "auto"
-    threads: int | None = None
-    tolerance_db: float = 0.5
-    fd_tolerance: float = 0.10
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
     representatives_per_class: int = 10
     num_samples: int = 64
     eval_batch_size: int = 1000
@@ -65,54 +92,109 @@ class StudyConfig:
     iwae_images: int = 500
     tsne_points: int = 2000
     classifier_epochs: int = 6
-    # Where the trials run (see executor.py). They do not change what a model is, but a local Dask
-    # cluster shares the cores out as torch threads, and other thread counts change the last bits.
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    tolerance_db: float = 0.5
+    fd_tolerance: float = 0.10
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    out: str = "runs/study"
+    device: str = "auto"
+    # Where the trials run (runner.py). They do not change what a model is, but other torch thread
+    # counts change the last bits of the arithmetic, so the counts used are recorded in config.json.
     executor: str = "local"
     scheduler: str | None = None
     workers: int | None = None
+    threads: int | None = None
     tensorboard: bool = False  # TensorBoard event files under OUT/tensorboard/ (tracking.py)
-    # Train a seed's latent sizes together as one stacked network (train.train_stacked). The same
-    # models up to float rounding, like another thread count, so a study folder may mix the two.
-    stack_sizes: bool = False
+
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig,
+                             "evaluation": EvaluationConfig, "selection": SelectionConfig,
+                             "execution": ExecutionConfig}
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    preset: str = DEFAULT_PRESET
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    selection: SelectionConfig = SelectionConfig()
+    execution: ExecutionConfig = ExecutionConfig()
+
+    @property
+    def out(self) -> Path:
+        return Path(self.execution.out)
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["latent_dims"] = list(self.latent_dims)
-        data["seeds"] = list(self.seeds)
-        return data
+        """Plain JSON-ready data: {"preset": ..., "data": {...}, ...}, tuples as lists."""
+        return _plain(dataclasses.asdict(self))
 
-    # Settings that change what a trained model is; a study folder refuses to mix them.
-    TRAINING_KEYS = ("dataset", "epochs", "train_subset", "val_size", "split_seed", "batch_size",
-                     "learning_rate", "beta", "binarize", "verify_data", "precision")
-    # Settings that change what is measured; a finished model is re-evaluated (not retrained) when they change.
-    EVALUATION_KEYS = ("representatives_per_class", "num_samples", "generation_samples", "iwae_samples",
-                       "iwae_images", "tsne_points", "classifier_epochs")
+    def trained_model_settings(self) -> dict[str, Any]:
+        """What, beside a trial's axis values, defines a trained model: data and training settings."""
+        return {name: value for section in (self.data, self.training) for name, value in _fields(section).items()
+                if not _is_axis(section, name)}
+
+    def measurement_settings(self) -> dict[str, Any]:
+        """What defines a finished model's evaluation."""
+        return _fields(self.evaluation)
+
+    def replace(self, **changes: Any) -> StudyConfig:
+        """A copy with flat field names changed (e.g. epochs=2, out="x"), validated again."""
+        return build_config({**flat_values(self), **changes})
 
 
-FIELD_NAMES = tuple(f.name for f in dataclasses.fields(StudyConfig))
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
 
 
-def parse_int_list(text: str | list | tuple, option: str) -> tuple[int, ...]:
-    """'5,10,15' or [5, 10, 15] -> (5, 10, 15); errors name the option."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    values = []
-    for item in items:
-        if isinstance(item, str):
-            item = item.strip()
-            if not item:
-                continue
-        try:
-            if isinstance(item, bool) or (isinstance(item, float) and not item.is_integer()):
-                raise ValueError
-            values.append(int(item))
-        except (TypeError, ValueError):
-            raise ConfigError(f"{option}: {item!r} is not an integer") from None
-    if not values:
-        raise ConfigError(f"{option}: needs at least one value")
-    return tuple(values)
+def _fields(section: Any) -> dict[str, Any]:
+    return {f.name: _plain(getattr(section, f.name)) for f in dataclasses.fields(section)}
+
+
+def _is_axis(section: Any, name: str) -> bool:
+    return bool(next(f for f in dataclasses.fields(section) if f.name == name).metadata.get("axis"))
+
+
+# Every flat option name -> its section. Names are unique across sections, so flags and TOML stay flat.
+SECTION_OF: dict[str, str] = {f.name: section for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
+FIELD_NAMES = ("preset", *SECTION_OF)
+AXES = ("architecture", "beta", "latent_dim", "seed")  # a trial's coordinates (layout.Trial), in folder-name order
+
+
+def flat_values(config: StudyConfig) -> dict[str, Any]:
+    """{option name: value} over every section, plus the preset."""
+    values: dict[str, Any] = {"preset": config.preset}
+    for section in SECTIONS:
+        values.update({f.name: getattr(getattr(config, section), f.name)
+                       for f in dataclasses.fields(getattr(config, section))})
+    return values
+
+
+def from_dict(data: Mapping[str, Any]) -> StudyConfig:
+    """StudyConfig from `to_dict`'s output (config.json), validated; unknown keys are ignored."""
+    flat: dict[str, Any] = {"preset": data.get("preset", DEFAULT_PRESET)}
+    for section in SECTIONS:
+        flat.update({key: value for key, value in data.get(section, {}).items() if key in SECTION_OF})
+    return build_config(flat)
+
+
+def option(key: str) -> str:
+    return "--" + key.replace("_", "-")
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
+    """Flat {option name: value} from a TOML file; keys flat or in tables named after the sections."""
     path = Path(path)
     try:
         with path.open("rb") as handle:
@@ -123,64 +205,81 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: is a folder, expected a TOML file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML ({exc})") from None
-    # Accept the flag spelling too (latent-dims) so users can copy names from --help.
-    data = {key.replace("-", "_"): value for key, value in data.items()}
-    unknown = sorted(set(data) - set(FIELD_NAMES))
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in SECTIONS and isinstance(value, dict):
+            for inner, inner_value in value.items():
+                inner = inner.replace("-", "_")
+                if SECTION_OF.get(inner) != key:
+                    raise ConfigError(f"{path}: [{key}] has no key {inner!r}; its keys: "
+                                      f"{', '.join(f.name for f in dataclasses.fields(SECTIONS[key]))}")
+                flat[inner] = inner_value
+        else:
+            flat[key.replace("-", "_")] = value  # the flag spelling too (latent-dims), as copied from --help
+    unknown = sorted(set(flat) - set(FIELD_NAMES))
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(FIELD_NAMES)}")
-    return data
+    return flat
 
 
-def build_config(overrides: Mapping[str, Any], source: str = "options") -> StudyConfig:
-    """Preset values, then `overrides` (TOML merged with flags by the caller), validated."""
+def build_config(overrides: Mapping[str, Any]) -> StudyConfig:
+    """Preset values, then `overrides` (flat option names: TOML merged with flags by the caller), validated."""
     preset = overrides.get("preset", DEFAULT_PRESET)
     if preset not in PRESETS:
         raise ConfigError(f"--preset: unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
-    values: dict[str, Any] = {**PRESETS[preset], **overrides, "preset": preset}
-    values = {key: _coerce(key, value) for key, value in values.items()}
-    config = StudyConfig(**values)
+    values: dict[str, Any] = {**PRESETS[preset], **overrides}
+    unknown = sorted(set(values) - set(SECTION_OF) - {"preset"})
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}")
+    sections = {}
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        sections[section] = cls(**{f.name: coerce(values[f.name], hints[f.name], f.name)
+                                   for f in dataclasses.fields(cls) if f.name in values})
+    config = StudyConfig(preset=preset, **sections)
     validate(config)
     return config
 
 
-_INT_FIELDS = {"epochs", "train_subset", "val_size", "split_seed", "batch_size", "threads",
-               "representatives_per_class", "num_samples", "eval_batch_size", "generation_samples",
-               "iwae_samples", "iwae_images", "tsne_points", "classifier_epochs", "workers"}
-_FLOAT_FIELDS = {"learning_rate", "beta", "tolerance_db", "fd_tolerance"}
-_BOOL_FIELDS = {"verify_data", "binarize", "tensorboard", "stack_sizes"}
-
-
-def _option(key: str) -> str:
-    return "--" + key.replace("_", "-")
-
-
-def _coerce(key: str, value: Any) -> Any:
-    """Turn TOML/flag values into the field's type, with an error naming the option."""
-    if key in ("latent_dims", "seeds"):
-        return parse_int_list(value, _option(key))
-    if value is None:
-        return None
-    if key in _INT_FIELDS:
+def coerce(value: Any, kind: Any, key: str) -> Any:
+    """`value` (from a flag's text or a TOML value) as the annotated type `kind`; errors name the option."""
+    name = option(key)
+    origin, arguments = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):  # X | None
+        if value is None:
+            return None
+        kind = next(argument for argument in arguments if argument is not type(None))
+        return coerce(value, kind, key)
+    if origin is tuple:  # tuple[X, ...]: "a,b,c" or a TOML list
+        items = value.split(",") if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else [value]
+        items = [item.strip() if isinstance(item, str) else item for item in items]
+        values = tuple(coerce(item, arguments[0], key) for item in items if item != "")
+        if not values:
+            raise ConfigError(f"{name}: needs at least one value")
+        return values
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: {value!r} is not true or false")
+        return value
+    if kind is int:
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ConfigError(f"{_option(key)}: {value!r} is not an integer")
+            raise ConfigError(f"{name}: {value!r} is not an integer")
         try:
             return int(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"{_option(key)}: {value!r} is not an integer") from None
-    if key in _FLOAT_FIELDS:
+            raise ConfigError(f"{name}: {value!r} is not an integer") from None
+    if kind is float:
         try:
             if isinstance(value, bool):
                 raise ValueError
             return float(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"{_option(key)}: {value!r} is not a number") from None
-    if key in _BOOL_FIELDS:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: {value!r} is not true or false")
+            raise ConfigError(f"{name}: {value!r} is not a number") from None
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: {value!r} is not a string")
         return value
-    if key in ("out", "dataset", "data_dir", "device", "preset", "executor", "scheduler", "precision") and not isinstance(value, str):
-        raise ConfigError(f"{_option(key)}: {value!r} is not a string")
-    return value
+    raise TypeError(f"no parser for {key}: {kind}")  # a new annotation type needs a branch above
 
 
 def validate(config: StudyConfig) -> None:
@@ -188,40 +287,58 @@ def validate(config: StudyConfig) -> None:
         if not condition:
             raise ConfigError(message)
 
-    need(config.dataset in DATASET_NAMES, f"--dataset: unknown data set {config.dataset!r}; choose from {', '.join(DATASET_NAMES)}")
-    need(config.precision in PRECISIONS, f"--precision: {config.precision!r} is not one of {', '.join(PRECISIONS)}")
-    need(config.device in DEVICES, f"--device: {config.device!r} is not one of {', '.join(DEVICES)}")
-    need(all(d >= 1 for d in config.latent_dims), f"--latent-dims: every latent size must be at least 1, got {list(config.latent_dims)}")
-    need(all(d <= 4096 for d in config.latent_dims), f"--latent-dims: latent sizes above 4096 make no sense for 784-pixel images, got {list(config.latent_dims)}")
-    need(len(set(config.latent_dims)) == len(config.latent_dims), f"--latent-dims: repeated value in {list(config.latent_dims)}")
-    need(all(s >= 0 for s in config.seeds), f"--seeds: seeds must be non-negative, got {list(config.seeds)}")
-    need(len(set(config.seeds)) == len(config.seeds), f"--seeds: repeated value in {list(config.seeds)}")
-    need(config.epochs >= 1, f"--epochs: must be at least 1, got {config.epochs}")
-    need(config.train_subset is None or config.train_subset >= 10, f"--train-subset: must be at least 10 (one image per class), got {config.train_subset}")
-    need(config.val_size >= 10, f"--val-size: must be at least 10 (one image per class), got {config.val_size}")
-    need(config.split_seed >= 0, f"--split-seed: must be non-negative, got {config.split_seed}")
-    need(config.batch_size >= 1, f"--batch-size: must be at least 1, got {config.batch_size}")
-    need(config.eval_batch_size >= 1, f"--eval-batch-size: must be at least 1, got {config.eval_batch_size}")
-    need(config.learning_rate > 0 and config.learning_rate < float("inf"), f"--learning-rate: must be positive, got {config.learning_rate}")
-    need(0 <= config.beta < float("inf"), f"--beta: must be non-negative, got {config.beta}")
-    need(config.threads is None or config.threads >= 1, f"--threads: must be at least 1, got {config.threads}")
-    need(0 <= config.tolerance_db < float("inf"), f"--tolerance-db: must be non-negative, got {config.tolerance_db}")
-    need(config.representatives_per_class >= 1, f"--representatives-per-class: must be at least 1, got {config.representatives_per_class}")
-    need(1 <= config.num_samples <= 10_000, f"--num-samples: must be between 1 and 10000, got {config.num_samples}")
-    need(0 <= config.fd_tolerance < float("inf"), f"--fd-tolerance: must be non-negative, got {config.fd_tolerance}")
-    need(config.generation_samples >= 100, f"--generation-samples: must be at least 100, got {config.generation_samples}")
-    need(config.iwae_samples >= 1, f"--iwae-samples: must be at least 1, got {config.iwae_samples}")
-    need(config.iwae_images >= 10, f"--iwae-images: must be at least 10 (one per class), got {config.iwae_images}")
-    need(config.tsne_points >= 50, f"--tsne-points: must be at least 50, got {config.tsne_points}")
-    need(config.classifier_epochs >= 1, f"--classifier-epochs: must be at least 1, got {config.classifier_epochs}")
-    need(bool(config.out), "--out: must not be empty")
-    need(config.executor in EXECUTORS, f"--executor: {config.executor!r} is not one of {', '.join(EXECUTORS)}")
-    need(config.scheduler is None or config.executor == "dask", "--scheduler: only used with --executor dask")
-    need(config.scheduler is None or "://" in config.scheduler,
-         f"--scheduler: {config.scheduler!r} is not a scheduler address like tcp://HOST:8786")
-    need(config.workers is None or config.executor == "dask", "--workers: only used with --executor dask")
-    need(config.workers is None or config.scheduler is None,
-         "--workers: sets the size of the local Dask cluster; with --scheduler the cluster decides")
-    need(config.workers is None or config.workers >= 1, f"--workers: must be at least 1, got {config.workers}")
-    need(not (config.stack_sizes and config.executor == "dask"),
-         "--stack-sizes: trains a seed's latent sizes together in this process; not available with --executor dask")
+    def distinct(values: tuple, key: str) -> None:
+        need(len(set(values)) == len(values), f"{option(key)}: repeated value in {list(values)}")
+
+    data, model, training = config.data, config.model, config.training
+    evaluation, selection, execution = config.evaluation, config.selection, config.execution
+    need(data.dataset in DATASET_NAMES, f"--dataset: unknown data set {data.dataset!r}; choose from {', '.join(DATASET_NAMES)}")
+    need(data.train_subset is None or data.train_subset >= 10, f"--train-subset: must be at least 10 (one image per class), got {data.train_subset}")
+    need(data.val_size >= 10, f"--val-size: must be at least 10 (one image per class), got {data.val_size}")
+    need(data.split_seed >= 0, f"--split-seed: must be non-negative, got {data.split_seed}")
+
+    for name in model.architecture:
+        need(name in BUILTIN_ARCHITECTURES or _looks_like_builder(name),
+             f"--architecture: {name!r} is neither {' nor '.join(BUILTIN_ARCHITECTURES)} nor a builder "
+             "'package.module:function'")
+    distinct(model.architecture, "architecture")
+    need(all(d >= 1 for d in model.latent_dims), f"--latent-dims: every latent size must be at least 1, got {list(model.latent_dims)}")
+    need(all(d <= 4096 for d in model.latent_dims), f"--latent-dims: latent sizes above 4096 make no sense for 784-pixel images, got {list(model.latent_dims)}")
+    distinct(model.latent_dims, "latent_dims")
+
+    need(all(0 <= b < float("inf") for b in training.betas), f"--betas: every beta must be non-negative and finite, got {list(training.betas)}")
+    distinct(training.betas, "betas")
+    need(all(s >= 0 for s in training.seeds), f"--seeds: seeds must be non-negative, got {list(training.seeds)}")
+    distinct(training.seeds, "seeds")
+    need(training.epochs >= 1, f"--epochs: must be at least 1, got {training.epochs}")
+    need(training.batch_size >= 1, f"--batch-size: must be at least 1, got {training.batch_size}")
+    need(0 < training.learning_rate < float("inf"), f"--learning-rate: must be positive, got {training.learning_rate}")
+    need(training.precision in PRECISIONS, f"--precision: {training.precision!r} is not one of {', '.join(PRECISIONS)}")
+
+    need(evaluation.eval_batch_size >= 1, f"--eval-batch-size: must be at least 1, got {evaluation.eval_batch_size}")
+    need(evaluation.representatives_per_class >= 1, f"--representatives-per-class: must be at least 1, got {evaluation.representatives_per_class}")
+    need(1 <= evaluation.num_samples <= 10_000, f"--num-samples: must be between 1 and 10000, got {evaluation.num_samples}")
+    need(evaluation.generation_samples >= 100, f"--generation-samples: must be at least 100, got {evaluation.generation_samples}")
+    need(evaluation.iwae_samples >= 1, f"--iwae-samples: must be at least 1, got {evaluation.iwae_samples}")
+    need(evaluation.iwae_images >= 10, f"--iwae-images: must be at least 10 (one per class), got {evaluation.iwae_images}")
+    need(evaluation.tsne_points >= 50, f"--tsne-points: must be at least 50, got {evaluation.tsne_points}")
+    need(evaluation.classifier_epochs >= 1, f"--classifier-epochs: must be at least 1, got {evaluation.classifier_epochs}")
+
+    need(0 <= selection.tolerance_db < float("inf"), f"--tolerance-db: must be non-negative, got {selection.tolerance_db}")
+    need(0 <= selection.fd_tolerance < float("inf"), f"--fd-tolerance: must be non-negative, got {selection.fd_tolerance}")
+
+    need(bool(execution.out), "--out: must not be empty")
+    need(execution.device in DEVICES, f"--device: {execution.device!r} is not one of {', '.join(DEVICES)}")
+    need(execution.threads is None or execution.threads >= 1, f"--threads: must be at least 1, got {execution.threads}")
+    need(execution.executor in EXECUTORS, f"--executor: {execution.executor!r} is not one of {', '.join(EXECUTORS)}")
+    need(execution.scheduler is None or execution.executor == "dask", "--scheduler: only used with --executor dask")
+    need(execution.scheduler is None or "://" in execution.scheduler,
+         f"--scheduler: {execution.scheduler!r} is not a scheduler address like tcp://HOST:8786")
+    need(execution.workers is None or execution.scheduler is None,
+         "--workers: sets the number of local worker processes; with --scheduler the cluster decides")
+    need(execution.workers is None or execution.workers >= 1, f"--workers: must be at least 1, got {execution.workers}")
+
+
+def _looks_like_builder(name: str) -> bool:
+    module, _, function = name.partition(":")
+    return bool(module) and function.isidentifier() and all(part.isidentifier() for part in module.split("."))

@@ -31,7 +31,9 @@ from latentsweep.classifier import DigitClassifier, predict
 from latentsweep.metrics import (active_units, class_histogram, confident_share, entropy_bits, frechet_distance,
                                  inception_score, kernel_distance, kl_per_dimension, mse_per_image, psnr_from_mse,
                                  ssim_per_image, summarize_by_class)
-from latentsweep.model import ConvVAE, vae_loss_terms
+from torch import nn
+
+from latentsweep.model import vae_forward, vae_loss_terms
 
 METRICS = ("mse", "psnr", "ssim", "neg_elbo", "reconstruction", "kl")
 PER_IMAGE_FIELDS = ["index", "label", "mse", "psnr", "ssim", "neg_elbo", "reconstruction", "kl"]
@@ -52,7 +54,7 @@ def representative_indices(labels: np.ndarray, per_class: int, num_classes: int 
 
 
 @torch.no_grad()
-def reconstruct(model: ConvVAE, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+def reconstruct(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Posterior-mean reconstructions in [0, 1], same shape as `images`."""
     model.eval()
     parts = [torch.sigmoid(model.decode(model.encode(images[i:i + batch_size])[0]))
@@ -61,23 +63,23 @@ def reconstruct(model: ConvVAE, images: torch.Tensor, batch_size: int = 1000) ->
 
 
 @torch.no_grad()
-def sample_prior(model: ConvVAE, count: int, seed: int, device: torch.device) -> torch.Tensor:
+def sample_prior(model: nn.Module, latent_dim: int, count: int, seed: int, device: torch.device) -> torch.Tensor:
     """Images decoded (as Bernoulli means) from z ~ N(0, I), reproducible for a given seed."""
     model.eval()
     generator = torch.Generator(device=device).manual_seed(seed)
-    latents = torch.randn(count, model.config.latent_dim, generator=generator, device=device)
+    latents = torch.randn(count, latent_dim, generator=generator, device=device)
     return torch.sigmoid(model.decode(latents))
 
 
 @torch.no_grad()
-def per_image_scores(model: ConvVAE, images: torch.Tensor, batch_size: int, seed: int) -> dict[str, np.ndarray]:
+def per_image_scores(model: nn.Module, images: torch.Tensor, batch_size: int, seed: int) -> dict[str, np.ndarray]:
     """Every metric for every image, as float64 arrays of length N."""
     model.eval()
     generator = torch.Generator(device=images.device).manual_seed(seed)
     columns: dict[str, list[torch.Tensor]] = {name: [] for name in ("mse", "psnr", "ssim", "neg_elbo", "reconstruction", "kl")}
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
-        output = model(batch, generator=generator)
+        output = vae_forward(model, batch, generator)
         terms = vae_loss_terms(output, batch)
         recon = torch.sigmoid(model.decode(output.mean))
         mse = mse_per_image(batch, recon)
@@ -92,7 +94,7 @@ def per_image_scores(model: ConvVAE, images: torch.Tensor, batch_size: int, seed
 
 @dataclass
 class Evaluation:
-    rows: list[dict]  # tidy: latent_dim, seed, protocol, digit, n, metric, mean, ci_low, ci_high
+    rows: list[dict]  # tidy: the trial's axes, protocol, class, n, metric, mean, ci_low, ci_high
     per_image: dict[str, np.ndarray]
     representatives: np.ndarray  # test indices of the representative images
     representative_originals: np.ndarray  # (len(representatives), 28, 28) float32
@@ -103,18 +105,23 @@ class Evaluation:
 
 
 def evaluate_model(
-    model: ConvVAE,
+    model: nn.Module,
     test_images: torch.Tensor,
     test_labels: torch.Tensor,
     latent_dim: int,
     seed: int,
+    axes: dict | None = None,
     per_class: int = 10,
     num_samples: int = 64,
     batch_size: int = 1000,
     reference: Reference | None = None,
     settings: AnalysisSettings | None = None,
 ) -> Evaluation:
-    """Reconstruction metrics on both protocols; with a `reference`, everything `analyse` adds."""
+    """Reconstruction metrics on both protocols; with a `reference`, everything `analyse` adds.
+
+    Every tidy row starts with `axes` (the trial's axis values; default latent_dim and seed).
+    """
+    axes = axes if axes is not None else {"latent_dim": latent_dim, "seed": seed}
     device = next(model.parameters()).device
     images = test_images.to(device)
     labels = test_labels.cpu().numpy()
@@ -124,16 +131,16 @@ def evaluate_model(
     rows = []
     for protocol, subset in (("representative", representatives), ("test_set", np.arange(len(labels)))):
         for row in summarize_by_class({k: v[subset] for k, v in metric_scores.items()}, labels[subset]):
-            rows.append({"latent_dim": latent_dim, "seed": seed, "protocol": protocol, **row})
+            rows.append({**axes, "protocol": protocol, **row})
     originals = images[torch.as_tensor(representatives, device=device)]
     recon = reconstruct(model, originals, batch_size)
-    samples = sample_prior(model, num_samples, seed, device)
+    samples = sample_prior(model, latent_dim, num_samples, seed, device)
     analysis, summary = None, None
     if reference is not None:
         if settings is None:
             raise ValueError("evaluate_model needs AnalysisSettings together with a Reference")
-        extra_rows, analysis, summary = analyse(model, images, labels, seed, reference, settings, batch_size)
-        rows += [{"latent_dim": latent_dim, "seed": seed, **row} for row in extra_rows]
+        extra_rows, analysis, summary = analyse(model, latent_dim, images, labels, seed, reference, settings, batch_size)
+        rows += [{**axes, **row} for row in extra_rows]
     return Evaluation(
         rows=rows,
         per_image={"index": np.arange(len(labels)), "label": labels, **scores},
@@ -151,7 +158,7 @@ def evaluate_model(
 
 
 @torch.no_grad()
-def iwae_nll(model: ConvVAE, images: torch.Tensor, samples: int, seed: int, images_per_chunk: int = 8,
+def iwae_nll(model: nn.Module, images: torch.Tensor, samples: int, seed: int, images_per_chunk: int = 8,
              decode_rows: int | None = None) -> np.ndarray:
     """Per-image importance-weighted estimate of -log p(x) (Burda et al. 2016), in nats.
 
@@ -228,15 +235,15 @@ def generation_rows(features: np.ndarray, probabilities: np.ndarray, reference: 
     values = {"fd": frechet_distance(features, reference.test_features), "kid": kid_mean,
               "inception_score": inception_score(probabilities), "class_entropy_bits": entropy_bits(shares),
               "confident_share": confident_share(probabilities, 0.9)}
-    rows = [{"protocol": protocol, "digit": "all", "n": count, "metric": metric, "mean": value,
+    rows = [{"protocol": protocol, "class": "all", "n": count, "metric": metric, "mean": value,
              "ci_low": math.nan, "ci_high": math.nan} for metric, value in values.items()]
-    rows += [{"protocol": protocol, "digit": str(digit), "n": count, "metric": "class_share", "mean": float(share),
-              "ci_low": math.nan, "ci_high": math.nan} for digit, share in enumerate(shares)]
+    rows += [{"protocol": protocol, "class": str(index), "n": count, "metric": "class_share", "mean": float(share),
+              "ci_low": math.nan, "ci_high": math.nan} for index, share in enumerate(shares)]
     return rows, {f"{protocol}_kid_std": kid_std}
 
 
 @torch.no_grad()
-def analyse(model: ConvVAE, test_images: torch.Tensor, labels: np.ndarray, seed: int, reference: Reference,
+def analyse(model: nn.Module, latent_dim: int, test_images: torch.Tensor, labels: np.ndarray, seed: int, reference: Reference,
             settings: AnalysisSettings, batch_size: int) -> tuple[list[dict], dict[str, np.ndarray], dict]:
     """Everything beyond reconstruction for one model: (tidy rows, arrays for figures, extra scalars)."""
     device = test_images.device
@@ -244,7 +251,7 @@ def analyse(model: ConvVAE, test_images: torch.Tensor, labels: np.ndarray, seed:
     extra: dict = {}
 
     # Generation: prior samples and test-set reconstructions through the feature classifier.
-    samples = sample_prior(model, settings.generation_samples, seed + 1, device)
+    samples = sample_prior(model, latent_dim, settings.generation_samples, seed + 1, device)
     reconstructions = reconstruct(model, test_images, batch_size)
     for protocol, images in (("prior_samples", samples), ("reconstructions", reconstructions)):
         features, probabilities = predict(reference.classifier, images)
@@ -257,7 +264,7 @@ def analyse(model: ConvVAE, test_images: torch.Tensor, labels: np.ndarray, seed:
     subset = torch.as_tensor(reference.likelihood_indices, device=device)
     nll = iwae_nll(model, test_images[subset], settings.iwae_samples, seed)
     elbo_generator = torch.Generator(device=device).manual_seed(seed)
-    terms = vae_loss_terms(model(test_images[subset], generator=elbo_generator), test_images[subset])
+    terms = vae_loss_terms(vae_forward(model, test_images[subset], elbo_generator), test_images[subset])
     neg_elbo = (terms.reconstruction + terms.kl).double().cpu().numpy()
     for row in summarize_by_class({"iwae_nll": nll, "neg_elbo": neg_elbo}, labels[reference.likelihood_indices]):
         rows.append({"protocol": "likelihood", **row})
@@ -267,7 +274,7 @@ def analyse(model: ConvVAE, test_images: torch.Tensor, labels: np.ndarray, seed:
     means, log_vars = latent.posterior_parameters(model, test_images)
     per_dimension = kl_per_dimension(means, log_vars)
     extra["kl_per_dimension"] = per_dimension.tolist()
-    rows.append({"protocol": "test_set", "digit": "all", "n": len(means), "metric": "active_units",
+    rows.append({"protocol": "test_set", "class": "all", "n": len(means), "metric": "active_units",
                  "mean": float(active_units(means)), "ci_low": math.nan, "ci_high": math.nan})
     train_means, _ = latent.posterior_parameters(model, reference.train_images.to(device))
     correct = latent.linear_probe(train_means, reference.train_labels, means, labels)

@@ -2,8 +2,9 @@
 
 Writes, into one folder:
   model.safetensors  the weights (safetensors: no pickle, safe to load from strangers)
-  config.json        the VAEConfig (rebuild with ConvVAE(VAEConfig(**config["model_config"]))) and
-                     where the weights came from (study, latent size, seed, test-set PSNR)
+  config.json        the architecture and its model_config (rebuild with load_exported, or for conv with
+                     ConvVAE(VAEConfig(**config["model_config"]))) and where the weights came from
+                     (study, the trial's axes, test-set PSNR)
   decoder.onnx       the decoder alone, z (batch, latent_dim) -> image (batch, 1, 28, 28) in [0, 1],
                      for sampling in any ONNX runtime; the batch dimension is dynamic
 
@@ -12,7 +13,6 @@ Needs the `export` extra (safetensors, onnx, onnxscript; onnxruntime to check th
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,14 +21,14 @@ import torch
 from torch import nn
 
 from latentsweep.errors import LatentsweepError
-from latentsweep.model import ConvVAE
+from latentsweep.architectures import ModelSpec
 from latentsweep.storage import atomic_write_bytes, write_json
 
 
 class DecoderToImage(nn.Module):
     """The decoder with its sigmoid: latent codes in, Bernoulli means (images) out."""
 
-    def __init__(self, model: ConvVAE) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
@@ -44,7 +44,7 @@ def _require(module: str) -> Any:
                                "pip install 'latentsweep[export]'") from None
 
 
-def export_model(model: ConvVAE, out_dir: Path, provenance: dict[str, Any]) -> list[Path]:
+def export_model(model: nn.Module, spec: ModelSpec, out_dir: Path, provenance: dict[str, Any]) -> list[Path]:
     """Write model.safetensors, config.json and decoder.onnx into `out_dir`; returns their paths."""
     _require("safetensors")
     _require("onnxscript")
@@ -56,9 +56,9 @@ def export_model(model: ConvVAE, out_dir: Path, provenance: dict[str, Any]) -> l
     model = model.eval().cpu()
     weights = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
     atomic_write_bytes(out_dir / "model.safetensors", safetensors_bytes(weights, metadata={"format": "pt"}))
-    write_json(out_dir / "config.json", {"model_config": dataclasses.asdict(model.config), **provenance})
+    write_json(out_dir / "config.json", {**spec.checkpoint_fields(), **provenance})
 
-    example = torch.zeros(2, model.config.latent_dim)
+    example = torch.zeros(2, spec.latent_dim)
     batch = torch.export.Dim("batch", min=1)
     with tempfile.TemporaryDirectory(dir=out_dir) as scratch:
         temporary = Path(scratch) / "decoder.onnx"
@@ -69,14 +69,14 @@ def export_model(model: ConvVAE, out_dir: Path, provenance: dict[str, Any]) -> l
     return [out_dir / "model.safetensors", out_dir / "config.json", out_dir / "decoder.onnx"]
 
 
-def load_exported(out_dir: Path) -> ConvVAE:
+def load_exported(out_dir: Path, trusted: tuple[str, ...] = ()) -> nn.Module:
     """Rebuild the model from an export folder (the round trip the tests check)."""
     from safetensors.torch import load_file
 
-    from latentsweep.model import VAEConfig
+    from latentsweep.architectures import model_from_checkpoint
     from latentsweep.storage import read_json
 
     config = read_json(out_dir / "config.json")
-    model = ConvVAE(VAEConfig(**config["model_config"]))
-    model.load_state_dict(load_file(out_dir / "model.safetensors"))
+    weights = load_file(out_dir / "model.safetensors")
+    model, _ = model_from_checkpoint({**config, "model_state": weights}, out_dir / "config.json", trusted)
     return model.eval()

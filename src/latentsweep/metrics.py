@@ -24,7 +24,8 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 PSNR_CAP_DB = 100.0
 MSE_FLOOR = 10 ** (-PSNR_CAP_DB / 10)  # MSE at which PSNR reaches the cap (data range 1)
 
-TIDY_FIELDS = ["latent_dim", "seed", "protocol", "digit", "n", "metric", "mean", "ci_low", "ci_high"]
+AXIS_FIELDS = ["architecture", "beta", "latent_dim", "seed"]  # config.AXES, the trial's coordinates
+TIDY_FIELDS = [*AXIS_FIELDS, "protocol", "class", "n", "metric", "mean", "ci_low", "ci_high"]
 
 
 def mse_per_image(originals: torch.Tensor, reconstructions: torch.Tensor) -> torch.Tensor:
@@ -63,15 +64,15 @@ def summarize_by_class(
     rows = []
     num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
     groups = [(str(c), labels == c) for c in range(num_classes)] + [("all", np.ones_like(labels, dtype=bool))]
-    for digit, mask in groups:
+    for name, mask in groups:
         for metric, values in scores.items():
             mean, low, high = mean_confidence_interval(values[mask])
-            rows.append({"digit": digit, "n": int(mask.sum()), "metric": metric, "mean": mean, "ci_low": low, "ci_high": high})
+            rows.append({"class": name, "n": int(mask.sum()), "metric": metric, "mean": mean, "ci_low": low, "ci_high": high})
     return rows
 
 
 def combine_seeds(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Collapse tidy rows over seeds: one row per (latent_dim, protocol, digit, metric).
+    """Collapse tidy rows over seeds: one row per (architecture, beta, latent_dim, protocol, class, metric).
 
     With one seed the rows pass through (their CI is over images). With several, the mean is the
     mean of the seeds' means and the CI is the Student-t interval across seeds, so it reflects
@@ -79,26 +80,42 @@ def combine_seeds(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """
     grouped: dict[tuple, list[Mapping[str, Any]]] = defaultdict(list)
     for row in rows:
-        grouped[(row["latent_dim"], row["protocol"], row["digit"], row["metric"])].append(row)
+        key = (row.get("architecture", "conv"), row.get("beta", 1.0), row["latent_dim"], row["protocol"], row["class"],
+               row["metric"])
+        grouped[key].append(row)
     combined = []
-    for (latent_dim, protocol, digit, metric), members in grouped.items():
+    for (architecture, beta, latent_dim, protocol, name, metric), members in grouped.items():
         if len(members) == 1:
             combined.append({**members[0], "seeds": [members[0]["seed"]], "ci_over": "images"})
             continue
         mean, low, high = mean_confidence_interval([m["mean"] for m in members])
-        combined.append({"latent_dim": latent_dim, "protocol": protocol, "digit": digit, "metric": metric,
-                         "n": len(members), "mean": mean, "ci_low": low, "ci_high": high,
-                         "seeds": sorted(m["seed"] for m in members), "ci_over": "seeds"})
-    return sorted(combined, key=lambda r: (r["latent_dim"], r["protocol"], r["metric"], _digit_order(r["digit"])))
+        combined.append({"architecture": architecture, "beta": beta, "latent_dim": latent_dim, "protocol": protocol,
+                         "class": name, "metric": metric, "n": len(members), "mean": mean, "ci_low": low,
+                         "ci_high": high, "seeds": sorted(m["seed"] for m in members), "ci_over": "seeds"})
+    return sorted(combined, key=lambda r: (r.get("architecture", "conv"), r.get("beta", 1.0), r["latent_dim"],
+                                           r["protocol"], r["metric"], _class_order(r["class"])))
 
 
-def _digit_order(digit: str) -> int:
-    return 10**6 if digit == "all" else int(digit)
+def _class_order(name: str) -> int:
+    return 10**6 if name == "all" else int(name)
 
 
 def lookup(rows: Iterable[Mapping[str, Any]], **where: Any) -> list[Mapping[str, Any]]:
-    """Rows whose fields equal every keyword given, e.g. lookup(rows, metric="psnr", digit="all")."""
+    """Rows whose fields equal every keyword given, e.g. lookup(rows, metric="psnr", cls="all").
+
+    `cls` stands for the "class" column, a Python keyword."""
+    where = {("class" if key == "cls" else key): value for key, value in where.items()}
     return [row for row in rows if all(row.get(key) == value for key, value in where.items())]
+
+
+def variants(rows: Iterable[Mapping[str, Any]]) -> list[tuple[str, float]]:
+    """The (architecture, beta) pairs in tidy rows, in order: what the selection rule is applied within."""
+    return sorted({(row.get("architecture", "conv"), row.get("beta", 1.0)) for row in rows})
+
+
+def variant_rows(rows: Iterable[Mapping[str, Any]], variant: tuple[str, float]) -> list[Mapping[str, Any]]:
+    architecture, beta = variant
+    return [row for row in rows if row.get("architecture", "conv") == architecture and row.get("beta", 1.0) == beta]
 
 
 # ----------------------------------------------------------------------------------------

@@ -1,17 +1,17 @@
 """What `latentsweep run` would do, and about how long it would take (`run --dry-run`).
 
-The estimate is measured, not guessed: a few training steps of the largest model (with
---stack-sizes, of the stack of all the study's sizes, as model-images per second), a few
-evaluation forward passes and, when the feature classifier is not cached yet, a few of its
+The estimate is measured, not guessed: a few training steps of the largest model of each
+architecture (on the one training loop, train.train_epoch), a few evaluation forward passes and, when the feature classifier is not cached yet, a few of its
 training steps, all on this machine's device with the study's settings. Those rates are scaled
 to the work left: the remaining epochs of each trial, and per model the forward passes its
 evaluation makes (test set twice, the IWAE bound's images x samples, the prior samples).
 t-SNE, the linear probe and file writing are not timed, so evaluation takes somewhat longer.
 
-With `--executor dask` on a local cluster, the trials' rates are timed with one worker's torch
-threads, and the wall time is the trials dealt out in order to the workers as each falls free, as
-Dask does with equal-priority tasks. On a remote cluster (`--scheduler`), whose workers this
-machine cannot see, the estimate stays the work summed.
+With several local workers (processes or a local Dask cluster, runner.choose_arrangement), the
+trials' rates are timed with one worker's torch threads, and the wall time is the trials dealt out
+in order to the workers as each falls free, as both executors do with equal-priority tasks. On a
+remote cluster (`--scheduler`), whose workers this machine cannot see, the estimate stays the work
+summed.
 """
 
 from __future__ import annotations
@@ -21,20 +21,21 @@ import heapq
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
+from latentsweep.architectures import IMAGE_SHAPE, ModelSpec
 from latentsweep.classifier import ClassifierConfig, cache_key, train_classifier
 from latentsweep.config import StudyConfig
 from latentsweep.data import Dataset, cache_root
 from latentsweep.errors import LatentsweepError
-from latentsweep.model import ConvVAE, StackedConvVAE, VAEConfig
+from latentsweep.kernels import use_fast_cpu_kernels
+from latentsweep.layout import METRICS_FILE, Trial, check_same_training_settings, is_done, plan_trials, trial_dir
+from latentsweep.runner import Arrangement, choose_arrangement
 from latentsweep.storage import read_json
-from latentsweep.sweep import (DONE_MARKER, Trial, check_same_training_settings, evaluation_settings,
-                               load_study_data, plan_trials, setup_device, trial_dir)
 from latentsweep.train import (LAST_CHECKPOINT, epoch_permutation, evaluate_loss, load_checkpoint,
-                               make_noise_generator, train_epoch, train_stacked_epoch)
+                               make_noise_generator, resolve_device, train_epoch)
+from latentsweep.trial import evaluation_settings, load_data, set_threads
 
 TIMED_STEPS = 40
 
@@ -52,7 +53,7 @@ class TrialPlan:
 
 @dataclass(frozen=True)
 class ClusterEstimate:
-    """The local Dask cluster `run --executor dask` would start, and the study's wall time on it."""
+    """The local workers `run` would start (processes or a local Dask cluster), and the study's wall time on them."""
     workers: int
     threads: int  # torch threads per worker
     wall_seconds: float
@@ -60,8 +61,8 @@ class ClusterEstimate:
 
 @dataclass(frozen=True)
 class Rates:
-    train_images_per_second: float
-    eval_images_per_second: float
+    train_images_per_second: dict[str, float]  # per architecture
+    eval_images_per_second: dict[str, float]
     classifier_images_per_second: float | None  # None: the classifier is cached
 
 
@@ -69,71 +70,59 @@ def plan_study(config: StudyConfig) -> list[TrialPlan]:
     """What each trial needs, read from the study folder (nothing is written)."""
     plans = []
     for trial in plan_trials(config):
-        folder = trial_dir(Path(config.out), trial)
-        if (folder / DONE_MARKER).exists():
-            saved = read_json(folder / "metrics.json").get("evaluation")
+        folder = trial_dir(config.out, trial)
+        if is_done(folder):
+            saved = read_json(folder / METRICS_FILE).get("evaluation")
             plans.append(TrialPlan(trial, "skip" if saved == evaluation_settings(config) else "re-evaluate", 0))
         elif (folder / LAST_CHECKPOINT).exists():
             done = load_checkpoint(folder / LAST_CHECKPOINT)["epoch"]
-            plans.append(TrialPlan(trial, "resume", max(0, config.epochs - done)))
+            plans.append(TrialPlan(trial, "resume", max(0, config.training.epochs - done)))
         else:
-            plans.append(TrialPlan(trial, "train", config.epochs))
+            plans.append(TrialPlan(trial, "train", config.training.epochs))
     return plans
 
 
 def classifier_cached(config: StudyConfig, dataset: Dataset) -> bool:
     key = cache_key(dataset.name, dataset.full_train.images, dataset.full_train.labels,
-                    ClassifierConfig(epochs=config.classifier_epochs))
+                    ClassifierConfig(epochs=config.evaluation.classifier_epochs))
     return (cache_root() / "classifiers" / f"{key}.pt").is_file()
 
 
 def measure_rates(config: StudyConfig, dataset: Dataset, device: torch.device, time_classifier: bool,
                   trial_threads: int | None = None) -> Rates:
-    """Images per second of training, evaluation and (optionally) classifier training, timed here;
-    the trials' rates with `trial_threads` torch threads when given (a Dask worker's share)."""
+    """Images per second of training and evaluation for each architecture, and (optionally) of classifier
+    training, timed here; the trials' rates with `trial_threads` torch threads when given (a worker's share)."""
+    train_rates, eval_rates = {}, {}
     with torch_threads(trial_threads or torch.get_num_threads()):
-        train_rate, eval_rate = trial_rates(config, dataset, device)
+        for architecture in config.model.architecture:
+            train_rates[architecture], eval_rates[architecture] = trial_rates(config, architecture, dataset, device)
     classifier_rate = None
     if time_classifier:  # the classifier trains in the submitting process, with its own threads
         subset = dataset.full_train.images[:1280].to(device), dataset.full_train.labels[:1280].to(device)
         classifier_rate = timed_rate(lambda: train_classifier(*subset, ClassifierConfig(epochs=1)), 1280, device)
-    return Rates(train_rate, eval_rate, classifier_rate)
+    return Rates(train_rates, eval_rates, classifier_rate)
 
 
-def trial_rates(config: StudyConfig, dataset: Dataset, device: torch.device) -> tuple[float, float]:
-    """Training images per second (per model) and evaluation images per second, timed here."""
-    images = dataset.train.images[: config.batch_size * (TIMED_STEPS + 2)].to(device)
+def trial_rates(config: StudyConfig, architecture: str, dataset: Dataset, device: torch.device) -> tuple[float, float]:
+    """Training and evaluation images per second of the largest model of `architecture`, timed here."""
+    batch_size, eval_batch_size = config.training.batch_size, config.evaluation.eval_batch_size
+    images = dataset.train.images[: batch_size * (TIMED_STEPS + 2)].to(device)
     order = epoch_permutation(len(images), 0, 1)
-    warm_up = config.batch_size * 2
-    train_pass, models_per_pass = training_pass(config, images, device)
-    train_pass(order[:warm_up])
-    train_rate = models_per_pass * timed_rate(lambda: train_pass(order[warm_up:]), len(order) - warm_up, device)
-    torch.manual_seed(0)
-    model = ConvVAE(VAEConfig(latent_dim=max(config.latent_dims))).to(device)
-    test = dataset.test.images[: 2 * config.eval_batch_size].to(device)
-    evaluate_loss(model, test[: config.eval_batch_size], config.eval_batch_size, config.beta, seed=0)
-    eval_rate = timed_rate(lambda: evaluate_loss(model, test, config.eval_batch_size, config.beta, seed=0),
-                           len(test), device)
-    return train_rate, eval_rate
-
-
-def training_pass(config: StudyConfig, images: torch.Tensor, device: torch.device
-                  ) -> tuple[Callable[[torch.Tensor], None], int]:
-    """A training pass over images[selection] as the study trains (the largest model, or with
-    --stack-sizes the stack of all its sizes), and how many models one pass trains."""
-    torch.manual_seed(0)
-    if config.stack_sizes and len(config.latent_dims) > 1:
-        stack = StackedConvVAE([VAEConfig(latent_dim=latent_dim) for latent_dim in config.latent_dims]).to(device)
-        stack_optimizer = torch.optim.Adam(stack.parameters(), lr=config.learning_rate)
-        generators = [make_noise_generator(0, device) for _ in config.latent_dims]
-        return (lambda selection: train_stacked_epoch(stack, stack_optimizer, images, selection, config.batch_size,
-                                                      config.beta, generators, precision=config.precision),
-                len(config.latent_dims))
-    model = ConvVAE(VAEConfig(latent_dim=max(config.latent_dims))).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    warm_up = batch_size * 2
+    model = use_fast_cpu_kernels(ModelSpec(architecture, max(config.model.latent_dims), IMAGE_SHAPE).build(seed=0)).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.training.learning_rate)
     generator = make_noise_generator(0, device)
-    return (lambda selection: train_epoch(model, optimizer, images, selection, config.batch_size, config.beta,
-                                          generator, precision=config.precision), 1)
+    beta = max(config.training.betas)
+
+    def train_pass(selection: torch.Tensor) -> None:
+        train_epoch(model, optimizer, images, selection, batch_size, beta, generator, precision=config.training.precision)
+
+    train_pass(order[:warm_up])
+    train_rate = timed_rate(lambda: train_pass(order[warm_up:]), len(order) - warm_up, device)
+    test = dataset.test.images[: 2 * eval_batch_size].to(device)
+    evaluate_loss(model, test[:eval_batch_size], eval_batch_size, beta, seed=0)
+    eval_rate = timed_rate(lambda: evaluate_loss(model, test, eval_batch_size, beta, seed=0), len(test), device)
+    return train_rate, eval_rate
 
 
 def timed_rate(work, images: int, device: torch.device) -> float:
@@ -148,11 +137,13 @@ def timed_rate(work, images: int, device: torch.device) -> float:
 
 def trial_seconds(config: StudyConfig, dataset: Dataset, plan: TrialPlan, rates: Rates) -> dict[str, float]:
     """Seconds of training and evaluation one trial's planned work takes at `rates`."""
-    per_epoch = (len(dataset.train) / rates.train_images_per_second
-                 + len(dataset.val) / rates.eval_images_per_second)  # training pass + validation loss
-    forward_passes = 2 * len(dataset.test) + config.iwae_images * config.iwae_samples + config.generation_samples
+    train_rate = rates.train_images_per_second[plan.trial.architecture]
+    eval_rate = rates.eval_images_per_second[plan.trial.architecture]
+    per_epoch = len(dataset.train) / train_rate + len(dataset.val) / eval_rate  # training pass + validation loss
+    evaluation = config.evaluation
+    forward_passes = 2 * len(dataset.test) + evaluation.iwae_images * evaluation.iwae_samples + evaluation.generation_samples
     return {"training": plan.epochs_left * per_epoch,
-            "evaluation": forward_passes / rates.eval_images_per_second if plan.evaluates else 0.0}
+            "evaluation": forward_passes / eval_rate if plan.evaluates else 0.0}
 
 
 def estimate_seconds(config: StudyConfig, dataset: Dataset, plans: list[TrialPlan], rates: Rates) -> dict[str, float]:
@@ -161,7 +152,7 @@ def estimate_seconds(config: StudyConfig, dataset: Dataset, plans: list[TrialPla
     evaluated = sum(plan.evaluates for plan in plans)
     classifier = 0.0
     if rates.classifier_images_per_second is not None and evaluated:
-        classifier = config.classifier_epochs * len(dataset.full_train) / rates.classifier_images_per_second
+        classifier = config.evaluation.classifier_epochs * len(dataset.full_train) / rates.classifier_images_per_second
     return {"training": sum(seconds["training"] for seconds in per_trial),
             "evaluation": sum(seconds["evaluation"] for seconds in per_trial),
             "classifier": classifier}
@@ -187,34 +178,33 @@ def torch_threads(threads: int):
 
 
 def describe(config: StudyConfig, dataset: Dataset, data_dir: Path, device: torch.device, plans: list[TrialPlan],
-             rates: Rates, seconds: dict[str, float], cluster: ClusterEstimate | None = None) -> list[str]:
+             rates: Rates, seconds: dict[str, float], arrangement: Arrangement,
+             cluster: ClusterEstimate | None = None) -> list[str]:
     """The plan as lines of text for the terminal."""
     actions = {"train": "train {n} epochs", "resume": "resume: {n} epochs left", "re-evaluate": "re-evaluate (trained)",
                "skip": "done, skipped"}
     lines = [f"Plan for {config.out}: {dataset.name} from {data_dir}",
              f"  {len(dataset.train):,} training, {len(dataset.val):,} validation, {len(dataset.test):,} test images; "
-             f"preset {config.preset}: {config.epochs} epochs, batch {config.batch_size}",
-             f"  device {device}, {torch.get_num_threads()} torch threads, executor {config.executor}"]
+             f"preset {config.preset}: {config.training.epochs} epochs, batch {config.training.batch_size}",
+             f"  device {device}; trials {arrangement.describe()}"]
+    width = max(len(plan.trial.name) for plan in plans) + 1
     for plan in plans:
-        lines.append(f"  {plan.trial.name:<18} {actions[plan.action].format(n=plan.epochs_left)}")
+        lines.append(f"  {plan.trial.name:<{width}} {actions[plan.action].format(n=plan.epochs_left)}")
     lines.append(f"  feature classifier: {'cached' if rates.classifier_images_per_second is None else 'to train'}")
     parts = (f"training {format_seconds(seconds['training'])}, evaluation {format_seconds(seconds['evaluation'])}"
              + (f", classifier {format_seconds(seconds['classifier'])}" if seconds["classifier"] else ""))
     if cluster is None:
         lines.append(f"Estimated time: {format_seconds(sum(seconds.values()))} ({parts})")
     else:
-        lines.append(f"Estimated time: {format_seconds(cluster.wall_seconds)} on a local Dask cluster of "
-                     f"{cluster.workers} worker(s) with {cluster.threads} torch thread(s) each, trials in parallel "
-                     f"(work summed: {parts})")
-    lines.append(f"  from rates timed just now: training {rates.train_images_per_second:,.0f} images/s, "
-                 f"evaluation {rates.eval_images_per_second:,.0f} images/s; t-SNE and the probe are not included")
-    if config.stack_sizes:
-        lines.append("  with --stack-sizes: each seed's sizes train together; the training rate is the stack's, "
-                     "per model")
+        lines.append(f"Estimated time: {format_seconds(cluster.wall_seconds)} on {cluster.workers} local worker(s) "
+                     f"with {cluster.threads} torch thread(s) each, trials in parallel (work summed: {parts})")
+    timed = ", ".join(f"{name} training {rates.train_images_per_second[name]:,.0f} images/s, evaluation "
+                      f"{rates.eval_images_per_second[name]:,.0f} images/s" for name in rates.train_images_per_second)
+    lines.append(f"  from rates timed just now: {timed}; t-SNE and the probe are not included")
     if cluster is not None:
         lines.append("  rates timed with one worker's threads, alone; workers running at once may share memory "
                      "bandwidth and run somewhat slower")
-    elif config.executor == "dask":
+    elif arrangement.executor == "dask":
         lines.append("  with --executor dask on a remote cluster, trials run in parallel: wall time is about this "
                      "divided by the workers busy at once, at those workers' own speed")
     return lines
@@ -227,23 +217,23 @@ def format_seconds(seconds: float) -> str:
 
 def dry_run(config: StudyConfig) -> list[str]:
     """Plan and estimate without writing anything into the study folder."""
-    out = Path(config.out)
+    out = config.out
     if out.exists() and not out.is_dir():
         raise LatentsweepError(f"{out} (--out): exists and is not a folder")
     check_same_training_settings(out, config)
-    device = setup_device(config)
-    dataset, data_dir = load_study_data(config)
+    device = resolve_device(config.execution.device)
     plans = plan_study(config)
-    local_cluster = config.executor == "dask" and config.scheduler is None
-    workers = threads = None
-    if local_cluster:
-        from latentsweep.executor import local_workers, worker_config  # imports no Dask
-
-        workers, threads = local_workers(config, len(plans)), worker_config(config, len(plans)).threads
-    rates = measure_rates(config, dataset, device, not classifier_cached(config, dataset), trial_threads=threads)
+    arrangement = choose_arrangement(config, len(plans))
+    if arrangement.executor == "in-process":
+        set_threads(arrangement.threads)
+    dataset, data_dir = load_data(config.data)
+    parallel = arrangement.executor != "dask" and (arrangement.workers or 1) > 1
+    rates = measure_rates(config, dataset, device, not classifier_cached(config, dataset),
+                          trial_threads=arrangement.threads if parallel else None)
     seconds = estimate_seconds(config, dataset, plans, rates)
     estimate = None
-    if local_cluster:
+    if parallel:
         per_trial = [sum(trial_seconds(config, dataset, plan, rates).values()) for plan in plans]
-        estimate = ClusterEstimate(workers, threads, seconds["classifier"] + parallel_seconds(per_trial, workers))
-    return describe(config, dataset, data_dir, device, plans, rates, seconds, estimate)
+        estimate = ClusterEstimate(arrangement.workers, arrangement.threads,
+                                   seconds["classifier"] + parallel_seconds(per_trial, arrangement.workers))
+    return describe(config, dataset, data_dir, device, plans, rates, seconds, arrangement, estimate)

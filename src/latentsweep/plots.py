@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from latentsweep.metrics import lookup
+from latentsweep.metrics import lookup, variant_rows, variants
 from latentsweep.storage import atomic_write_bytes
 
 METRIC_LABELS = {"mse": "MSE (lower is better)", "psnr": "PSNR, dB (higher is better)",
@@ -81,7 +81,7 @@ def metric_by_class(rows: Sequence[Mapping[str, Any]], metric: str, class_names:
     for axis, protocol in zip(axes, ("representative", "test_set")):
         for offset, (color, latent_dim) in enumerate(zip(_colors(len(latent_dims)), latent_dims)):
             selected = sorted(lookup(rows, metric=metric, protocol=protocol, latent_dim=latent_dim),
-                              key=lambda r: 99 if r["digit"] == "all" else int(r["digit"]))[:len(class_names)]
+                              key=lambda r: 99 if r["class"] == "all" else int(r["class"]))[:len(class_names)]
             axis.bar(positions + (offset - (len(latent_dims) - 1) / 2) * width, [r["mean"] for r in selected], width,
                      yerr=_error_bars(selected), capsize=1.5, color=color, label=f"z={latent_dim}")
         axis.set_title(PROTOCOL_TITLES[protocol])
@@ -102,7 +102,7 @@ def overall_vs_latent(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     axes = np.atleast_1d(figure.subplots(1, len(metrics)))
     for axis, metric in zip(axes, metrics):
         for protocol, style in (("test_set", "o-"), ("representative", "s:")):
-            selected = sorted(lookup(rows, metric=metric, protocol=protocol, digit="all"), key=lambda r: r["latent_dim"])
+            selected = sorted(lookup(rows, metric=metric, protocol=protocol, cls="all"), key=lambda r: r["latent_dim"])
             axis.errorbar([r["latent_dim"] for r in selected], [r["mean"] for r in selected], yerr=_error_bars(selected),
                           fmt=style, capsize=3, label=PROTOCOL_TITLES[protocol])
         axis.set_xlabel("latent size")
@@ -168,7 +168,7 @@ def generation_vs_latent(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     axes = figure.subplots(1, len(metrics))
     for axis, metric in zip(axes, metrics):
         for protocol, style, label in (("prior_samples", "o-", "prior samples"), ("reconstructions", "s--", "test reconstructions")):
-            selected = sorted(lookup(rows, metric=metric, protocol=protocol, digit="all"), key=lambda r: r["latent_dim"])
+            selected = sorted(lookup(rows, metric=metric, protocol=protocol, cls="all"), key=lambda r: r["latent_dim"])
             axis.errorbar([r["latent_dim"] for r in selected], [r["mean"] for r in selected], yerr=_error_bars(selected),
                           fmt=style, capsize=3, label=label)
         axis.set_title(METRIC_LABELS[metric], fontsize=10)
@@ -187,7 +187,7 @@ def class_histogram(rows: Sequence[Mapping[str, Any]], class_names: Sequence[str
     width = 0.8 / max(len(latent_dims), 1)
     positions = np.arange(len(class_names))
     for offset, (color, latent_dim) in enumerate(zip(_colors(len(latent_dims)), latent_dims)):
-        shares = {r["digit"]: r["mean"] for r in lookup(rows, metric="class_share", protocol="prior_samples", latent_dim=latent_dim)}
+        shares = {r["class"]: r["mean"] for r in lookup(rows, metric="class_share", protocol="prior_samples", latent_dim=latent_dim)}
         axis.bar(positions + (offset - (len(latent_dims) - 1) / 2) * width, [shares.get(str(i), 0) for i in positions],
                  width, color=color, label=f"z={latent_dim}")
     axis.axhline(1 / len(class_names), color="grey", linestyle=":", label="uniform")
@@ -217,8 +217,8 @@ def rate_distortion(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     """Test-set mean KL (rate) against mean reconstruction term (distortion), one point per latent size."""
     figure = Figure(figsize=(5.2, 4.2))
     axis = figure.subplots()
-    rate = {r["latent_dim"]: r["mean"] for r in lookup(rows, metric="kl", protocol="test_set", digit="all")}
-    distortion = {r["latent_dim"]: r["mean"] for r in lookup(rows, metric="reconstruction", protocol="test_set", digit="all")}
+    rate = {r["latent_dim"]: r["mean"] for r in lookup(rows, metric="kl", protocol="test_set", cls="all")}
+    distortion = {r["latent_dim"]: r["mean"] for r in lookup(rows, metric="reconstruction", protocol="test_set", cls="all")}
     dims = sorted(set(rate) & set(distortion))
     axis.plot([rate[d] for d in dims], [distortion[d] for d in dims], "o-")
     for d in dims:
@@ -260,4 +260,33 @@ def image_rows(images: np.ndarray, row_labels: Sequence[str], column_labels: Seq
     axis.set_yticks([(r + 0.5) * size for r in range(rows)], row_labels)
     axis.set_xticks([(c + 0.5) * size for c in range(columns)], column_labels, fontsize=8)
     axis.set_title(title, fontsize=10)
+    return save(figure, path)
+
+
+# ----------------------------------------------------------------------------------------
+# Comparing variants: (architecture, beta) pairs
+
+
+def variants_vs_latent(rows: Sequence[Mapping[str, Any]], names: Mapping[tuple[str, float], str], path: Path) -> Path:
+    """Whole-test-set PSNR (95% CI) and active units against latent size, one line per (architecture, beta)."""
+    panels = [("psnr", "PSNR, dB (higher is better)"), ("active_units", "active units")]
+    figure = Figure(figsize=(11, 4.0))
+    axes = figure.subplots(1, len(panels))
+    pairs = variants(rows)
+    for color, variant in zip(_colors(len(pairs)), pairs):
+        own = variant_rows(rows, variant)
+        for axis, (metric, _) in zip(axes, panels):
+            selected = sorted(lookup(own, metric=metric, protocol="test_set", cls="all"), key=lambda r: r["latent_dim"])
+            if selected:
+                axis.errorbar([r["latent_dim"] for r in selected], [r["mean"] for r in selected],
+                              yerr=_error_bars(selected), fmt="o-", capsize=3, color=color, label=names[variant])
+    dims = sorted({row["latent_dim"] for row in rows})
+    for axis, (metric, label) in zip(axes, panels):
+        axis.set_title(label, fontsize=10)
+        axis.set_xlabel("latent size")
+        axis.set_xticks(dims)
+        axis.grid(alpha=0.3)
+    axes[1].plot(dims, dims, color="grey", linestyle=":", label="all units active")
+    axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=8)
     return save(figure, path)

@@ -18,8 +18,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from latentsweep import plots
-from latentsweep.errors import ConfigError, LatentsweepError
-from latentsweep.metrics import combine_seeds, lookup
+from latentsweep.config import flat_values, from_dict
+from latentsweep.errors import LatentsweepError
+from latentsweep.layout import METRICS_FILE, TIMING_FILE, read_study_info, study_trials, trial_dir
+from latentsweep.metrics import combine_seeds, lookup, variant_rows, variants
 from latentsweep.selection import (combined_rule_text, conclusion, overall_psnr, paired_comparison, rule_text,
                                    select_combined, select_latent_dim)
 from latentsweep.storage import atomic_write_text, read_json
@@ -129,8 +131,11 @@ def to_html(blocks: Sequence[Block], study_dir: Path, title: str) -> str:
 
 @dataclass
 class StudyFiles:
+    """A study folder's files, or one variant's share of them (`for_variant`): within a variant, a trial
+    is keyed by (latent size, seed)."""
     study_dir: Path
     info: dict[str, Any]  # config.json
+    config: dict[str, Any]  # the study's settings, flat (option name -> value)
     summary: dict[str, Any] | None
     trials: list[dict[str, Any]]  # each trial's metrics.json, with "folder"
     histories: dict[tuple[int, int], list[dict[str, float]]]
@@ -144,30 +149,51 @@ def read_history(path: Path) -> list[dict[str, float]]:
 
 
 def read_study(study_dir: Path) -> StudyFiles:
-    if not (study_dir / "config.json").is_file():
-        raise ConfigError(f"{study_dir}: not a study folder (no config.json); run 'latentsweep run' first")
-    info = read_json(study_dir / "config.json")
+    info = read_study_info(study_dir)
+    config = flat_values(from_dict(info["config"]))
     summary = read_json(study_dir / "summary.json") if (study_dir / "summary.json").is_file() else None
     trials, histories, images, analysis = [], {}, {}, {}
-    config = info["config"]
-    for latent_dim in sorted(config["latent_dims"]):
-        for seed in config["seeds"]:
-            folder = study_dir / "models" / f"latent{latent_dim:03d}_seed{seed}"
-            if not (folder / "metrics.json").is_file():
-                trials.append({"status": "missing", "latent_dim": latent_dim, "seed": seed, "folder": folder})
-                continue
-            metrics = read_json(folder / "metrics.json")
-            timing = read_json(folder / "timing.json") if (folder / "timing.json").is_file() else {}
-            trials.append({"train_seconds": float("nan"), "eval_seconds": float("nan"), **metrics, **timing,
-                           "folder": folder})
-            if metrics.get("status") == "done":
-                histories[(latent_dim, seed)] = read_history(folder / "history.csv")
-                with np.load(folder / "images.npz") as npz:
-                    images[(latent_dim, seed)] = {key: npz[key] for key in npz.files}
-                if (folder / "analysis.npz").is_file():
-                    with np.load(folder / "analysis.npz") as npz:
-                        analysis[(latent_dim, seed)] = {key: npz[key] for key in npz.files}
-    return StudyFiles(study_dir, info, summary, trials, histories, images, analysis)
+    for trial in study_trials(study_dir):
+        folder = trial_dir(study_dir, trial)
+        key = trial
+        if not (folder / METRICS_FILE).is_file():
+            trials.append({"status": "missing", **trial.axes(), "folder": folder})
+            continue
+        metrics = read_json(folder / METRICS_FILE)
+        timing = read_json(folder / TIMING_FILE) if (folder / TIMING_FILE).is_file() else {}
+        trials.append({"train_seconds": float("nan"), "eval_seconds": float("nan"), **metrics, **timing,
+                       "folder": folder})
+        if metrics.get("status") == "done":
+            histories[key] = read_history(folder / "history.csv")
+            with np.load(folder / "images.npz") as npz:
+                images[key] = {name: npz[name] for name in npz.files}
+            if (folder / "analysis.npz").is_file():
+                with np.load(folder / "analysis.npz") as npz:
+                    analysis[key] = {name: npz[name] for name in npz.files}
+    return StudyFiles(study_dir, info, config, summary, trials, histories, images, analysis)
+
+
+def for_variant(files: StudyFiles, variant: tuple[str, float]) -> StudyFiles:
+    """The files of one (architecture, beta), trials keyed by (latent size, seed), config narrowed to it."""
+    architecture, beta = variant
+
+    def mine(entries: dict) -> dict:
+        return {(trial.latent_dim, trial.seed): value for trial, value in entries.items() if trial.variant == variant}
+
+    trials = [t for t in files.trials if (t["architecture"], t["beta"]) == variant]
+    config = {**files.config, "architecture": architecture, "beta": beta}
+    return StudyFiles(files.study_dir, files.info, config, files.summary, trials, mine(files.histories),
+                      mine(files.images), mine(files.analysis))
+
+
+def variant_name(variant: tuple[str, float]) -> str:
+    architecture, beta = variant
+    return f"architecture {architecture}, beta {beta:g}"
+
+
+def variant_slug(variant: tuple[str, float]) -> str:
+    architecture, beta = variant
+    return f"{architecture.replace(':', '-')}_beta{beta:g}"
 
 
 def per_image_psnr(folder: Path) -> np.ndarray:
@@ -194,17 +220,23 @@ def _with_ci(row: dict[str, Any], digits: int) -> str:
 DIGITS = {"mse": 4, "psnr": 2, "ssim": 3, "neg_elbo": 1}
 
 
-def make_figures(files: StudyFiles, combined: list[dict[str, Any]], class_names: list[str], selected: int) -> dict[str, Path]:
+def make_figures(files: StudyFiles, combined: list[dict[str, Any]], class_names: list[str], selected: int,
+                 prefix: str = "") -> dict[str, Path]:
+    """One variant's figures, named figures/PREFIX<name>.png."""
     figures_dir = files.study_dir / "figures"
     figures_dir.mkdir(exist_ok=True)
-    first_seed = files.info["config"]["seeds"][0]
+
+    def figure(name: str) -> Path:
+        return figures_dir / f"{prefix}{name}.png"
+
+    first_seed = files.config["seeds"][0]
     paths = {
         "loss": plots.loss_curves({dim: h for (dim, seed), h in files.histories.items() if seed == first_seed},
-                                  figures_dir / "loss_curves.png"),
-        "overall": plots.overall_vs_latent(combined, figures_dir / "overall_vs_latent.png"),
+                                  figure("loss_curves")),
+        "overall": plots.overall_vs_latent(combined, figure("overall_vs_latent")),
     }
     for metric in ("mse", "psnr", "ssim"):
-        paths[metric] = plots.metric_by_class(combined, metric, class_names, figures_dir / f"{metric}_by_digit.png")
+        paths[metric] = plots.metric_by_class(combined, metric, class_names, figure(f"{metric}_by_class"))
     shown = {dim: arrays for (dim, seed), arrays in files.images.items() if seed == first_seed}
     if shown:
         any_arrays = next(iter(shown.values()))
@@ -216,43 +248,43 @@ def make_figures(files: StudyFiles, combined: list[dict[str, Any]], class_names:
 
         paths["reconstructions"] = plots.reconstruction_grid(
             by_class(any_arrays["originals"]), {dim: by_class(a["reconstructions"]) for dim, a in shown.items()},
-            class_names, figures_dir / "reconstructions.png")
-        paths["samples"] = plots.sample_grid({dim: a["samples"] for dim, a in shown.items()}, figures_dir / "samples.png")
+            class_names, figure("reconstructions"))
+        paths["samples"] = plots.sample_grid({dim: a["samples"] for dim, a in shown.items()}, figure("samples"))
     if lookup(combined, metric="fd"):
-        paths["generation"] = plots.generation_vs_latent(combined, figures_dir / "generation_vs_latent.png")
-        paths["class_histogram"] = plots.class_histogram(combined, class_names, figures_dir / "class_histogram.png")
-        paths["rate_distortion"] = plots.rate_distortion(combined, figures_dir / "rate_distortion.png")
+        paths["generation"] = plots.generation_vs_latent(combined, figure("generation_vs_latent"))
+        paths["class_histogram"] = plots.class_histogram(combined, class_names, figure("class_histogram"))
+        paths["rate_distortion"] = plots.rate_distortion(combined, figure("rate_distortion"))
     views = {dim: arrays for (dim, seed), arrays in files.analysis.items() if seed == first_seed}
     if views:
         paths["kl_per_dimension"] = plots.kl_per_dimension({d: a["kl_per_dimension"] for d, a in views.items()},
-                                                           figures_dir / "kl_per_dimension.png")
-        paths["latent_2d"] = plots.latent_2d(views, class_names, figures_dir / "latent_2d.png")
+                                                           figure("kl_per_dimension"))
+        paths["latent_2d"] = plots.latent_2d(views, class_names, figure("latent_2d"))
         if selected in views:
             chosen = views[selected]
             pair_names = [f"{class_names[a]} -> {class_names[b]}" for a, b in chosen["interpolation_pairs"]]
             steps = chosen["interpolations"].shape[1]
             paths["interpolations"] = plots.image_rows(
                 chosen["interpolations"], pair_names, [f"{w:.2f}" for w in np.linspace(0, 1, steps)],
-                f"Interpolations between posterior means, latent size {selected}", figures_dir / "interpolations.png")
+                f"Interpolations between posterior means, latent size {selected}", figure("interpolations"))
             paths["traversals"] = plots.image_rows(
                 chosen["traversals"], [f"dim {d}" for d in chosen["traversal_dimensions"]],
                 [f"{v:+.1f}" for v in chosen["traversal_values"]],
                 f"Latent traversals around a test image, latent size {selected} (dimensions by KL, highest first)",
-                figures_dir / "traversals.png")
+                figure("traversals"))
     return paths
 
 
-def final_selection(combined: list[dict[str, Any]], config: dict[str, Any]) -> tuple[int, list[str]]:
-    """The answer: the combined rule where generation metrics exist, else the reconstruction rule."""
+def final_selection(combined: list[dict[str, Any]], tolerance_db: float, fd_tolerance: float) -> tuple[int, list[str]]:
+    """The answer for one variant's rows: the combined rule where generation metrics exist, else the
+    reconstruction rule."""
     psnr = overall_psnr(combined)
-    fd = {r["latent_dim"]: r["mean"] for r in lookup(combined, metric="fd", protocol="prior_samples", digit="all")}
+    fd = {r["latent_dim"]: r["mean"] for r in lookup(combined, metric="fd", protocol="prior_samples", cls="all")}
     if not fd or set(fd) != set(psnr):
-        return select_latent_dim(psnr, config["tolerance_db"]).selected, []
-    tolerance = config.get("fd_tolerance", 0.10)
-    chosen = select_combined(psnr, fd, config["tolerance_db"], tolerance)
+        return select_latent_dim(psnr, tolerance_db).selected, []
+    chosen = select_combined(psnr, fd, tolerance_db, fd_tolerance)
     sentences = [
         f"Combined selection (reconstruction and generation): latent size {chosen.selected}. Rule: "
-        f"{combined_rule_text(config['tolerance_db'], tolerance)}.",
+        f"{combined_rule_text(tolerance_db, fd_tolerance)}.",
         f"Sizes passing the reconstruction test: {', '.join(map(str, chosen.passes_reconstruction))}; passing the "
         f"generation test: {', '.join(map(str, chosen.passes_generation))} (lowest Fréchet distance "
         f"{fd[chosen.best_fd_size]:.2f} at size {chosen.best_fd_size})."
@@ -262,12 +294,12 @@ def final_selection(combined: list[dict[str, Any]], config: dict[str, Any]) -> t
 
 
 def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths: dict[str, Path]) -> list[Block]:
-    info, config = files.info, files.info["config"]
+    info, config = files.info, files.config
     class_names = info["class_names"]
     noun = "digit" if config["dataset"] == "mnist" else "class"
     done = [t for t in files.trials if t.get("status") == "done"]
     failed = [t for t in files.trials if t.get("status") != "done"]
-    answer, combined_sentences = final_selection(combined, config)
+    answer, combined_sentences = final_selection(combined, config["tolerance_db"], config["fd_tolerance"])
     selection, sentences = conclusion(combined, config["tolerance_db"], class_names, noun,
                                       "Reconstruction rule alone, latent size" if combined_sentences else "Selected latent size")
     env = info["environment"]
@@ -277,7 +309,7 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
                else "95% Student-t confidence intervals across test images")
 
     blocks: list[Block] = [
-        Heading(f"How small can a VAE's latent space be? Latent-size study on {data_name(files.info)}", 1),
+        Heading(f"How small can a VAE's latent space be? Latent-size study on {data_name(files.info, config)}", 1),
         Paragraph(" ".join(combined_sentences[:1] + sentences[1:2]) if combined_sentences else " ".join(sentences[:2]),
                   highlight=True),
         Heading("Conclusion"),
@@ -289,15 +321,15 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
             f" {info['split_sizes']['val']} validation images taken from the training split (stratified, split seed {config['split_seed']}),"
             f" the official {info['split_sizes']['test']}-image test split.",
             f"Preset: {config['preset']}; {config['epochs']} epochs, batch size {config['batch_size']}, Adam with learning rate "
-            f"{config['learning_rate']:g}, beta {config['beta']:g} (loss = reconstruction + beta * KL); the weights with the lowest "
-            "validation loss are evaluated.",
+            f"{config['learning_rate']:g}, beta {config['beta']:g} (training loss = reconstruction + beta * KL); the weights "
+            "with the lowest validation loss are evaluated. Negative ELBO and IWAE figures are those of the plain VAE "
+            "(beta 1) whatever beta trained the model, so they compare across betas.",
             f"Latent sizes {', '.join(map(str, sorted(config['latent_dims'])))}; seeds {', '.join(map(str, config['seeds']))}.",
             "Data mode: " + ("dynamically binarised MNIST (training batches re-drawn as Bernoulli(intensity) every time; "
                              "validation and test images binarised once with fixed seeds; every test metric on those)."
                              if config.get("binarize") else "grey-level intensities in [0, 1] with a Bernoulli decoder "
                              "(likelihoods are then not comparable with binarised-MNIST figures in the literature)."),
-            "Model: convolutional VAE; encoder conv 4x4/2 (1->16) -> conv 4x4/2 (16->32) -> linear 1568->256 -> linear to "
-            "mean and log-variance; decoder mirrors it with transposed convolutions to Bernoulli logits. Parameters: "
+            f"Model: {architecture_text(config['architecture'])} Parameters: "
             + ", ".join(f"{t['parameters']:,} at z={t['latent_dim']}" for t in done if t["seed"] == config["seeds"][0]) + ".",
             f"Device: {env['device']} ({env['device_name']}), {env['torch_threads']} threads; Python {env['python']}, "
             f"torch {env['torch']}, numpy {env['numpy']}, latentsweep {env['latentsweep']}; {env['platform']}.",
@@ -322,7 +354,7 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
     for latent_dim in sorted(seconds):
         cells = [str(latent_dim) + (" (selected)" if latent_dim == selection.selected else "")]
         for metric in ("psnr", "mse", "ssim", "neg_elbo"):
-            row = lookup(combined, latent_dim=latent_dim, protocol="test_set", digit="all", metric=metric)[0]
+            row = lookup(combined, latent_dim=latent_dim, protocol="test_set", cls="all", metric=metric)[0]
             cells.append(_with_ci(row, DIGITS[metric]))
         cells.append(f"{np.mean(seconds[latent_dim]):.0f}")
         overall_rows.append(cells)
@@ -362,21 +394,21 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
             cells = [name]
             for protocol in ("test_set", "representative"):
                 for metric in ("mse", "psnr", "ssim"):
-                    row = lookup(combined, latent_dim=latent_dim, protocol=protocol, digit=str(index), metric=metric)[0]
+                    row = lookup(combined, latent_dim=latent_dim, protocol=protocol, cls=str(index), metric=metric)[0]
                     cells.append(_with_ci(row, DIGITS[metric]) if protocol == "test_set" else _fmt(row["mean"], DIGITS[metric]))
             rows.append(cells)
-        n_test = lookup(combined, latent_dim=latent_dim, protocol="test_set", digit="all", metric="psnr")[0]["n"]
+        n_test = lookup(combined, latent_dim=latent_dim, protocol="test_set", cls="all", metric="psnr")[0]["n"]
         blocks.append(Table([noun, "MSE (test)", "PSNR dB (test)", "SSIM (test)", "MSE (repr.)", "PSNR dB (repr.)", "SSIM (repr.)"],
                             rows, f"Latent size {latent_dim}: whole test set (mean [95% CI], n = {n_test}) and representative images"))
     blocks.append(Heading("Files"))
-    blocks.append(Paragraph("results.csv and results.json hold every number above as a tidy table (latent_dim, seed, protocol, "
-                            "digit, n, metric, mean, ci_low, ci_high); models/*/ hold each model's config.json, history.csv, "
+    blocks.append(Paragraph("results.csv and results.json hold every number above as a tidy table (architecture, beta, "
+                            "latent_dim, seed, protocol, class, n, metric, mean, ci_low, ci_high); models/*/ hold each model's config.json, history.csv, "
                             "metrics.json, per_image.csv and checkpoints (best.pt, last.pt)."))
     return blocks
 
 
-def _value(combined: list[dict[str, Any]], latent_dim: int, protocol: str, metric: str, digit: str = "all") -> dict[str, Any] | None:
-    found = lookup(combined, latent_dim=latent_dim, protocol=protocol, metric=metric, digit=digit)
+def _value(combined: list[dict[str, Any]], latent_dim: int, protocol: str, metric: str, name: str = "all") -> dict[str, Any] | None:
+    found = lookup(combined, latent_dim=latent_dim, protocol=protocol, metric=metric, cls=name)
     return found[0] if found else None
 
 
@@ -385,7 +417,7 @@ def analysis_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: dict
     """The sections on generation, likelihood, the latent space and seeds; empty for older evaluations."""
     if not lookup(combined, metric="fd"):
         return []
-    config = files.info["config"]
+    config = files.config
     sizes = sorted({row["latent_dim"] for row in lookup(combined, metric="fd")})
     done = [t for t in files.trials if t.get("status") == "done" and t.get("classifier")]
     classifier = done[0]["classifier"]
@@ -487,11 +519,61 @@ def analysis_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: dict
     return blocks
 
 
-def data_name(info: dict[str, Any]) -> str:
+def architecture_text(name: str) -> str:
+    if name == "conv":
+        return ("convolutional VAE (conv); encoder conv 4x4/2 (1->16) -> conv 4x4/2 (16->32) -> linear 1568->256 -> linear "
+                "to mean and log-variance; decoder mirrors it with transposed convolutions to Bernoulli logits.")
+    if name == "mlp":
+        return ("fully connected VAE (mlp, as in pytorch/examples); encoder 784 -> 400 (ReLU) -> mean and log-variance; "
+                "decoder z -> 400 (ReLU) -> 784 Bernoulli logits.")
+    return f"the user's architecture {name} (its builder's module, imported by name)."
+
+
+def data_name(info: dict[str, Any], config: dict[str, Any]) -> str:
     """'mnist', or for a folder of the user's images, the folder's name."""
-    if info["config"]["dataset"] == "folder":
+    if config["dataset"] == "folder":
         return f"the images in {Path(info['data_source']).name}/"
-    return info["config"]["dataset"]
+    return config["dataset"]
+
+
+def comparison_blocks(files: StudyFiles, combined: list[dict[str, Any]], answers: dict[tuple[str, float], int],
+                      figure: Path) -> list[Block]:
+    """The answer per (architecture, beta) side by side, for a study over several of them."""
+    names = {variant: variant_name(variant) for variant in answers}
+    rows = []
+    for variant, selected in answers.items():
+        own = variant_rows(combined, variant)
+        psnr = overall_psnr(own)
+        units = _value(own, selected, "test_set", "active_units")
+        elbo = _value(own, selected, "test_set", "neg_elbo")
+        rows.append([variant[0], f"{variant[1]:g}", str(selected), _fmt(psnr[selected], 2),
+                     str(max(psnr, key=lambda dim: psnr[dim])), _fmt(units["mean"], 1) if units else "n/a",
+                     _fmt(elbo["mean"], 1) if elbo else "n/a"])
+    sentences = [f"{names[variant]}: smallest latent size {selected}." for variant, selected in answers.items()]
+    return [
+        Paragraph(" ".join(sentences), highlight=True),
+        Heading("Comparison across architectures and betas"),
+        Paragraph("The selection rule is applied within each (architecture, beta) pair; the sections below give each "
+                  "pair's full results. Negative ELBO is the plain VAE's (beta 1) for every model, so it compares "
+                  "across betas; a larger beta trades reconstruction for a lower KL (fewer active units)."),
+        Table(["architecture", "beta", "selected latent size", "PSNR dB at it (test set)", "best latent size",
+               "active units at it", "neg. ELBO nats at it"], rows, "Per (architecture, beta): the rule's answer"),
+        Figure(str(figure.relative_to(files.study_dir)), "PSNR and active units against latent size per architecture and beta",
+               "Whole-test-set PSNR (95% CI) and active units against latent size, one line per architecture and beta."),
+    ]
+
+
+def demote(blocks: list[Block]) -> list[Block]:
+    """One variant's blocks under its own level-2 heading: its headings one level down, its title dropped."""
+    result: list[Block] = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            if block.level == 1:
+                continue
+            result.append(Heading(block.text, min(block.level + 1, 6)))
+        else:
+            result.append(block)
+    return result
 
 
 def render_report(study_dir: str | Path) -> list[Path]:
@@ -502,10 +584,23 @@ def render_report(study_dir: str | Path) -> list[Path]:
     if not rows:
         raise LatentsweepError(f"{study_dir}: no finished model to report on")
     combined = combine_seeds(rows)
-    selected, _ = final_selection(combined, files.info["config"])
-    figure_paths = make_figures(files, combined, files.info["class_names"], selected)
-    blocks = build_blocks(files, combined, figure_paths)
-    title = f"latentsweep report: {data_name(files.info)}"
+    pairs = variants(combined)
+    blocks: list[Block] = []
+    answers: dict[tuple[str, float], int] = {}
+    for variant in pairs:
+        view, own = for_variant(files, variant), variant_rows(combined, variant)
+        selected, _ = final_selection(own, files.config["tolerance_db"], files.config["fd_tolerance"])
+        answers[variant] = selected
+        prefix = f"{variant_slug(variant)}_" if len(pairs) > 1 else ""
+        variant_blocks = build_blocks(view, own, make_figures(view, own, files.info["class_names"], selected, prefix))
+        blocks += variant_blocks if len(pairs) == 1 else [Heading(variant_name(variant).capitalize())] + demote(variant_blocks)
+    if len(pairs) > 1:
+        (study_dir / "figures").mkdir(exist_ok=True)
+        figure = plots.variants_vs_latent(combined, {v: variant_name(v) for v in pairs},
+                                          study_dir / "figures" / "variants_vs_latent.png")
+        title = f"How small can a VAE's latent space be? Study over architectures and betas on {data_name(files.info, files.config)}"
+        blocks = [Heading(title, 1), *comparison_blocks(files, combined, answers, figure), *blocks]
+    title = f"latentsweep report: {data_name(files.info, files.config)}"
     atomic_write_text(study_dir / "report.md", to_markdown(blocks))
     atomic_write_text(study_dir / "report.html", to_html(blocks, study_dir, title))
     return [study_dir / "report.md", study_dir / "report.html"]

@@ -47,13 +47,13 @@ def select_latent_dim(mean_psnr: Mapping[int, float], tolerance_db: float) -> Se
 def overall_psnr(combined_rows: Iterable[Mapping[str, Any]]) -> dict[int, float]:
     """{latent size: whole-test-set mean PSNR} from seed-combined tidy rows."""
     return {row["latent_dim"]: row["mean"]
-            for row in lookup(combined_rows, protocol="test_set", digit="all", metric="psnr")}
+            for row in lookup(combined_rows, protocol="test_set", cls="all", metric="psnr")}
 
 
 def easiest_and_hardest(combined_rows: Iterable[Mapping[str, Any]], latent_dim: int) -> tuple[str, str]:
     """Classes with the highest and the lowest test-set mean PSNR at `latent_dim`."""
-    per_class = {row["digit"]: row["mean"] for row in lookup(combined_rows, protocol="test_set", metric="psnr", latent_dim=latent_dim)
-                 if row["digit"] != "all"}
+    per_class = {row["class"]: row["mean"] for row in lookup(combined_rows, protocol="test_set", metric="psnr", latent_dim=latent_dim)
+                 if row["class"] != "all"}
     ranked = sorted(per_class, key=lambda digit: per_class[digit])
     return ranked[-1], ranked[0]
 
@@ -66,8 +66,8 @@ def conclusion(combined_rows: Sequence[Mapping[str, Any]], tolerance_db: float,
     selection = select_latent_dim(psnr, tolerance_db)
     easiest, hardest = easiest_and_hardest(combined_rows, selection.selected)
 
-    def class_psnr(digit: str) -> float:
-        return lookup(combined_rows, protocol="test_set", metric="psnr", latent_dim=selection.selected, digit=digit)[0]["mean"]
+    def class_psnr(name: str) -> float:
+        return lookup(combined_rows, protocol="test_set", metric="psnr", latent_dim=selection.selected, cls=name)[0]["mean"]
 
     sizes = sorted(psnr)
     sentences = [

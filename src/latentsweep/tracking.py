@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from latentsweep.errors import ConfigError
-from latentsweep.model import ConvVAE
 
 LOG_FOLDER = "tensorboard"
 GRID_SIDE = 4  # 16 prior samples per epoch
@@ -47,13 +47,14 @@ def image_grid(images: torch.Tensor, columns: int) -> torch.Tensor:
 class TrialLog:
     """The TensorBoard event files of one trial; call `epoch_end` after each epoch, then `finish`."""
 
-    def __init__(self, folder: Path, val_images: torch.Tensor, seed: int) -> None:
+    def __init__(self, folder: Path, val_images: torch.Tensor, seed: int, latent_dim: int) -> None:
         self.folder = folder
         self.val_images = val_images[:RECONSTRUCTED]
         self.seed = seed
+        self.latent_dim = latent_dim
         self.writer = None
 
-    def epoch_end(self, row: dict[str, float], model: ConvVAE) -> None:
+    def epoch_end(self, row: dict[str, float], model: nn.Module) -> None:
         epoch = int(row["epoch"])
         if self.writer is None:
             from torch.utils.tensorboard import SummaryWriter
@@ -71,13 +72,13 @@ class TrialLog:
         self.writer.flush()
 
     @torch.no_grad()
-    def _pictures(self, model: ConvVAE) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pictures(self, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
         # A private generator with the same seed each epoch: the grid shows the same latents evolve.
         generator = torch.Generator(device=device).manual_seed(self.seed)
-        latents = torch.randn(GRID_SIDE * GRID_SIDE, model.config.latent_dim, generator=generator, device=device)
+        latents = torch.randn(GRID_SIDE * GRID_SIDE, self.latent_dim, generator=generator, device=device)
         samples = torch.sigmoid(model.decode(latents))
         mean, _ = model.encode(self.val_images.to(device))
         reconstructions = torch.sigmoid(model.decode(mean))
@@ -91,7 +92,7 @@ class TrialLog:
 
             self.writer = SummaryWriter(str(self.folder))
         metrics = {FINAL_METRICS[(row["protocol"], row["metric"])]: row["mean"] for row in rows
-                   if row["digit"] == "all" and (row["protocol"], row["metric"]) in FINAL_METRICS}
+                   if row["class"] == "all" and (row["protocol"], row["metric"]) in FINAL_METRICS}
         self.writer.add_hparams(hyperparameters, metrics, run_name="hparams")
         self.close()
 

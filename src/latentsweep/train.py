@@ -4,8 +4,10 @@ Reproducibility: the batch order of an epoch is a pure function of (seed, epoch)
 reparameterisation noise comes from one generator whose state is saved in every checkpoint,
 so a run resumed from a checkpoint replays exactly what an uninterrupted run would have done.
 
-`train_stacked` trains several latent sizes of one seed as one stacked network (model.py's
-StackedConvVAE); every member's run folder ends as `train_model` would leave it.
+One loop trains every model (the study's trials, `latentsweep train`, the dry run's timed steps):
+`train_epoch` for the steps, `close_epoch` for validation, the NaN check and the checkpoints.
+The network comes from a `ModelSpec` (architectures.py), so any architecture trains the same way;
+the CPU kernel choices of kernels.py are applied to it here.
 
 Files in a run folder:
   last.pt      checkpoint after the latest finished epoch (weights, optimizer, generator state,
@@ -18,22 +20,22 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import logging
 import math
-import os
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
+from latentsweep.architectures import ModelSpec
 from latentsweep.errors import CheckpointError, ConfigError, TrainingDiverged
-from latentsweep.model import ConvVAE, StackedConvVAE, VAEConfig, VAEOutput, vae_loss_terms
-from latentsweep.storage import atomic_torch_save, atomic_write, write_csv
+from latentsweep.kernels import use_fast_cpu_kernels
+from latentsweep.model import VAEOutput, vae_forward, vae_loss_terms
+from latentsweep.storage import atomic_torch_save, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,7 @@ def make_noise_generator(seed: int, device: torch.device) -> torch.Generator:
 
 
 def train_epoch(
-    model: ConvVAE,
+    model: nn.Module,
     optimizer: torch.optim.Optimizer,
     images: torch.Tensor,
     order: torch.Tensor,
@@ -111,7 +113,7 @@ def train_epoch(
         if binarize:
             batch = torch.bernoulli(batch, generator=generator)
         with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            output = model(batch, generator=generator)
+            output = vae_forward(model, batch, generator)
         terms = vae_loss_terms(VAEOutput(*(tensor.float() for tensor in output)), batch)
         loss = (terms.reconstruction + beta * terms.kl).mean()
         optimizer.zero_grad(set_to_none=True)
@@ -129,7 +131,7 @@ def train_epoch(
 
 @torch.no_grad()
 def evaluate_loss(
-    model: ConvVAE, images: torch.Tensor, batch_size: int, beta: float, seed: int
+    model: nn.Module, images: torch.Tensor, batch_size: int, beta: float, seed: int
 ) -> dict[str, float]:
     """Mean loss terms on `images` with fixed noise, so epochs compare like with like.
 
@@ -140,7 +142,7 @@ def evaluate_loss(
     totals = torch.zeros(2, dtype=torch.float64, device=images.device)
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
-        terms = vae_loss_terms(model(batch, generator=generator), batch)
+        terms = vae_loss_terms(vae_forward(model, batch, generator), batch)
         totals += torch.stack([terms.reconstruction.sum(), terms.kl.sum()]).double()
     reconstruction, kl = (totals / len(images)).tolist()
     return {"loss": reconstruction + beta * kl, "reconstruction": reconstruction, "kl": kl}
@@ -157,22 +159,8 @@ def state_dict_sha256(state_dict: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-# Fault injection for the reliability tests (tests/test_reliability.py): with this variable set to N,
-# the process kills itself with SIGKILL halfway through writing last.pt after epoch N.
-FAULT_KILL_IN_CHECKPOINT = "LATENTSWEEP_FAULT_KILL_IN_CHECKPOINT_WRITE"
-
-
 def save_last_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
-    if os.environ.get(FAULT_KILL_IN_CHECKPOINT) == str(checkpoint["epoch"]):
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-
-        def write_half_then_die(handle) -> None:
-            handle.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
-            handle.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
-
-        atomic_write(path, write_half_then_die)
+    """last.pt, atomically (the reliability tests wrap this to kill the process halfway through)."""
     atomic_torch_save(checkpoint, path)
 
 
@@ -194,22 +182,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return checkpoint
 
 
-def model_from_checkpoint(checkpoint: dict[str, Any], source: str | Path) -> ConvVAE:
-    try:
-        model = ConvVAE(VAEConfig(**checkpoint["model_config"]))
-        model.load_state_dict(checkpoint["model_state"])
-    except (TypeError, ValueError, RuntimeError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{source}: weights do not fit the model config ({first_line[:200]})") from None
-    return model
-
-
-def _check_same_experiment(checkpoint: dict[str, Any], model_config: VAEConfig, train_config: TrainConfig,
+def _check_same_experiment(checkpoint: dict[str, Any], spec: ModelSpec, train_config: TrainConfig,
                            path: Path) -> None:
     """Refuse to continue a checkpoint made with other settings; only more epochs are allowed."""
-    if checkpoint.get("model_config") != dataclasses.asdict(model_config):
-        raise CheckpointError(f"{path}: made for another model ({checkpoint.get('model_config')}); "
-                              "use another output folder or delete it")
+    made_for = {"architecture": checkpoint.get("architecture", "conv"), "model_config": checkpoint.get("model_config")}
+    if made_for != spec.checkpoint_fields():
+        raise CheckpointError(f"{path}: made for another model ({made_for}); use another output folder or delete it")
     # Fields added after a checkpoint was written take their defaults.
     saved = {**dataclasses.asdict(TrainConfig(epochs=0)), **checkpoint.get("train_config", {})}
     wanted = dataclasses.asdict(train_config)
@@ -236,7 +214,7 @@ class Run:
     """One run folder's training in progress: the model, its optimizer and noise generator, and
     what the finished epochs recorded (all that last.pt holds)."""
     run_dir: Path
-    model: ConvVAE
+    model: nn.Module
     optimizer: torch.optim.Optimizer
     generator: torch.Generator
     checkpoint_base: dict[str, Any]  # the part of every checkpoint that does not change
@@ -250,7 +228,7 @@ class Run:
                            train_seconds=sum(row["seconds"] for row in self.history))
 
 
-def open_run(run_dir: Path, model_config: VAEConfig, train_config: TrainConfig, device: torch.device,
+def open_run(run_dir: Path, spec: ModelSpec, train_config: TrainConfig, device: torch.device,
              resume: bool = True, extra_metadata: dict[str, Any] | None = None, label: str = "") -> Run:
     """A freshly initialised model, or with `resume` the state of `run_dir`'s last.pt.
 
@@ -258,17 +236,15 @@ def open_run(run_dir: Path, model_config: VAEConfig, train_config: TrainConfig, 
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     # Seeded weight initialisation that neither depends on nor disturbs the global RNG.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(train_config.seed)
-        model = ConvVAE(model_config).to(device)
-    base = {"format": CHECKPOINT_FORMAT, "model_config": dataclasses.asdict(model_config),
+    model = use_fast_cpu_kernels(spec.build(train_config.seed)).to(device)
+    base = {"format": CHECKPOINT_FORMAT, **spec.checkpoint_fields(),
             "train_config": dataclasses.asdict(train_config), "metadata": extra_metadata or {}}
     run = Run(run_dir, model, torch.optim.Adam(model.parameters(), lr=train_config.learning_rate),
               make_noise_generator(train_config.seed, device), base)
     last_path = run_dir / LAST_CHECKPOINT
     if resume and last_path.exists():
         checkpoint = load_checkpoint(last_path, map_location=device)
-        _check_same_experiment(checkpoint, model_config, train_config, last_path)
+        _check_same_experiment(checkpoint, spec, train_config, last_path)
         model.load_state_dict(checkpoint["model_state"])
         run.optimizer.load_state_dict(checkpoint["optimizer_state"])
         run.generator.set_state(checkpoint["generator_state"].cpu())  # generator states are CPU byte tensors
@@ -281,7 +257,7 @@ def open_run(run_dir: Path, model_config: VAEConfig, train_config: TrainConfig, 
 
 
 def close_epoch(run: Run, epoch: int, train_terms: dict[str, float], train_seconds: float, val_images: torch.Tensor,
-                train_config: TrainConfig, on_epoch_end: Callable[[dict[str, float], ConvVAE], None] | None = None,
+                train_config: TrainConfig, on_epoch_end: Callable[[dict[str, float], nn.Module], None] | None = None,
                 label: str = "") -> None:
     """Validate, then record the epoch: history.csv, best.pt when validation improved, last.pt.
 
@@ -317,7 +293,7 @@ def close_epoch(run: Run, epoch: int, train_terms: dict[str, float], train_secon
 
 def train_model(
     run_dir: Path,
-    model_config: VAEConfig,
+    spec: ModelSpec,
     train_config: TrainConfig,
     train_images: torch.Tensor,
     val_images: torch.Tensor,
@@ -325,7 +301,8 @@ def train_model(
     resume: bool = True,
     extra_metadata: dict[str, Any] | None = None,
     progress_label: str = "",
-    on_epoch_end: Callable[[dict[str, float], ConvVAE], None] | None = None,
+    on_epoch_end: Callable[[dict[str, float], nn.Module], None] | None = None,
+    show_progress: bool = True,
 ) -> TrainResult:
     """Train (or continue training) one model into `run_dir`; its best weights are in best.pt.
 
@@ -335,158 +312,15 @@ def train_model(
     """
     train_images = train_images.to(device)
     val_images = val_images.to(device)
-    run = open_run(run_dir, model_config, train_config, device, resume, extra_metadata, progress_label)
+    run = open_run(run_dir, spec, train_config, device, resume, extra_metadata, progress_label)
     for epoch in range(run.epochs_done + 1, train_config.epochs + 1):
         started = time.perf_counter()
         order = epoch_permutation(len(train_images), train_config.seed, epoch)
         with tqdm(total=len(order), desc=f"{progress_label} epoch {epoch}/{train_config.epochs}".strip(),
-                  unit="img", leave=False, disable=None, dynamic_ncols=True) as progress:
+                  unit="img", leave=False, disable=None if show_progress else True, dynamic_ncols=True) as progress:
             train_terms = train_epoch(run.model, run.optimizer, train_images, order, train_config.batch_size,
                                       train_config.beta, run.generator, progress, train_config.binarize,
                                       train_config.precision)
         close_epoch(run, epoch, train_terms, time.perf_counter() - started, val_images, train_config, on_epoch_end,
                     progress_label)
     return run.result()
-
-
-# --- Training several latent sizes at once (`latentsweep run --stack-sizes`) ---------------------------
-
-
-def train_stacked_epoch(
-    stack: StackedConvVAE,
-    optimizer: torch.optim.Optimizer,
-    images: torch.Tensor,
-    order: torch.Tensor,
-    batch_size: int,
-    beta: float,
-    generators: Sequence[torch.Generator],
-    progress: tqdm | None = None,
-    binarize: bool = False,
-    precision: str = "fp32",
-) -> list[dict[str, float]]:
-    """train_epoch for every member of `stack` at once; member k uses generators[k] as its own
-    train_epoch would, so the result is that of separate training. Returns one dict per member."""
-    stack.train()
-    members = len(generators)
-    order = order.to(images.device)
-    totals = torch.zeros(members, 2, dtype=torch.float64, device=images.device)
-    first_bad_step = torch.full((members,), -1, device=images.device)  # as in train_epoch
-    step_numbers = torch.arange(1, math.ceil(len(order) / batch_size) + 1, device=images.device)
-    for step, start in enumerate(range(0, len(order), batch_size), start=1):
-        batch = images[order[start:start + batch_size]]
-        if binarize:  # each member's own draw, so the first layer sees one batch per member
-            inputs = torch.stack([torch.bernoulli(batch, generator=generator) for generator in generators])
-            targets = inputs
-        else:
-            inputs, targets = batch, batch.expand(members, *batch.shape)
-        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            output = stack(inputs, generators)
-        terms = vae_loss_terms(VAEOutput(*(tensor.float().flatten(0, 1) for tensor in output)), targets.flatten(0, 1))
-        reconstruction, kl = terms.reconstruction.view(members, -1), terms.kl.view(members, -1)
-        member_losses = (reconstruction + beta * kl).mean(1)
-        optimizer.zero_grad(set_to_none=True)
-        member_losses.sum().backward()  # members share no weights: each gets its own loss's gradient
-        optimizer.step()
-        first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(member_losses.detach()),
-                                     step_numbers[step - 1], first_bad_step)
-        totals += torch.stack([reconstruction.detach().sum(1), kl.detach().sum(1)], dim=1).double()
-        if progress is not None:
-            progress.update(len(batch))
-    means = (totals / len(order)).tolist()
-    return [{"loss": reconstruction + beta * kl, "reconstruction": reconstruction, "kl": kl, "first_bad_step": int(bad)}
-            for (reconstruction, kl), bad in zip(means, first_bad_step.tolist())]
-
-
-_ADAM_MOMENTS = ("exp_avg", "exp_avg_sq")
-
-
-def stack_runs(runs: Sequence[Run], learning_rate: float, device: torch.device
-               ) -> tuple[StackedConvVAE, torch.optim.Adam]:
-    """One StackedConvVAE and Adam holding the weights and Adam state of `runs` (same step count)."""
-    stack = StackedConvVAE([run.model.config for run in runs]).to(device)
-    optimizer = torch.optim.Adam(stack.parameters(), lr=learning_rate)
-    stacked = stack.stacked_by_name()
-    moments = {key: {name: torch.zeros_like(tensor) for name, tensor in stacked.items()} for key in _ADAM_MOMENTS}
-    steps = set()
-    for member, run in enumerate(runs):
-        parameters = dict(run.model.named_parameters())
-        stack.load_member(member, parameters)
-        states = {name: run.optimizer.state[parameter] for name, parameter in parameters.items()}
-        steps |= {float(state["step"]) if state else 0.0 for state in states.values()}
-        if any(states.values()):
-            for key in _ADAM_MOMENTS:
-                stack.load_member(member, {name: state[key] for name, state in states.items()}, into=moments[key])
-    if len(steps) != 1:
-        raise ValueError(f"runs to stack must have taken the same number of optimizer steps, got {sorted(steps)}")
-    step = steps.pop()
-    if step > 0:
-        for name, parameter in stacked.items():
-            optimizer.state[parameter] = {"step": torch.tensor(step), **{key: moments[key][name] for key in _ADAM_MOMENTS}}
-    return stack, optimizer
-
-
-@torch.no_grad()
-def unstack_runs(stack: StackedConvVAE, optimizer: torch.optim.Adam, runs: Sequence[Run]) -> None:
-    """Copy the stack's weights and Adam state back into each run's model and optimizer."""
-    stacked = stack.stacked_by_name()
-    for member, run in enumerate(runs):
-        weights = stack.member_tensors(member)
-        moments = {key: stack.member_tensors(member, {name: optimizer.state[p][key] for name, p in stacked.items()})
-                   for key in _ADAM_MOMENTS}
-        for name, parameter in run.model.named_parameters():
-            parameter.copy_(weights[name])
-            run.optimizer.state[parameter] = {"step": optimizer.state[stacked[name]]["step"].clone(),
-                                              **{key: moments[key][name] for key in _ADAM_MOMENTS}}
-
-
-def train_stacked(
-    run_dirs: Sequence[Path],
-    model_configs: Sequence[VAEConfig],
-    train_config: TrainConfig,
-    train_images: torch.Tensor,
-    val_images: torch.Tensor,
-    device: torch.device,
-    extra_metadata: Sequence[dict[str, Any]] | None = None,
-    progress_label: str = "",
-    on_epoch_end: Sequence[Callable[[dict[str, float], ConvVAE], None] | None] | None = None,
-) -> list[TrainResult | TrainingDiverged]:
-    """train_model for several models that differ only in latent size, trained as one StackedConvVAE.
-
-    Every run folder ends as train_model would leave it (same files; weights equal up to float
-    rounding); each epoch's seconds are the member's share of the stack's step time plus its own
-    validation. Runs are resumed from their last.pt: a run ahead of the others (a crash between
-    two members' checkpoints) waits until they catch up. A member whose loss diverges leaves the
-    stack at its last good checkpoint and its TrainingDiverged is returned in its place.
-    """
-    train_images = train_images.to(device)
-    val_images = val_images.to(device)
-    count = len(run_dirs)
-    metadata = list(extra_metadata or [{}] * count)
-    hooks = list(on_epoch_end or [None] * count)
-    names = [run_dir.name for run_dir in run_dirs]
-    runs = [open_run(run_dir, model_config, train_config, device, True, meta, name)
-            for run_dir, model_config, meta, name in zip(run_dirs, model_configs, metadata, names, strict=True)]
-    outcomes: list[TrainResult | TrainingDiverged | None] = [None] * count
-    for epoch in range(min(run.epochs_done for run in runs) + 1, train_config.epochs + 1):
-        members = [i for i, run in enumerate(runs) if run.epochs_done == epoch - 1 and outcomes[i] is None]
-        if not members:
-            continue
-        started = time.perf_counter()
-        stack, optimizer = stack_runs([runs[i] for i in members], train_config.learning_rate, device)
-        order = epoch_permutation(len(train_images), train_config.seed, epoch)
-        sizes = ",".join(str(runs[i].model.config.latent_dim) for i in members)
-        description = f"{progress_label} latent {sizes} epoch {epoch}/{train_config.epochs}".strip()
-        with tqdm(total=len(order), desc=description, unit="img", leave=False, disable=None,
-                  dynamic_ncols=True) as progress:
-            terms = train_stacked_epoch(stack, optimizer, train_images, order, train_config.batch_size,
-                                        train_config.beta, [runs[i].generator for i in members], progress,
-                                        train_config.binarize, train_config.precision)
-        unstack_runs(stack, optimizer, [runs[i] for i in members])
-        share = (time.perf_counter() - started) / len(members)
-        for i, member_terms in zip(members, terms):
-            try:
-                close_epoch(runs[i], epoch, member_terms, share, val_images, train_config, hooks[i], names[i])
-            except TrainingDiverged as exc:
-                log.error("%s", exc)
-                outcomes[i] = exc
-    return [outcome if outcome is not None else run.result() for outcome, run in zip(outcomes, runs)]

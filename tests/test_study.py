@@ -5,13 +5,17 @@ import pytest
 from conftest import write_fake_dataset
 from latentsweep.config import build_config
 from latentsweep.errors import ConfigError
-from latentsweep.sweep import Trial, plan_trials, prepare_study_dir, run_study
+from latentsweep.layout import Trial, plan_trials, prepare_study_dir
+from latentsweep.study import execute
 
 
 def test_plan_is_every_latent_size_and_seed_in_order():
-    config = build_config({"latent_dims": "10,5", "seeds": "0,1"})
-    assert plan_trials(config) == [Trial(5, 0), Trial(5, 1), Trial(10, 0), Trial(10, 1)]
-    assert Trial(5, 1).name == "latent005_seed1"
+    config = build_config({"latent_dims": "10,5", "seeds": "0,1", "betas": "4,1", "architecture": "mlp,conv"})
+    trials = plan_trials(config)
+    assert trials[:4] == [Trial("mlp", 4.0, 5, 0), Trial("mlp", 4.0, 5, 1), Trial("mlp", 4.0, 10, 0), Trial("mlp", 4.0, 10, 1)]
+    assert len(trials) == 16 and trials[-1] == Trial("conv", 1.0, 10, 1)
+    assert Trial("conv", 1.0, 5, 1).name == "conv_beta1_latent005_seed1"
+    assert Trial("my.pkg:build", 0.5, 20, 0).name == "my.pkg-build_beta0.5_latent020_seed0"
 
 
 def test_study_folder_problems_are_config_errors(tmp_path):
@@ -34,11 +38,11 @@ def test_a_diverging_model_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypat
     monkeypatch.setattr(train_module, "evaluate_loss", nan_for_latent_3)
     config = build_config({"data_dir": str(data), "verify_data": False, "out": str(tmp_path / "study"),
                            "latent_dims": "2,3", "epochs": "1", "val_size": "50", "num_samples": "4",
-                           "representatives_per_class": "2"})
-    result = run_study(config)
+                           "representatives_per_class": "2", "workers": 1})  # in this process, so the patch applies
+    result = execute(config)
     assert [t["status"] for t in result["trials"]] == ["done", "failed"]
-    failed = json.loads((tmp_path / "study" / "models" / "latent003_seed0" / "metrics.json").read_text())
+    failed = json.loads((tmp_path / "study" / "models" / "conv_beta1_latent003_seed0" / "metrics.json").read_text())
     assert failed["status"] == "failed" and "epoch 1" in failed["error"]
-    assert (tmp_path / "study" / "models" / "latent003_seed0" / "FAILED").is_file()
+    assert (tmp_path / "study" / "models" / "conv_beta1_latent003_seed0" / "FAILED").is_file()
     report = (tmp_path / "study" / "report.md").read_text()
     assert "Failed or missing models" in report and "latent size 3, seed 0: failed" in report

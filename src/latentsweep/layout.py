@@ -1,0 +1,159 @@
+"""The study folder's layout: trial names and paths, markers, and reading results back.
+
+  config.json              the study's settings, class names, split sizes, the environment and how the
+                           trials were run (executor, workers, threads)
+  study.log                the log of every run of the study in this folder
+  models/<trial>/          one folder per trial, named by its axis values, e.g. conv_beta1_latent005_seed0:
+      config.json  history.csv  last.pt  best.pt  metrics.json  timing.json  per_image.csv  images.npz
+      analysis.npz  DONE (or FAILED)  trial.log (when a worker process ran it)
+  results.csv, results.json  the tidy table of every finished trial, one column per axis
+  summary.json             wall time and status of each trial
+  figures/, report.md, report.html   written by latentsweep.report from the files above only
+
+A trial with a DONE marker is skipped when the study is run again; one without is resumed from
+its last checkpoint. A folder may gain trials (new axis values) later, but the settings that
+define a trained model (StudyConfig.trained_model_settings) cannot change within it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from latentsweep.config import AXES, StudyConfig
+from latentsweep.errors import ConfigError
+from latentsweep.storage import read_json
+
+MODELS = "models"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+TIMING_FILE = "timing.json"  # wall-clock seconds, kept apart so metrics.json is reproducible to the byte
+DONE_MARKER = "DONE"
+FAILED_MARKER = "FAILED"
+TRIAL_LOG = "trial.log"  # written when a worker process runs the trial
+STUDY_LOG = "study.log"
+
+
+@dataclass(frozen=True, order=True)
+class Trial:
+    """One point of the grid: a model trained with these axis values."""
+
+    architecture: str
+    beta: float
+    latent_dim: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        """The trial's folder name, e.g. conv_beta1_latent005_seed0 (':' of a builder becomes '-')."""
+        return f"{self.architecture.replace(':', '-')}_beta{self.beta:g}_latent{self.latent_dim:03d}_seed{self.seed}"
+
+    @property
+    def variant(self) -> tuple[str, float]:
+        """What the selection rule is applied within: (architecture, beta)."""
+        return self.architecture, self.beta
+
+    def axes(self) -> dict[str, Any]:
+        return {axis: getattr(self, axis) for axis in AXES}
+
+    def label(self) -> str:
+        return f"{self.architecture}, beta {self.beta:g}, latent {self.latent_dim}, seed {self.seed}"
+
+
+def plan_trials(config: StudyConfig) -> list[Trial]:
+    """The grid: every architecture x beta x latent size (ascending) x seed, in that order."""
+    return [Trial(architecture, beta, latent_dim, seed) for architecture, beta, latent_dim, seed in itertools.product(
+        config.model.architecture, config.training.betas, sorted(config.model.latent_dims), config.training.seeds)]
+
+
+def trial_dir(study_dir: Path, trial: Trial) -> Path:
+    return Path(study_dir) / MODELS / trial.name
+
+
+def is_done(folder: Path) -> bool:
+    return (folder / DONE_MARKER).exists()
+
+
+def read_timing(folder: Path) -> dict[str, float]:
+    """timing.json's seconds; empty where the trial never finished an evaluation."""
+    path = folder / TIMING_FILE
+    return read_json(path) if path.is_file() else {}
+
+
+def collect_results(study_dir: Path, trials: Iterable[Trial]) -> list[dict[str, Any]]:
+    """The tidy rows of every finished trial, read back from their metrics.json files."""
+    rows = []
+    for trial in trials:
+        folder = trial_dir(study_dir, trial)
+        if is_done(folder):
+            rows.extend(read_json(folder / METRICS_FILE)["rows"])
+    return rows
+
+
+def study_trials(study_dir: Path) -> list[Trial]:
+    """The trials a study folder's config.json plans (for readers: report, export, load_study)."""
+    from latentsweep.config import from_dict
+
+    info = read_study_info(study_dir)
+    return plan_trials(from_dict(info["config"]))
+
+
+def read_study_info(study_dir: Path) -> dict[str, Any]:
+    path = Path(study_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"{study_dir}: not a study folder (no {CONFIG_FILE}); run 'latentsweep run' first")
+    return read_json(path)
+
+
+def prepare_study_dir(study_dir: Path, config: StudyConfig) -> None:
+    """Create the folder, or check that an existing study there trained with the same settings."""
+    if study_dir.exists() and not study_dir.is_dir():
+        raise ConfigError(f"{study_dir} (--out): exists and is not a folder")
+    try:
+        (study_dir / MODELS).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{study_dir} (--out): cannot create the folder ({exc.strerror or exc})") from None
+    if not os.access(study_dir, os.W_OK):
+        raise ConfigError(f"{study_dir} (--out): folder is not writable")
+    check_same_training_settings(study_dir, config)
+
+
+def check_same_training_settings(study_dir: Path, config: StudyConfig) -> None:
+    """Refuse a folder whose models were trained with other settings; other axis values are welcome."""
+    existing = study_dir / CONFIG_FILE
+    if not existing.exists():
+        return
+    from latentsweep.config import from_dict
+
+    try:
+        previous = from_dict(read_json(existing).get("config", {})).trained_model_settings()
+    except ConfigError as exc:
+        raise ConfigError(f"{existing}: unreadable study settings ({exc}); choose another --out folder") from None
+    wanted = config.trained_model_settings()
+    changed = [key for key in wanted if previous.get(key) != wanted[key]]
+    if changed:
+        details = ", ".join(f"{key} {previous.get(key)!r} -> {wanted[key]!r}" for key in changed)
+        raise ConfigError(f"{study_dir} (--out): holds a study made with other settings ({details}); "
+                          "choose another --out folder")
+
+
+def merged_axes(config: StudyConfig, study_dir: Path) -> StudyConfig:
+    """`config` with the axis values of the study already in `study_dir` added, so that extending a
+    folder with a new beta keeps its earlier trials in the results and the report."""
+    existing = study_dir / CONFIG_FILE
+    if not existing.exists():
+        return config
+    from latentsweep.config import from_dict
+
+    previous = from_dict(read_json(existing)["config"])
+
+    def union(old: tuple, new: tuple) -> tuple:
+        return tuple(dict.fromkeys((*old, *new)))
+
+    return config.replace(architecture=union(previous.model.architecture, config.model.architecture),
+                          betas=union(previous.training.betas, config.training.betas),
+                          latent_dims=union(previous.model.latent_dims, config.model.latent_dims),
+                          seeds=union(previous.training.seeds, config.training.seeds))

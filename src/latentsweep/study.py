@@ -1,0 +1,154 @@
+"""The study: every trial of the grid run on the chosen executor, then the results table and the report.
+
+Also the Python entry points for notebooks and scripts:
+
+    import latentsweep
+    latentsweep.run_study(out="runs/mine", latent_dims=(4, 8), betas=(1, 4), architecture=my_build)
+    results = latentsweep.load_study("runs/mine")   # results.table, results.selection, results.trials
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from latentsweep.architectures import IMAGE_SHAPE, ModelSpec, register_builder
+from latentsweep.config import StudyConfig, build_config
+from latentsweep.errors import LatentsweepError
+from latentsweep.layout import (CONFIG_FILE, Trial, collect_results, is_done, merged_axes, plan_trials,
+                                prepare_study_dir, read_study_info, study_trials, trial_dir)
+from latentsweep.metrics import TIDY_FIELDS, combine_seeds, variant_rows, variants
+from latentsweep.runner import Arrangement, choose_arrangement, run_trials
+from latentsweep.storage import read_json, remove_temp_files, write_csv, write_json
+from latentsweep.trial import environment, set_threads, study_inputs
+
+log = logging.getLogger(__name__)
+
+
+def check_architectures(config: StudyConfig) -> None:
+    """Build each architecture once at each latent size, so a model that breaks the protocol (or a
+    module that will not import) is one clear error before anything trains."""
+    for architecture in config.model.architecture:
+        for latent_dim in config.model.latent_dims:
+            ModelSpec(architecture, latent_dim, IMAGE_SHAPE).build(seed=0)
+
+
+def execute(config: StudyConfig) -> dict[str, Any]:
+    """Train and evaluate every trial, write the results table, render the report."""
+    from latentsweep.report import render_report  # report imports plotting; keep this module light to import
+
+    started = time.perf_counter()
+    if config.execution.tensorboard:
+        from latentsweep.tracking import require_tensorboard
+
+        require_tensorboard()
+    study_dir = config.out
+    prepare_study_dir(study_dir, config)
+    remove_temp_files(study_dir)
+    check_architectures(config)
+    trials = plan_trials(config)
+    arrangement = choose_arrangement(config, len(trials))
+    if arrangement.executor == "in-process":
+        set_threads(arrangement.threads)
+    inputs = study_inputs(config)  # trains and caches the classifier once, before any worker needs it
+    recorded = merged_axes(config, study_dir)  # earlier trials of this folder stay in its results
+    write_json(study_dir / CONFIG_FILE, {
+        "config": recorded.to_dict(), "data_source": str(inputs.data_dir),
+        "class_names": list(inputs.dataset.class_names),
+        "split_sizes": {"train": len(inputs.dataset.train), "val": len(inputs.dataset.val), "test": len(inputs.dataset.test)},
+        "environment": environment(inputs.device), "execution": arrangement.to_dict()})
+    statuses = run_trials(trials, config, arrangement)
+    all_trials = plan_trials(recorded)
+    rows = collect_results(study_dir, all_trials)
+    if not rows:
+        raise LatentsweepError(f"{study_dir}: no model finished training; see {study_dir / 'study.log'}")
+    write_csv(study_dir / "results.csv", rows, TIDY_FIELDS)
+    write_json(study_dir / "results.json", rows)
+    write_json(study_dir / "summary.json", {"wall_seconds": time.perf_counter() - started,
+                                            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "trials": statuses,
+                                            "execution": arrangement.to_dict(), "command": " ".join(sys.argv)})
+    report_paths = render_report(study_dir)
+    return {"study_dir": str(study_dir), "trials": statuses, "report": [str(p) for p in report_paths]}
+
+
+# ----------------------------------------------------------------------------------------
+# Python entry points
+
+
+def run_study(architecture: str | Callable | Sequence[str | Callable] = "conv", **settings: Any) -> StudyResults:
+    """Run a study from Python with the CLI's settings (flat names, e.g. out=, latent_dims=, betas=,
+    epochs=, data_dir=) and return `load_study` of its folder.
+
+    `architecture` takes the CLI's names ("conv", "mlp", "package.module:build") and builder
+    callables `build(latent_dim, image_shape) -> nn.Module`. A callable defined in a notebook or
+    script cannot be imported by worker processes, so such a study runs in this process.
+    """
+    names, local_only = [], False
+    for item in architecture if isinstance(architecture, (list, tuple)) else [architecture]:
+        if callable(item):
+            names.append(register_builder(item))
+            local_only = local_only or item.__module__ == "__main__"
+        else:
+            names.append(item)
+    if local_only:
+        settings = {**settings, "workers": 1, "executor": "local"}
+    config = build_config({**settings, "architecture": tuple(names)})
+    from latentsweep.storage import FolderLock
+
+    prepare_study_dir(config.out, config)
+    with FolderLock(config.out):
+        execute(config)
+    return load_study(config.out)
+
+
+@dataclass
+class TrialRecord:
+    trial: Trial
+    folder: Path
+    status: str  # "done", "failed" or "missing"
+
+
+@dataclass
+class StudyResults:
+    """A finished study folder read back: its config, the tidy table, the selection per variant, the trials."""
+
+    folder: Path
+    config: StudyConfig
+    table: Any  # a pandas DataFrame when pandas is installed, else the list of tidy rows
+    selection: dict[tuple[str, float], int]  # (architecture, beta) -> selected latent size
+    trials: list[TrialRecord] = field(default_factory=list)
+
+
+def load_study(folder: str | Path) -> StudyResults:
+    """The results of a study folder, from its files alone."""
+    from latentsweep.config import from_dict
+    from latentsweep.report import final_selection
+
+    folder = Path(folder)
+    info = read_study_info(folder)
+    config = from_dict(info["config"])
+    if not (folder / "results.json").is_file():
+        raise LatentsweepError(f"{folder}: no results.json yet; run the study to the end first")
+    rows = read_json(folder / "results.json")
+    combined = combine_seeds(rows)
+    selection = {variant: final_selection(variant_rows(combined, variant), config.selection.tolerance_db,
+                                          config.selection.fd_tolerance)[0] for variant in variants(combined)}
+    records = []
+    for trial in study_trials(folder):
+        path = trial_dir(folder, trial)
+        status = "done" if is_done(path) else "failed" if (path / "FAILED").exists() else "missing"
+        records.append(TrialRecord(trial, path, status))
+    try:
+        import pandas
+    except ImportError:
+        table: Any = rows
+    else:
+        table = pandas.DataFrame(rows, columns=TIDY_FIELDS)
+    return StudyResults(folder, config, table, selection, records)
+
+
+__all__ = ["Arrangement", "StudyResults", "TrialRecord", "execute", "load_study", "run_study"]

@@ -1,0 +1,312 @@
+"""Running one trial: train its model into its folder (or resume it), evaluate it, record the outcome.
+
+`trial_task` is what every executor runs (runner.py): it needs only the trial and the study's
+settings, loads what it needs itself (the data and the evaluation reference, once per process),
+and returns the trial's status line. A diverged model becomes a recorded failure, so one bad
+trial does not cost the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import logging
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from latentsweep import __version__
+from latentsweep.architectures import IMAGE_SHAPE, ModelSpec, model_from_checkpoint
+from latentsweep.classifier import ClassifierConfig, load_or_train, predict
+from latentsweep.config import DataConfig, EvaluationConfig, StudyConfig
+from latentsweep.data import (DATASETS, FOLDER_DATASET, LABELS_FILE, Dataset, cache_root, load_dataset,
+                              load_image_folder, resolve_data_dir)
+from latentsweep.errors import ConfigError, DataError, TrainingDiverged
+from latentsweep.evaluate import (PER_IMAGE_FIELDS, AnalysisSettings, Reference, binarize, evaluate_model,
+                                  representative_indices)
+from latentsweep.kernels import use_fast_cpu_kernels
+from latentsweep.layout import (DONE_MARKER, FAILED_MARKER, METRICS_FILE, TIMING_FILE, TRIAL_LOG, Trial, is_done,
+                                read_timing, trial_dir)
+from latentsweep.model import count_parameters
+from latentsweep.storage import atomic_savez, atomic_write_text, read_json, remove_temp_files, write_csv, write_json
+from latentsweep.train import BEST_CHECKPOINT, LAST_CHECKPOINT, TrainConfig, load_checkpoint, resolve_device, train_model
+
+log = logging.getLogger(__name__)
+
+EVALUATION_VERSION = 4  # bump when evaluation changes, so finished models are re-evaluated
+
+
+@dataclass
+class StudyInputs:
+    """What every trial of a study reads: the images, the evaluation reference, the device."""
+
+    dataset: Dataset
+    data_dir: Path
+    reference: Reference
+    device: torch.device
+
+
+# ----------------------------------------------------------------------------------------
+# Inputs, loaded once per process
+
+
+def locate_data(data: DataConfig) -> Path:
+    """The data folder: --data-dir for a folder of images; for MNIST-style sets also the environment
+    variable or the download cache (see data.resolve_data_dir)."""
+    if data.dataset != FOLDER_DATASET:
+        return resolve_data_dir(DATASETS[data.dataset], data.data_dir)
+    if not data.data_dir:
+        raise ConfigError(f"--dataset {FOLDER_DATASET}: needs --data-dir, the folder with {LABELS_FILE} and the PNGs")
+    folder = Path(data.data_dir).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"{folder} (--data-dir): folder does not exist")
+    return folder
+
+
+def load_data(data: DataConfig) -> tuple[Dataset, Path]:
+    data_dir = locate_data(data)
+    log.info("loading %s from %s", data.dataset, data_dir)
+    if data.dataset == FOLDER_DATASET:
+        dataset = load_image_folder(data_dir, val_size=data.val_size, train_subset=data.train_subset,
+                                    split_seed=data.split_seed)
+    else:
+        dataset = load_dataset(DATASETS[data.dataset], data_dir, val_size=data.val_size,
+                               train_subset=data.train_subset, split_seed=data.split_seed, verify=data.verify_data)
+    log.info("%d training, %d validation, %d test images", len(dataset.train), len(dataset.val), len(dataset.test))
+    return dataset, data_dir
+
+
+def build_reference(evaluation: EvaluationConfig, dataset: Dataset, device: torch.device) -> Reference:
+    """The feature classifier (cached or trained) and what it says of the test set, once per study."""
+    classifier, record = load_or_train(
+        cache_root() / "classifiers", dataset.name, dataset.full_train.images.to(device),
+        dataset.full_train.labels.to(device), dataset.test.images.to(device), dataset.test.labels.to(device),
+        ClassifierConfig(epochs=evaluation.classifier_epochs))
+    features, _ = predict(classifier, dataset.test.images.to(device))
+    labels = dataset.test.labels.numpy()
+    classes = len(dataset.class_names)
+    return Reference(classifier=classifier, classifier_record=record, test_features=features.double().cpu().numpy(),
+                     train_images=dataset.train.images, train_labels=dataset.train.labels.numpy(),
+                     likelihood_indices=representative_indices(labels, max(1, evaluation.iwae_images // classes), classes),
+                     tsne_indices=representative_indices(labels, max(1, evaluation.tsne_points // classes), classes))
+
+
+@functools.lru_cache(maxsize=1)
+def load_inputs(data: DataConfig, evaluation: EvaluationConfig, device_name: str) -> StudyInputs:
+    """The study's inputs, loaded once per process (a worker running several trials reads them once).
+
+    The reference is built from the grey images; then, in binarised mode, the validation and test
+    images are binarised once with fixed seeds, so every model and epoch is scored on the same binary
+    images (training batches are re-drawn every time, see train.py).
+    """
+    device = resolve_device(device_name)
+    dataset, data_dir = load_data(data)
+    reference = build_reference(evaluation, dataset, device)
+    if data.binarize:
+        dataset.val.images = binarize(dataset.val.images, data.split_seed + 1)
+        dataset.test.images = binarize(dataset.test.images, data.split_seed + 2)
+    return StudyInputs(dataset, data_dir, reference, device)
+
+
+def study_inputs(config: StudyConfig) -> StudyInputs:
+    return load_inputs(config.data, config.evaluation, config.execution.device)
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    return {
+        "latentsweep": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
+    }
+
+
+# ----------------------------------------------------------------------------------------
+# One trial
+
+
+def trial_task(trial: Trial, config: StudyConfig, in_worker: bool = False) -> dict[str, Any]:
+    """One trial from nothing but its settings: the unit every executor runs (runner.py).
+
+    In a worker process (`in_worker`) the trial's log lines go to its folder's trial.log, since workers
+    do not write the study's study.log, and the epoch progress bars stay off.
+    """
+    folder = trial_dir(config.out, trial)
+    folder.mkdir(parents=True, exist_ok=True)
+    with trial_log(folder / TRIAL_LOG) if in_worker else contextlib.nullcontext():
+        set_threads(config.execution.threads)
+        inputs = study_inputs(config)
+        try:
+            metrics = run_trial(trial, config, inputs, folder, trusted=config.model.architecture,
+                                show_progress=not in_worker)
+        except TrainingDiverged as exc:
+            return record_failure(trial, folder, exc)
+    return {"trial": trial.name, **trial.axes(), "status": "done", "train_seconds": metrics.get("train_seconds"),
+            "eval_seconds": metrics.get("eval_seconds")}
+
+
+def run_trial(trial: Trial, config: StudyConfig, inputs: StudyInputs, folder: Path, trusted: Iterable[str] = (),
+              label: str = "", show_progress: bool = True) -> dict[str, Any]:
+    """Train and evaluate one model in `folder`, or return the saved metrics of a finished one.
+
+    An unfinished model in `folder` is resumed from its last checkpoint; a finished one whose
+    evaluation settings differ from `config`'s is re-evaluated without retraining.
+    """
+    if is_done(folder):
+        saved = read_json(folder / METRICS_FILE)
+        if saved.get("evaluation") == evaluation_settings(config):
+            log.info("%s already done, skipping", trial.name)
+            return {**saved, **read_timing(folder)}
+        log.info("%s trained; re-evaluating with the current evaluation settings", trial.name)
+        return evaluate_trial(folder, config, inputs, trusted)
+    spec, train_config = prepare_trial_folder(trial, config, folder)
+    dataset = inputs.dataset
+    tracker = tensorboard_log(trial, config, dataset)
+    try:
+        train_model(folder, spec, train_config, dataset.train.images, dataset.val.images, inputs.device,
+                    resume=True, extra_metadata={"dataset": dataset.name, "trial": trial.name},
+                    progress_label=label or trial.label(), on_epoch_end=tracker.epoch_end if tracker else None,
+                    show_progress=show_progress)
+        metrics = evaluate_trial(folder, config, inputs, trusted)
+        if tracker is not None:
+            tracker.finish({**trial.axes(), "epochs": config.training.epochs, "batch_size": config.training.batch_size,
+                            "learning_rate": config.training.learning_rate, "binarize": config.data.binarize,
+                            "precision": config.training.precision}, metrics["rows"])
+    finally:
+        if tracker is not None:
+            tracker.close()
+    atomic_write_text(folder / DONE_MARKER, time.strftime("%Y-%m-%dT%H:%M:%S%z\n"))
+    return metrics
+
+
+def train_config_for(trial: Trial, config: StudyConfig) -> TrainConfig:
+    training = config.training
+    return TrainConfig(epochs=training.epochs, batch_size=training.batch_size, learning_rate=training.learning_rate,
+                       beta=trial.beta, seed=trial.seed, binarize=config.data.binarize, precision=training.precision)
+
+
+def prepare_trial_folder(trial: Trial, config: StudyConfig, folder: Path) -> tuple[ModelSpec, TrainConfig]:
+    """The trial's model spec and training config, written to its folder's config.json before training."""
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_temp_files(folder)
+    (folder / FAILED_MARKER).unlink(missing_ok=True)
+    spec = ModelSpec(trial.architecture, trial.latent_dim, IMAGE_SHAPE)
+    train_config = train_config_for(trial, config)
+    write_json(folder / "config.json", {**trial.axes(), **spec.checkpoint_fields(),
+                                        "train_config": dataclasses.asdict(train_config), "study": config.to_dict()})
+    return spec, train_config
+
+
+def tensorboard_log(trial: Trial, config: StudyConfig, dataset: Dataset):
+    """The trial's TensorBoard log (tracking.TrialLog) with --tensorboard, else None."""
+    if not config.execution.tensorboard:
+        return None
+    from latentsweep.tracking import LOG_FOLDER, TrialLog
+
+    return TrialLog(config.out / LOG_FOLDER / trial.name, dataset.val.images, trial.seed, trial.latent_dim)
+
+
+def evaluation_settings(config: StudyConfig) -> dict[str, Any]:
+    return {"version": EVALUATION_VERSION, **config.measurement_settings()}
+
+
+def evaluate_trial(folder: Path, config: StudyConfig, inputs: StudyInputs, trusted: Iterable[str] = ()) -> dict[str, Any]:
+    """Evaluate a run folder's best.pt on the test set and write metrics.json, per_image.csv, images.npz
+    and analysis.npz. Likelihoods are the plain VAE's (beta 1) whatever beta trained the model."""
+    device, dataset, reference, evaluation = inputs.device, inputs.dataset, inputs.reference, config.evaluation
+    best = load_checkpoint(folder / BEST_CHECKPOINT, map_location=device)
+    last = load_checkpoint(folder / LAST_CHECKPOINT, map_location="cpu")
+    model, spec = model_from_checkpoint(best, folder / BEST_CHECKPOINT, trusted)
+    model = use_fast_cpu_kernels(model).to(device)
+    train_config = last["train_config"]
+    seed, beta = train_config["seed"], train_config.get("beta", 1.0)
+    axes = {"architecture": spec.architecture, "beta": beta, "latent_dim": spec.latent_dim, "seed": seed}
+    started = time.perf_counter()
+    result = evaluate_model(model, dataset.test.images, dataset.test.labels, spec.latent_dim, seed, axes,
+                            per_class=evaluation.representatives_per_class, num_samples=evaluation.num_samples,
+                            batch_size=evaluation.eval_batch_size, reference=reference,
+                            settings=AnalysisSettings(generation_samples=evaluation.generation_samples,
+                                                      iwae_samples=evaluation.iwae_samples))
+    metrics = {
+        "status": "done",
+        **axes,
+        "dataset": dataset.name,
+        "parameters": count_parameters(model),
+        "epochs": last["epoch"],
+        "best_epoch": best["epoch"],
+        "train_images": len(dataset.train),
+        "device": str(device),
+        "binarized": config.data.binarize,
+        "evaluation": evaluation_settings(config),
+        "analysis": result.summary,
+        # Only what the same command reproduces exactly: no wall-clock times, no cache state.
+        "classifier": {key: value for key, value in reference.classifier_record.items()
+                       if key not in ("train_seconds", "cached")},
+        "rows": result.rows,
+    }
+    save_evaluation(folder, result, metrics)
+    timing = {"train_seconds": sum(row["seconds"] for row in last["history"]),
+              "eval_seconds": time.perf_counter() - started}
+    write_json(folder / TIMING_FILE, timing)
+    return {**metrics, **timing}
+
+
+def save_evaluation(folder: Path, evaluation, metrics: dict[str, Any]) -> None:
+    columns = evaluation.per_image
+    rows = ({field: columns[field][i].item() for field in PER_IMAGE_FIELDS} for i in range(len(columns["index"])))
+    write_csv(folder / "per_image.csv", rows, PER_IMAGE_FIELDS)
+    atomic_savez(folder / "images.npz", representatives=evaluation.representatives,
+                 originals=evaluation.representative_originals,
+                 reconstructions=evaluation.representative_reconstructions, samples=evaluation.samples)
+    if evaluation.analysis is not None:
+        atomic_savez(folder / "analysis.npz", **evaluation.analysis)
+    write_json(folder / METRICS_FILE, metrics)
+
+
+def record_failure(trial: Trial, folder: Path, exc: Exception) -> dict[str, Any]:
+    """A failed trial as a record (metrics.json, FAILED marker; the report shows it). Returns its status line."""
+    log.error("%s failed: %s", trial.name, exc)
+    write_json(folder / METRICS_FILE, {"status": "failed", **trial.axes(), "error": str(exc)})
+    atomic_write_text(folder / FAILED_MARKER, str(exc) + "\n")
+    return {"trial": trial.name, **trial.axes(), "status": "failed", "error": str(exc)}
+
+
+def log_file_handler(path: Path) -> logging.FileHandler:
+    """The format of study.log and trial.log: time, level, message."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    return handler
+
+
+@contextlib.contextmanager
+def trial_log(path: Path):
+    """latentsweep's log lines (epochs, evaluation) into `path` while a worker runs a trial."""
+    handler = log_file_handler(path)
+    package_log = logging.getLogger("latentsweep")
+    level = package_log.level
+    package_log.addHandler(handler)
+    package_log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        package_log.removeHandler(handler)
+        package_log.setLevel(level)
+        handler.close()
