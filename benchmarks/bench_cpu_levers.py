@@ -11,7 +11,7 @@ model (compile time shown separately), Adam's fused kernel, computing the two 1-
 (first convolution, last transposed convolution) as 2x2 convolutions on a space-to-depth
 rearrangement (same weights, same results up to rounding), bfloat16 autocast (--precision bf16),
 and the last transposed convolution on oneDNN, as nn.ConvTranspose2d runs it, instead of ATen's
-own kernel that model.ImageConvTranspose2d uses on a CPU (the ratio below 1 is what that kernel
+own kernel that kernels.AtenConvTranspose2d uses on a CPU (the ratio below 1 is what that kernel
 gains in training). The script then times decoding alone, 8,000 latent codes per call (the IWAE
 bound's chunk), with either kernel for that layer.
 
@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from latentsweep.data import DATASETS, load_dataset, resolve_data_dir
+from latentsweep.kernels import use_fast_cpu_kernels
 from latentsweep.model import ConvVAE, VAEConfig
 from latentsweep.train import epoch_permutation, train_epoch
 
@@ -85,7 +86,7 @@ def one_pass(images: torch.Tensor, batch_size: int = 128, channels_last: bool = 
              space_to_depth: bool = False, precision: str = "fp32",
              onednn_last_layer: bool = False) -> tuple[float, float]:
     torch.manual_seed(0)
-    model = ConvVAE(VAEConfig(latent_dim=20))
+    model = use_fast_cpu_kernels(ConvVAE(VAEConfig(latent_dim=20)))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
@@ -110,7 +111,7 @@ def one_pass(images: torch.Tensor, batch_size: int = 128, channels_last: bool = 
 @torch.no_grad()
 def decode_rate(onednn_last_layer: bool, latents: torch.Tensor, calls: int = 3) -> float:
     torch.manual_seed(0)
-    model = ConvVAE(VAEConfig(latent_dim=latents.shape[1])).eval()
+    model = use_fast_cpu_kernels(ConvVAE(VAEConfig(latent_dim=latents.shape[1]))).eval()
     if onednn_last_layer:
         model.decoder[-1].__class__ = torch.nn.ConvTranspose2d
     model.decode(latents)  # warm-up

@@ -32,13 +32,14 @@ def train_and_report(data_dir: str | None, epochs: int, flush: bool) -> None:
 
     torch.set_flush_denormal(flush)
     from latentsweep.data import DATASETS, load_dataset, resolve_data_dir
+    from latentsweep.kernels import use_fast_cpu_kernels
     from latentsweep.model import ConvVAE, VAEConfig
     from latentsweep.train import epoch_permutation, train_epoch
 
     spec = DATASETS["mnist"]
     images = load_dataset(spec, resolve_data_dir(spec, data_dir), val_size=5000).train.images
     torch.manual_seed(0)
-    model = ConvVAE(VAEConfig(latent_dim=20))
+    model = use_fast_cpu_kernels(ConvVAE(VAEConfig(latent_dim=20)))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
     seconds, losses = [], []

@@ -25,12 +25,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latentsweep.config import build_config
+from latentsweep.architectures import model_from_checkpoint
+from latentsweep.config import from_dict
 from latentsweep.evaluate import iwae_nll
+from latentsweep.kernels import use_fast_cpu_kernels
+from latentsweep.layout import plan_trials, trial_dir
 from latentsweep.metrics import kernel_distance
 from latentsweep.storage import read_json
-from latentsweep.sweep import evaluate_trial, load_study_data, plan_trials, prepare_evaluation, setup_device, trial_dir
-from latentsweep.train import BEST_CHECKPOINT, load_checkpoint, model_from_checkpoint
+from latentsweep.train import BEST_CHECKPOINT, load_checkpoint
+from latentsweep.trial import evaluate_trial, load_inputs, set_threads
 
 IWAE_CHUNK_IMAGES = 8  # evaluate_model leaves iwae_nll's images_per_chunk at this default
 
@@ -58,15 +61,17 @@ def kernel_distance_with_power(a: np.ndarray, b: np.ndarray, subsets: int = 100,
 def compare_parts(study_dir: Path, trial, config, dataset, reference) -> None:
     """The IWAE bound's decoding in slices and KID's cube, each against its former computation."""
     folder = trial_dir(study_dir, trial)
-    model = model_from_checkpoint(load_checkpoint(folder / BEST_CHECKPOINT), folder / BEST_CHECKPOINT)
+    model, _ = model_from_checkpoint(load_checkpoint(folder / BEST_CHECKPOINT), folder / BEST_CHECKPOINT,
+                                     config.model.architecture)
+    model = use_fast_cpu_kernels(model)
     images = dataset.test.images[torch.as_tensor(reference.likelihood_indices)]
-    codes, chunk_codes = len(images) * config.iwae_samples, IWAE_CHUNK_IMAGES * config.iwae_samples
-    sliced, sliced_seconds = timed(lambda: iwae_nll(model, images, config.iwae_samples, seed=0,
+    codes, chunk_codes = len(images) * config.evaluation.iwae_samples, IWAE_CHUNK_IMAGES * config.evaluation.iwae_samples
+    sliced, sliced_seconds = timed(lambda: iwae_nll(model, images, config.evaluation.iwae_samples, seed=0,
                                                     images_per_chunk=IWAE_CHUNK_IMAGES))
-    whole, whole_seconds = timed(lambda: iwae_nll(model, images, config.iwae_samples, seed=0,
+    whole, whole_seconds = timed(lambda: iwae_nll(model, images, config.evaluation.iwae_samples, seed=0,
                                                   images_per_chunk=IWAE_CHUNK_IMAGES, decode_rows=chunk_codes))
     assert np.allclose(sliced, whole, rtol=1e-5), "decoding in slices changed the IWAE bound"
-    print(f"IWAE bound, latent {trial.latent_dim}, {len(images)} images x K={config.iwae_samples}: "
+    print(f"IWAE bound, latent {trial.latent_dim}, {len(images)} images x K={config.evaluation.iwae_samples}: "
           f"256 codes per call {sliced_seconds:.1f} s ({codes / sliced_seconds:,.0f} codes/s), "
           f"a chunk's {chunk_codes:,} codes per call {whole_seconds:.1f} s "
           f"({codes / whole_seconds:,.0f} codes/s), x{sliced_seconds / whole_seconds:.2f}; "
@@ -85,35 +90,36 @@ def main() -> None:
     parser.add_argument("--data-dir")
     args = parser.parse_args()
 
-    saved = read_json(args.study_dir / "config.json")["config"]
-    config = build_config({**saved, **({"data_dir": args.data_dir} if args.data_dir else {})})
-    device = setup_device(config)
-    dataset, _ = load_study_data(config)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; generation samples {config.generation_samples}, "
-          f"IWAE K={config.iwae_samples} on {config.iwae_images} images, t-SNE {config.tsne_points} points")
+    config = from_dict(read_json(args.study_dir / "config.json")["config"])
+    if args.data_dir:
+        config = config.replace(data_dir=args.data_dir)
+    set_threads(config.execution.threads)
+    evaluation = config.evaluation
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; generation samples {evaluation.generation_samples}, "
+          f"IWAE K={evaluation.iwae_samples} on {evaluation.iwae_images} images, t-SNE {evaluation.tsne_points} points")
     with tempfile.TemporaryDirectory() as scratch:
         os.environ["XDG_CACHE_HOME"] = str(Path(scratch) / "cache")
         started = time.perf_counter()
-        prepare_evaluation(config, dataset, device)
-        print(f"feature classifier trained (fresh cache): {time.perf_counter() - started:.1f} s")
-        dataset, _ = load_study_data(config)
+        load_inputs(config.data, evaluation, config.execution.device)
+        print(f"data and feature classifier trained (fresh cache): {time.perf_counter() - started:.1f} s")
+        load_inputs.cache_clear()
         started = time.perf_counter()
-        reference = prepare_evaluation(config, dataset, device)
+        inputs = load_inputs(config.data, evaluation, config.execution.device)
         reference_seconds = time.perf_counter() - started
-        print(f"reference from the cached classifier: {reference_seconds:.1f} s "
-              f"(test accuracy {100 * reference.classifier_record['test_accuracy']:.2f}%)")
+        print(f"data and reference from the cached classifier: {reference_seconds:.1f} s "
+              f"(test accuracy {100 * inputs.reference.classifier_record['test_accuracy']:.2f}%)")
         total = reference_seconds
         for trial in plan_trials(config):
             copy = Path(scratch) / trial.name
             shutil.copytree(trial_dir(args.study_dir, trial), copy)
             started = time.perf_counter()
-            evaluate_trial(copy, config, dataset, device, reference)
+            evaluate_trial(copy, config, inputs, config.model.architecture)
             seconds = time.perf_counter() - started
             total += seconds
-            print(f"latent {trial.latent_dim:>3} seed {trial.seed}: evaluation {seconds:.1f} s")
+            print(f"{trial.label()}: evaluation {seconds:.1f} s")
         print(f"total evaluation of {len(plan_trials(config))} models with a cached classifier: {total:.1f} s")
         largest = max(plan_trials(config), key=lambda trial: trial.latent_dim)
-        compare_parts(args.study_dir, largest, config, dataset, reference)
+        compare_parts(args.study_dir, largest, config, inputs.dataset, inputs.reference)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from latentsweep.data import DATASETS, resolve_data_dir
 
-CONFIGS = {"local": [], "dask": ["--executor", "dask"]}
+CONFIGS = {"one-at-a-time": ["--workers", "1"], "local": [], "dask": ["--executor", "dask"]}
 
 
 def timed_run(options: list[str], folder: Path, data_dir: Path, preset: str) -> float:

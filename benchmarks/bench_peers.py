@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from latentsweep.data import DATASETS, read_idx, resolve_data_dir
+from latentsweep.kernels import use_fast_cpu_kernels
 from latentsweep.model import ConvVAE, VAEConfig, vae_loss_terms
 from latentsweep.train import epoch_permutation, train_epoch
 
@@ -170,7 +171,7 @@ def measure_peer(name: str, model: nn.Module, images_u8: np.ndarray, images: tor
 
 def measure_ours(images: torch.Tensor, train_images: int, precision: str = "fp32") -> Result:
     torch.manual_seed(0)
-    model = ConvVAE(VAEConfig(latent_dim=LATENT))
+    model = use_fast_cpu_kernels(ConvVAE(VAEConfig(latent_dim=LATENT)))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
     subset = images[:train_images]

@@ -18,6 +18,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from latentsweep.data import DATASETS, load_dataset, resolve_data_dir
+from latentsweep.kernels import use_fast_cpu_kernels
 from latentsweep.model import ConvVAE, VAEConfig
 from latentsweep.train import epoch_permutation, train_epoch
 
@@ -45,7 +46,7 @@ def main() -> None:
     spec = DATASETS["mnist"]
     images = load_dataset(spec, resolve_data_dir(spec, args.data_dir), val_size=5000).train.images[: args.images]
     torch.manual_seed(0)
-    model = ConvVAE(VAEConfig(latent_dim=20))
+    model = use_fast_cpu_kernels(ConvVAE(VAEConfig(latent_dim=20)))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
     train_epoch(model, optimizer, images, epoch_permutation(len(images), 0, 1), 128, 1.0, generator)  # warm-up

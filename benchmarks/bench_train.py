@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from latentsweep.data import DATASETS, load_dataset, resolve_data_dir
+from latentsweep.kernels import use_fast_cpu_kernels
 from latentsweep.model import ConvVAE, VAEConfig, count_parameters
 from latentsweep.train import epoch_permutation, evaluate_loss, train_epoch
 
@@ -28,7 +29,7 @@ from latentsweep.train import epoch_permutation, evaluate_loss, train_epoch
 def throughput(latent_dim: int, images: torch.Tensor, batch_size: int, repeats: int,
                precision: str = "fp32") -> tuple[float, float]:
     torch.manual_seed(0)
-    model = ConvVAE(VAEConfig(latent_dim=latent_dim))
+    model = use_fast_cpu_kernels(ConvVAE(VAEConfig(latent_dim=latent_dim)))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
     order = epoch_permutation(len(images), 0, 1)

@@ -4,11 +4,11 @@
 #
 #   bash benchmarks/gpu_session.sh MNIST_DIR LOG_DIR
 #
-# 1. the CUDA tests (stacked = separate training on CUDA, no host waits inside an epoch, bf16 within
-#    0.1 dB PSNR of fp32, bit-identical resume on CUDA);
-# 2. benchmarks/bench_stacked.py on the GPU, fp32 and bf16;
-# 3. the default full study three ways, timed end to end after a warm-up run that caches the
-#    feature classifier: separate fp32, --stack-sizes, --stack-sizes --precision bf16.
+# 1. the CUDA tests (no host waits inside an epoch, bf16 within 0.1 dB PSNR of fp32, bit-identical
+#    resume on CUDA);
+# 2. the default full study three ways, timed end to end after a warm-up run that caches the
+#    feature classifier: trials one at a time (--workers 1), two at a time (--workers 2), and
+#    one at a time in bf16.
 # Everything it prints is also written to LOG_DIR (one log per step, the studies' summaries).
 # DEVICE=cpu and STUDY_ARGS="--preset quick ..." make a quick trial run of the script itself.
 set -uo pipefail
@@ -24,13 +24,7 @@ python3 -c "import torch; print('torch', torch.__version__, '|', torch.cuda.get_
   | tee "$logs/environment.log"
 
 echo "== CUDA tests"
-python3 -m pytest -q -rs -k cuda tests/test_train.py tests/test_stacked.py 2>&1 | tee "$logs/cuda_tests.log"
-
-echo "== stacked against separate training"
-for precision in fp32 bf16; do
-  python3 benchmarks/bench_stacked.py --data-dir "$data" --device "$device" --precision "$precision" 2>&1 \
-    | tee -a "$logs/bench_stacked.log"
-done
+python3 -m pytest -q -rs -k cuda tests/test_train.py 2>&1 | tee "$logs/cuda_tests.log"
 
 echo "== full studies"
 # Training and evaluation seconds of a study, from its models' timing.json files.
@@ -42,11 +36,11 @@ print(f"  training {train:.1f} s, evaluation {evaluation:.1f} s, {len(timings)} 
 # shellcheck disable=SC2086  # STUDY_ARGS is a list of options
 python3 -m latentsweep -q run --device "$device" --data-dir "$data" --out "$logs/warm-up" --latent-dims 2 \
   --epochs 1 --train-subset 1000 > /dev/null 2>&1
-for name in separate stacked stacked-bf16; do
+for name in one-at-a-time two-at-a-time one-at-a-time-bf16; do
   case $name in
-    separate) options="" ;;
-    stacked) options="--stack-sizes" ;;
-    stacked-bf16) options="--stack-sizes --precision bf16" ;;
+    one-at-a-time) options="--workers 1" ;;
+    two-at-a-time) options="--workers 2" ;;
+    one-at-a-time-bf16) options="--workers 1 --precision bf16" ;;
   esac
   started=$(date +%s.%N)
   # shellcheck disable=SC2086
