@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from latentsweep.config import AXES, StudyConfig
+from latentsweep.config import AXES, StudyConfig, from_dict
 from latentsweep.errors import ConfigError
 from latentsweep.storage import read_json
 
@@ -93,14 +93,6 @@ def collect_results(study_dir: Path, trials: Iterable[Trial]) -> list[dict[str, 
     return rows
 
 
-def study_trials(study_dir: Path) -> list[Trial]:
-    """The trials a study folder's config.json plans (for readers: report, export, load_study)."""
-    from latentsweep.config import from_dict
-
-    info = read_study_info(study_dir)
-    return plan_trials(from_dict(info["config"]))
-
-
 def read_study_info(study_dir: Path) -> dict[str, Any]:
     path = Path(study_dir) / CONFIG_FILE
     if not path.is_file():
@@ -126,8 +118,6 @@ def check_same_training_settings(study_dir: Path, config: StudyConfig) -> None:
     existing = study_dir / CONFIG_FILE
     if not existing.exists():
         return
-    from latentsweep.config import from_dict
-
     try:
         previous = from_dict(read_json(existing).get("config", {})).trained_model_settings()
     except ConfigError as exc:
@@ -146,8 +136,6 @@ def merged_axes(config: StudyConfig, study_dir: Path) -> StudyConfig:
     existing = study_dir / CONFIG_FILE
     if not existing.exists():
         return config
-    from latentsweep.config import from_dict
-
     previous = from_dict(read_json(existing)["config"])
 
     def union(old: tuple, new: tuple) -> tuple:

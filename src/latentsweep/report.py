@@ -20,7 +20,7 @@ import numpy as np
 from latentsweep import plots
 from latentsweep.config import flat_values, from_dict
 from latentsweep.errors import LatentsweepError
-from latentsweep.layout import METRICS_FILE, TIMING_FILE, read_study_info, study_trials, trial_dir
+from latentsweep.layout import METRICS_FILE, TIMING_FILE, plan_trials, read_study_info, trial_dir
 from latentsweep.metrics import combine_seeds, lookup, variant_rows, variants
 from latentsweep.selection import (combined_rule_text, conclusion, overall_psnr, paired_comparison, rule_text,
                                    select_combined, select_latent_dim)
@@ -150,12 +150,12 @@ def read_history(path: Path) -> list[dict[str, float]]:
 
 def read_study(study_dir: Path) -> StudyFiles:
     info = read_study_info(study_dir)
-    config = flat_values(from_dict(info["config"]))
+    study_config = from_dict(info["config"])
+    config = flat_values(study_config)
     summary = read_json(study_dir / "summary.json") if (study_dir / "summary.json").is_file() else None
     trials, histories, images, analysis = [], {}, {}, {}
-    for trial in study_trials(study_dir):
+    for trial in plan_trials(study_config):
         folder = trial_dir(study_dir, trial)
-        key = trial
         if not (folder / METRICS_FILE).is_file():
             trials.append({"status": "missing", **trial.axes(), "folder": folder})
             continue
@@ -164,12 +164,12 @@ def read_study(study_dir: Path) -> StudyFiles:
         trials.append({"train_seconds": float("nan"), "eval_seconds": float("nan"), **metrics, **timing,
                        "folder": folder})
         if metrics.get("status") == "done":
-            histories[key] = read_history(folder / "history.csv")
+            histories[trial] = read_history(folder / "history.csv")
             with np.load(folder / "images.npz") as npz:
-                images[key] = {name: npz[name] for name in npz.files}
+                images[trial] = {name: npz[name] for name in npz.files}
             if (folder / "analysis.npz").is_file():
                 with np.load(folder / "analysis.npz") as npz:
-                    analysis[key] = {name: npz[name] for name in npz.files}
+                    analysis[trial] = {name: npz[name] for name in npz.files}
     return StudyFiles(study_dir, info, config, summary, trials, histories, images, analysis)
 
 

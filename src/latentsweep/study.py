@@ -20,9 +20,9 @@ from latentsweep.architectures import IMAGE_SHAPE, ModelSpec, register_builder
 from latentsweep.config import StudyConfig, build_config
 from latentsweep.errors import LatentsweepError
 from latentsweep.layout import (CONFIG_FILE, Trial, collect_results, is_done, merged_axes, plan_trials,
-                                prepare_study_dir, read_study_info, study_trials, trial_dir)
+                                prepare_study_dir, read_study_info, trial_dir)
 from latentsweep.metrics import TIDY_FIELDS, combine_seeds, variant_rows, variants
-from latentsweep.runner import Arrangement, choose_arrangement, run_trials
+from latentsweep.runner import choose_arrangement, run_trials
 from latentsweep.storage import read_json, remove_temp_files, write_csv, write_json
 from latentsweep.trial import environment, set_threads, study_inputs
 
@@ -138,7 +138,7 @@ def load_study(folder: str | Path) -> StudyResults:
     selection = {variant: final_selection(variant_rows(combined, variant), config.selection.tolerance_db,
                                           config.selection.fd_tolerance)[0] for variant in variants(combined)}
     records = []
-    for trial in study_trials(folder):
+    for trial in plan_trials(config):
         path = trial_dir(folder, trial)
         status = "done" if is_done(path) else "failed" if (path / "FAILED").exists() else "missing"
         records.append(TrialRecord(trial, path, status))
@@ -151,4 +151,4 @@ def load_study(folder: str | Path) -> StudyResults:
     return StudyResults(folder, config, table, selection, records)
 
 
-__all__ = ["Arrangement", "StudyResults", "TrialRecord", "execute", "load_study", "run_study"]
+__all__ = ["StudyResults", "TrialRecord", "execute", "load_study", "run_study"]
