@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -56,13 +57,56 @@ def fake_data(tmp_path: Path) -> Path:
     return write_fake_dataset(tmp_path / "fake-mnist")
 
 
+def real_mnist_dir() -> Path | None:
+    folder = os.environ.get("LATENTSWEEP_DATA_DIR")
+    return Path(folder) if folder and (Path(folder) / "t10k-labels-idx1-ubyte.gz").is_file() else None
+
+
+NO_MNIST = ("real MNIST not found: set LATENTSWEEP_DATA_DIR to the folder with the four IDX .gz files "
+            "(e.g. ../shared/datasets/mnist)")
+
+
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
-    folder = os.environ.get("LATENTSWEEP_DATA_DIR")
-    if not folder or not (Path(folder) / "t10k-labels-idx1-ubyte.gz").is_file():
-        pytest.skip("real MNIST not found: set LATENTSWEEP_DATA_DIR to the folder with the four IDX .gz files "
-                    "(e.g. ../shared/datasets/mnist)")
-    return Path(folder)
+    folder = real_mnist_dir()
+    if folder is None:
+        pytest.skip(NO_MNIST)
+    return folder
+
+
+@dataclass(frozen=True)
+class IdxData:
+    """An MNIST-format folder for the end-to-end tests, and what they may expect of it."""
+
+    source: str  # "generated" or "mnist"
+    folder: Path
+    canonical: bool  # the canonical bytes, which pass the SHA-256 check; generated images do not
+    train_images: int  # the official training split
+    test_images: int
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """What a command needs beside --data-dir to read the folder."""
+        return () if self.canonical else ("--no-verify-data",)
+
+
+# Big enough for SMALL_RUN (500 training + 200 validation images) and for 140 test images of a class
+# (test_image_folder); small enough that the classifier and the evaluation take seconds.
+GENERATED_TRAIN, GENERATED_TEST = 1200, 1500
+
+
+@pytest.fixture(scope="session", params=["generated", "mnist"])
+def idx_data(request, tmp_path_factory) -> IdxData:
+    """Each end-to-end test runs twice: on a generated IDX data set, so it runs everywhere, and on real
+    MNIST where present."""
+    if request.param == "generated":
+        folder = write_fake_dataset(tmp_path_factory.mktemp("generated") / "mnist", train=GENERATED_TRAIN,
+                                    test=GENERATED_TEST)
+        return IdxData("generated", folder, False, GENERATED_TRAIN, GENERATED_TEST)
+    folder = real_mnist_dir()
+    if folder is None:
+        pytest.skip(NO_MNIST)
+    return IdxData("mnist", folder, True, 60_000, 10_000)
 
 
 # Small evaluation settings keep the suite fast; the defaults are measured in benchmarks/.
@@ -78,10 +122,10 @@ def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="session")
-def study(mnist_dir, tmp_path_factory):
-    """The real command on a small real-MNIST subset, run once for every test that reads its output."""
-    out = tmp_path_factory.mktemp("e2e") / "study"
-    result = cli("run", "--data-dir", str(mnist_dir), "--out", str(out), *SMALL_RUN)
+def study(idx_data, tmp_path_factory):
+    """The real command on a small subset of each IDX data set, run once for every test that reads its output."""
+    out = tmp_path_factory.mktemp(f"e2e-{idx_data.source}") / "study"
+    result = cli("run", "--data-dir", str(idx_data.folder), *idx_data.options, "--out", str(out), *SMALL_RUN)
     assert result.returncode == 0, result.stderr
     return out, result
 

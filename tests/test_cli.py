@@ -1,4 +1,5 @@
-"""End to end: the real command on a small real-MNIST subset, and the bad-input battery."""
+"""End to end: the real command on small subsets of a generated IDX data set and of real MNIST, and the
+bad-input battery."""
 
 import csv
 import json
@@ -32,7 +33,7 @@ def test_run_writes_every_report_file(study):
     assert "Traceback" not in result.stderr
 
 
-def test_results_table_is_tidy_and_complete(study):
+def test_results_table_is_tidy_and_complete(study, idx_data):
     out, _ = study
     with (out / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
@@ -40,7 +41,7 @@ def test_results_table_is_tidy_and_complete(study):
     reconstruction = [r for r in rows if r["metric"] in RECONSTRUCTION_METRICS and r["protocol"] in ("representative", "test_set")]
     assert len(reconstruction) == 2 * 2 * 11 * 6  # latent sizes x protocols x (10 digits + all) x metrics
     test_all = [r for r in reconstruction if r["protocol"] == "test_set" and r["class"] == "all"]
-    assert {r["n"] for r in test_all} == {"10000"}
+    assert {r["n"] for r in test_all} == {str(idx_data.test_images)}
     assert {r["n"] for r in rows if r["protocol"] == "representative" and r["class"] == "3"} == {"10"}
     for row in rows:
         if row["ci_low"]:
@@ -57,11 +58,11 @@ def test_results_table_is_tidy_and_complete(study):
     assert json.loads((out / "results.json").read_text())[0]["metric"] in {"mse", "psnr", "ssim", "neg_elbo"}
 
 
-def test_per_image_metrics_aggregate_to_the_table(study):
+def test_per_image_metrics_aggregate_to_the_table(study, idx_data):
     out, _ = study
     with (out / "models" / "conv_beta1_latent004_seed0" / "per_image.csv").open() as handle:
         per_image = list(csv.DictReader(handle))
-    assert len(per_image) == 10000
+    assert len(per_image) == idx_data.test_images
     sevens = [float(r["psnr"]) for r in per_image if r["label"] == "7"]
     table = json.loads((out / "results.json").read_text())
     row = next(r for r in table if r["latent_dim"] == 4 and r["protocol"] == "test_set" and r["class"] == "7" and r["metric"] == "psnr")
@@ -80,13 +81,15 @@ def test_report_shows_the_measured_numbers_and_embeds_every_figure(study):
     assert 'src="figures/' not in html and "<img" in html and 'alt="' in html
     for name in FIGURES:
         assert f"(figures/{name})" in markdown
+    execution = json.loads((out / "config.json").read_text())["execution"]
+    assert f"trials ran {execution['description']}" in markdown  # e.g. 2 at a time, local worker processes, ...
     for phrase in ("Selection rule", "posterior mean", "first 10 test images", "Per-digit results", "training s",
                    "Combined selection", "Generation quality", "Likelihood", "IWAE", "K = 20", "Why it saturates",
                    "active units", "Representation quality", "linear probe", "paired t-test", "Wilcoxon"):
         assert phrase in markdown, phrase
 
 
-def test_generation_and_likelihood_numbers_are_sane(study):
+def test_generation_and_likelihood_numbers_are_sane(study, idx_data):
     out, _ = study
     table = json.loads((out / "results.json").read_text())
 
@@ -101,7 +104,7 @@ def test_generation_and_likelihood_numbers_are_sane(study):
         assert sum(value(dim, "prior_samples", "class_share", str(d)) for d in range(10)) == pytest.approx(1.0)
         assert 0.1 < value(dim, "test_set", "probe_accuracy") <= 1.0
     metrics = json.loads((out / "models" / "conv_beta1_latent004_seed0" / "metrics.json").read_text())
-    assert len(metrics["analysis"]["kl_per_dimension"]) == 4 and metrics["classifier"]["train_images"] == 60000
+    assert len(metrics["analysis"]["kl_per_dimension"]) == 4 and metrics["classifier"]["train_images"] == idx_data.train_images
 
 
 def test_latent_views_store_each_test_image_with_its_own_label(study):
@@ -115,10 +118,10 @@ def test_latent_views_store_each_test_image_with_its_own_label(study):
         assert set(arrays["tsne_labels"].tolist()) == set(range(10))
 
 
-def test_rerun_skips_finished_models_and_report_rerenders_from_files(study, mnist_dir):
+def test_rerun_skips_finished_models_and_report_rerenders_from_files(study, idx_data):
     out, _ = study
     before = (out / "results.json").read_text()
-    result = cli("run", "--data-dir", str(mnist_dir), "--out", str(out), *SMALL_RUN)
+    result = cli("run", "--data-dir", str(idx_data.folder), *idx_data.options, "--out", str(out), *SMALL_RUN)
     assert result.returncode == 0, result.stderr
     # The trials ran in worker processes, whose log lines go to each trial's trial.log.
     assert sum((folder / "trial.log").read_text().count("already done, skipping")
@@ -129,25 +132,26 @@ def test_rerun_skips_finished_models_and_report_rerenders_from_files(study, mnis
     assert (out / "report.md").is_file()
 
 
-def test_evaluate_reproduces_the_saved_metrics(study, mnist_dir):
+def test_evaluate_reproduces_the_saved_metrics(study, idx_data):
     out, _ = study
     folder = out / "models" / "conv_beta1_latent002_seed0"
     saved = json.loads((folder / "metrics.json").read_text())["rows"]
-    assert main(["evaluate", str(folder), "--data-dir", str(mnist_dir)]) == 0
+    assert main(["evaluate", str(folder), "--data-dir", str(idx_data.folder)]) == 0
     assert json.loads((folder / "metrics.json").read_text())["rows"] == saved
 
 
-def test_sample_and_reconstruct_write_pngs(study, mnist_dir, tmp_path):
+def test_sample_and_reconstruct_write_pngs(study, idx_data, tmp_path):
     out, _ = study
     checkpoint = str(out / "models" / "conv_beta1_latent004_seed0" / "best.pt")
     assert main(["sample", checkpoint, "--out", str(tmp_path / "s.png"), "--num", "16"]) == 0
-    assert main(["reconstruct", checkpoint, "--out", str(tmp_path / "r.png"), "--per-class", "2", "--data-dir", str(mnist_dir)]) == 0
+    assert main(["reconstruct", checkpoint, "--out", str(tmp_path / "r.png"), "--per-class", "2", "--data-dir", str(idx_data.folder),
+                 *idx_data.options]) == 0
     for name in ("s.png", "r.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_train_one_model_and_refuse_to_overwrite_without_resume(mnist_dir, tmp_path, capsys):
-    args = ["train", "--data-dir", str(mnist_dir), "--out", str(tmp_path / "one"), "--latent-dim", "3",
+def test_train_one_model_and_refuse_to_overwrite_without_resume(idx_data, tmp_path, capsys):
+    args = ["train", "--data-dir", str(idx_data.folder), *idx_data.options, "--out", str(tmp_path / "one"), "--latent-dim", "3",
             "--train-subset", "200", "--val-size", "100", "--epochs", "1", *SMALL_EVAL]
     assert main(args) == 0
     assert "test PSNR" in capsys.readouterr().out
@@ -158,9 +162,9 @@ def test_train_one_model_and_refuse_to_overwrite_without_resume(mnist_dir, tmp_p
         assert len(list(csv.DictReader(handle))) == 2
 
 
-def test_a_changed_setting_cannot_reuse_a_study_folder(study, mnist_dir, capsys):
+def test_a_changed_setting_cannot_reuse_a_study_folder(study, idx_data, capsys):
     out, _ = study
-    assert main(["run", "--data-dir", str(mnist_dir), "--out", str(out), *SMALL_RUN, "--epochs", "3"]) == 2
+    assert main(["run", "--data-dir", str(idx_data.folder), *idx_data.options, "--out", str(out), *SMALL_RUN, "--epochs", "3"]) == 2
     assert "other settings (epochs 2 -> 3)" in capsys.readouterr().err
 
 
@@ -228,9 +232,9 @@ def test_version_and_help():
         assert helped.returncode == 0 and "usage: latentsweep " + command in helped.stdout
 
 
-# --- Issue 3 on real data: known answers for FD, binarised mode, several seeds ----------------
+# --- Known answers for FD, binarised mode, several seeds ------------------------------------
 
-def test_fd_known_answers_on_real_test_images(mnist_dir):
+def test_fd_known_answers_on_test_images(idx_data):
     """Through the trained feature classifier: the test set against itself gives FD 0, two halves of
     it a small FD, and noise images a far larger one."""
     import numpy as np
@@ -240,7 +244,7 @@ def test_fd_known_answers_on_real_test_images(mnist_dir):
     from latentsweep.data import DATASETS, cache_root, load_dataset
     from latentsweep.metrics import frechet_distance
 
-    dataset = load_dataset(DATASETS["mnist"], mnist_dir, val_size=5000)
+    dataset = load_dataset(DATASETS["mnist"], idx_data.folder, val_size=200, verify=idx_data.canonical)
     classifier, record = load_or_train(cache_root() / "classifiers", "mnist", dataset.full_train.images,
                                        dataset.full_train.labels, dataset.test.images, dataset.test.labels,
                                        ClassifierConfig(epochs=1))
@@ -255,9 +259,9 @@ def test_fd_known_answers_on_real_test_images(mnist_dir):
     assert np.isfinite(halves)
 
 
-def test_binarized_mode_runs_end_to_end_and_says_so(mnist_dir, tmp_path):
+def test_binarized_mode_runs_end_to_end_and_says_so(idx_data, tmp_path):
     out = tmp_path / "binary"
-    assert main(["run", "--data-dir", str(mnist_dir), "--out", str(out), "--binarize", *SMALL_RUN]) == 0
+    assert main(["run", "--data-dir", str(idx_data.folder), *idx_data.options, "--out", str(out), "--binarize", *SMALL_RUN]) == 0
     report = (out / "report.md").read_text()
     assert "dynamically binarised MNIST" in report and "binarised test images" in report
     assert "89.9 nats" in report  # the literature reference appears only in binarised mode
@@ -265,9 +269,9 @@ def test_binarized_mode_runs_end_to_end_and_says_so(mnist_dir, tmp_path):
     assert metrics["binarized"] is True
 
 
-def test_several_seeds_give_intervals_across_seeds(mnist_dir, tmp_path):
+def test_several_seeds_give_intervals_across_seeds(idx_data, tmp_path):
     out = tmp_path / "seeds"
-    assert main(["run", "--data-dir", str(mnist_dir), "--out", str(out), *SMALL_RUN, "--seeds", "0,1"]) == 0
+    assert main(["run", "--data-dir", str(idx_data.folder), *idx_data.options, "--out", str(out), *SMALL_RUN, "--seeds", "0,1"]) == 0
     assert len(list((out / "models").iterdir())) == 4
     report = (out / "report.md").read_text()
     assert "95% Student-t interval across seeds" in report and "averaged over 2 seed(s)" in report

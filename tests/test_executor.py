@@ -21,7 +21,7 @@ import pytest
 from latentsweep.cli import main
 from fault_injection import command as faulty_command
 
-from conftest import SMALL_RUN, cli
+from conftest import SMALL_RUN, IdxData, cli
 
 distributed = pytest.importorskip("distributed")
 
@@ -32,10 +32,14 @@ COMPARED = ["results.csv", "results.json", *(f"models/{model}/{name}" for model 
 
 
 @pytest.fixture(scope="module")
-def sequential(mnist_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("sequential") / "study"
-    assert main(["-q", "run", "--data-dir", str(mnist_dir), "--out", str(out), *RUN]) == 0
+def sequential(idx_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp(f"sequential-{idx_data.source}") / "study"
+    assert main(["-q", "run", *data_options(idx_data), "--out", str(out), *RUN]) == 0
     return out
+
+
+def data_options(data: IdxData) -> list[str]:
+    return ["--data-dir", str(data.folder), *data.options]
 
 
 def assert_same_results(study: Path, reference: Path) -> None:
@@ -52,12 +56,12 @@ def drop_seconds(path: Path) -> list[list[str]]:
     return [row[:column] + row[column + 1:] for row in rows]
 
 
-def test_local_dask_cluster_gives_the_sequential_results(mnist_dir, sequential, tmp_path):
+def test_local_dask_cluster_gives_the_sequential_results(idx_data, sequential, tmp_path):
     out = tmp_path / "study"
     with contextlib.ExitStack() as stack:
         with contextlib.suppress(OSError):  # if something else holds it already, the check holds all the same
             stack.enter_context(socket.create_server(("127.0.0.1", 8787)))  # Dask's default dashboard port
-        result = cli("run", "--data-dir", str(mnist_dir), "--out", str(out), *RUN, "--executor", "dask", "--workers", "2")
+        result = cli("run", *data_options(idx_data), "--out", str(out), *RUN, "--executor", "dask", "--workers", "2")
     assert result.returncode == 0, result.stderr
     assert "8787" not in result.stderr, "the local cluster must not reach for the default dashboard port"
     assert "Register worker" not in result.stderr and "Scheduler closing" not in result.stderr  # Dask's INFO chatter
@@ -84,7 +88,7 @@ def wait_for_workers(scheduler_file: Path, count: int) -> str:
     return address
 
 
-def test_a_worker_killed_mid_trial_is_retried_on_another_and_the_sweep_completes(mnist_dir, sequential, tmp_path):
+def test_a_worker_killed_mid_trial_is_retried_on_another_and_the_sweep_completes(idx_data, sequential, tmp_path):
     """A real scheduler and two real worker processes; worker A kills itself with SIGKILL halfway
     through writing a checkpoint (the reliability tests' fault hook), so its trial dies mid-training.
     The scheduler hands the trial to worker B, which resumes it from the last complete checkpoint."""
@@ -98,7 +102,7 @@ def test_a_worker_killed_mid_trial_is_retried_on_another_and_the_sweep_completes
         processes.append(start([*dask, *worker_options, "--name", "survivor"]))
         address = wait_for_workers(scheduler_file, 2)
         out = tmp_path / "study"
-        result = cli("run", "--data-dir", str(mnist_dir), "--out", str(out), *RUN, "--executor", "dask", "--scheduler", address)
+        result = cli("run", *data_options(idx_data), "--out", str(out), *RUN, "--executor", "dask", "--scheduler", address)
         assert processes[1].wait(timeout=5) == -signal.SIGKILL, "the doomed worker was never given a trial"
         assert processes[2].poll() is None
         assert result.returncode == 0, result.stderr
@@ -110,8 +114,8 @@ def test_a_worker_killed_mid_trial_is_retried_on_another_and_the_sweep_completes
     assert_same_results(out, sequential)
 
 
-def test_unreachable_scheduler_is_a_one_line_error(mnist_dir, tmp_path):
-    result = cli("run", "--data-dir", str(mnist_dir), "--out", str(tmp_path / "study"), *RUN,
+def test_unreachable_scheduler_is_a_one_line_error(idx_data, tmp_path):
+    result = cli("run", *data_options(idx_data), "--out", str(tmp_path / "study"), *RUN,
                  "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9", env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"})
     assert result.returncode == 2
     assert "--scheduler tcp://127.0.0.1:9: cannot connect" in result.stderr

@@ -99,9 +99,10 @@ def test_cli_needs_a_data_dir_for_a_folder(tmp_path, capsys):
     assert "--dataset folder: needs --data-dir" in capsys.readouterr().err
 
 
-def test_study_on_a_folder_of_real_mnist_pngs_uses_the_folders_class_names(mnist_dir, tmp_path):
-    images = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")
-    digits = read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")
+def test_study_on_a_folder_of_pngs_uses_the_folders_class_names(idx_data, tmp_path):
+    """PNGs of an IDX data set's test images (generated, and real MNIST where present)."""
+    images = read_idx(idx_data.folder / "t10k-images-idx3-ubyte.gz")
+    digits = read_idx(idx_data.folder / "t10k-labels-idx1-ubyte.gz")
     chosen = np.concatenate([np.flatnonzero(digits == digit)[:140] for digit in WORDS])
     folder = write_png_folder(tmp_path / "pngs", images[chosen], [WORDS[int(d)] for d in digits[chosen]])
     out = tmp_path / "study"

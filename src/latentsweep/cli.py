@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluation_options(train)
 
     evaluate = command("evaluate", "Re-evaluate a run folder's best checkpoint on the test set (rewrites its metrics.json).", cmd_evaluate)
-    evaluate.add_argument("run_dir", help="a run folder (models/latent010_seed0 inside a study, or a 'train' --out)")
+    evaluate.add_argument("run_dir", help="a run folder (models/conv_beta1_latent010_seed0 inside a study, or a 'train' --out)")
     evaluate.add_argument("--data-dir", help="data folder (default as for 'run')")
     evaluate.add_argument("--device", help=f"one of {', '.join(DEVICES)} (default auto)")
     evaluate.add_argument("--architecture", help=TRUST_HELP)
@@ -169,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("--per-class", default="8", help="test images per class, the first of each class (default 8)")
     reconstruct.add_argument("--data-dir", help="data folder (default as for 'run')")
     reconstruct.add_argument("--dataset", default="mnist", help=f"one of {', '.join(DATASET_NAMES)} (default mnist)")
+    reconstruct.add_argument("--no-verify-data", dest="verify_data", action="store_false",
+                             help="accept IDX files whose content differs from the canonical files' SHA-256")
     reconstruct.add_argument("--architecture", help=TRUST_HELP)
     return parser
 
@@ -388,7 +390,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     per_class = int_option(args.per_class, "--per-class", 1)
     out = _output_png(args.out)
     # The test split does not depend on the validation size; the smallest one loads the fewest images twice.
-    config = build_config({**{k: getattr(args, k) for k in ("data_dir", "dataset") if k in vars(args)}, "val_size": 10})
+    config = build_config({**{k: getattr(args, k) for k in ("data_dir", "dataset", "verify_data") if k in vars(args)}, "val_size": 10})
     model, spec = _load_model(args.checkpoint, trusted_architectures(args))
     dataset, _ = load_data(config.data)
     test = dataset.test

@@ -331,7 +331,7 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
                              "(likelihoods are then not comparable with binarised-MNIST figures in the literature)."),
             f"Model: {architecture_text(config['architecture'])} Parameters: "
             + ", ".join(f"{t['parameters']:,} at z={t['latent_dim']}" for t in done if t["seed"] == config["seeds"][0]) + ".",
-            f"Device: {env['device']} ({env['device_name']}), {env['torch_threads']} threads; Python {env['python']}, "
+            f"Device: {env['device']} ({env['device_name']}), {trials_ran(info)}; Python {env['python']}, "
             f"torch {env['torch']}, numpy {env['numpy']}, latentsweep {env['latentsweep']}; {env['platform']}.",
         ]),
         Heading("How the numbers are measured"),
@@ -519,6 +519,12 @@ def analysis_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: dict
     return blocks
 
 
+def trials_ran(info: dict[str, Any]) -> str:
+    """How the trials ran, from config.json (folders made before it recorded that give the threads alone)."""
+    description = info.get("execution", {}).get("description")
+    return f"trials ran {description}" if description else f"{info['environment']['torch_threads']} threads"
+
+
 def architecture_text(name: str) -> str:
     if name == "conv":
         return ("convolutional VAE (conv); encoder conv 4x4/2 (1->16) -> conv 4x4/2 (16->32) -> linear 1568->256 -> linear "
@@ -555,7 +561,8 @@ def comparison_blocks(files: StudyFiles, combined: list[dict[str, Any]], answers
         Heading("Comparison across architectures and betas"),
         Paragraph("The selection rule is applied within each (architecture, beta) pair; the sections below give each "
                   "pair's full results. Negative ELBO is the plain VAE's (beta 1) for every model, so it compares "
-                  "across betas; a larger beta trades reconstruction for a lower KL (fewer active units)."),
+                  "across betas. Beta weights the KL term of the training loss only: a larger beta asks for a lower rate "
+                  "(KL) at some cost in reconstruction; the table shows what it bought."),
         Table(["architecture", "beta", "selected latent size", "PSNR dB at it (test set)", "best latent size",
                "active units at it", "neg. ELBO nats at it"], rows, "Per (architecture, beta): the rule's answer"),
         Figure(str(figure.relative_to(files.study_dir)), "PSNR and active units against latent size per architecture and beta",

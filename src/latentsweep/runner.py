@@ -63,7 +63,8 @@ class Arrangement:
             else f"one at a time, {where}, {threads}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields, and the sentence that the report quotes (it reads files, not this class)."""
+        return {**asdict(self), "description": self.describe()}
 
 
 def choose_arrangement(config: StudyConfig, trial_count: int) -> Arrangement:

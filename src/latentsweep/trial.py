@@ -21,6 +21,7 @@ from typing import Any, Iterable
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from latentsweep import __version__
 from latentsweep.architectures import IMAGE_SHAPE, ModelSpec, model_from_checkpoint
@@ -120,8 +121,16 @@ def study_inputs(config: StudyConfig) -> StudyInputs:
 
 
 def set_threads(threads: int | None) -> None:
+    """torch's threads, and numpy's BLAS and the OpenMP pools to the same count.
+
+    Evaluation also computes with numpy and scikit-learn (KID's Gram matrices, the probe, t-SNE), whose
+    last bits depend on their own thread counts. A Dask worker starts with those at 1 and this process
+    at the core count, so without this a trial's metrics.json differed between executors in the 16th
+    digit of KID's spread. With it, a trial's bytes depend on `threads` alone.
+    """
     if threads:
         torch.set_num_threads(threads)
+        threadpool_limits(threads)
 
 
 def environment(device: torch.device) -> dict[str, Any]:
