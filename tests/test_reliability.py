@@ -62,40 +62,50 @@ def history_rows(folder: Path) -> int:
     return max(0, len(path.read_text().splitlines()) - 1) if path.is_file() else 0
 
 
+# The kill-and-resume promises hold for each learning-rate schedule: the cosine one sets every step's rate.
+SCHEDULES = {"constant": [], "cosine": ["--schedule", "cosine", "--warmup-fraction", "0.2", "--learning-rate", "0.003"]}
+
+
+@pytest.fixture(scope="module", params=list(SCHEDULES))
+def schedule(request) -> list[str]:
+    return SCHEDULES[request.param]
+
+
 @pytest.fixture(scope="module")
-def uninterrupted(data, tmp_path_factory) -> str:
+def uninterrupted(data, schedule, tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("straight") / "run"
-    result = finish(train_args(data, out))
+    result = finish(train_args(data, out) + schedule)
     assert result.returncode == 0, result.stderr
     return weights_hash(out)
 
 
 # --- 1. Kill and resume -----------------------------------------------------------------------
 
-def test_sigkill_mid_epoch_then_resume_is_bit_identical(data, tmp_path, uninterrupted):
+def test_sigkill_mid_epoch_then_resume_is_bit_identical(data, schedule, tmp_path, uninterrupted):
     out = tmp_path / "run"
-    process = start(train_args(data, out))
+    process = start(train_args(data, out) + schedule)
     wait_for(lambda: history_rows(out) >= 1)  # epoch 1 is checkpointed ...
     time.sleep(0.2)                            # ... and epoch 2 is under way
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL
     assert not (out / "DONE").exists() and history_rows(out) < 3
-    result = finish(train_args(data, out) + ["--resume"])
+    result = finish(train_args(data, out) + schedule + ["--resume"])
     assert result.returncode == 0, result.stderr
     assert weights_hash(out) == uninterrupted
 
 
-def test_sigkill_during_a_checkpoint_write_keeps_the_previous_one_and_resumes_bit_identical(data, tmp_path, uninterrupted):
+def test_sigkill_during_a_checkpoint_write_keeps_the_previous_one_and_resumes_bit_identical(data, schedule, tmp_path,
+                                                                                           uninterrupted):
     out = tmp_path / "run"
-    process = subprocess.Popen(faulty_command(2, "latentsweep", "-q", *train_args(data, out)), stdout=subprocess.PIPE,
+    process = subprocess.Popen(faulty_command(2, "latentsweep", "-q", *train_args(data, out), *schedule), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     process.wait(timeout=600)
     assert process.returncode == -signal.SIGKILL
     leftovers = list(out.glob(".last.pt.*"))
     assert leftovers, "the write was interrupted, so its temporary file is still there"
     assert load_checkpoint(out / "last.pt")["epoch"] == 1  # the previous checkpoint is intact and loads
-    result = finish(train_args(data, out) + ["--resume"])
+    result = finish(train_args(data, out) + schedule + ["--resume"])
     assert result.returncode == 0, result.stderr
     assert not list(out.glob(".last.pt.*"))  # cleaned at start
     assert weights_hash(out) == uninterrupted

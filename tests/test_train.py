@@ -1,3 +1,4 @@
+import math
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,8 @@ from latentsweep.architectures import ModelSpec, model_from_checkpoint as rebuil
 from latentsweep.errors import CheckpointError, TrainingDiverged
 from latentsweep.model import ConvVAE, VAEConfig
 from latentsweep.train import (BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT, TrainConfig, epoch_permutation,
-                               evaluate_loss, load_checkpoint, state_dict_sha256, train_epoch, train_model)
+                               evaluate_loss, learning_rate_at, load_checkpoint, state_dict_sha256, train_epoch,
+                               train_model)
 
 SMALL_CONFIG = VAEConfig(latent_dim=3, conv_channels=(4, 8), hidden_dim=16)
 
@@ -118,6 +120,75 @@ def test_resuming_with_other_settings_is_refused(tmp_path, images):
     with pytest.raises(CheckpointError, match="another model"):
         train_model(tmp_path / "run", ModelSpec(SMALL.architecture, 4),
                     TrainConfig(epochs=2, batch_size=16), images[:48], images[48:], CPU)
+
+
+# --- The learning-rate schedule ----------------------------------------------------------------
+
+def test_the_cosine_schedule_has_known_values():
+    """10 steps, warm-up 0.2 (2 steps): peak/2, peak, then peak * (1 + cos(pi * k / 8)) / 2 for k = 0..7."""
+    rates = [learning_rate_at(step, 10, 0.004, "cosine", 0.2) for step in range(10)]
+    assert rates[:3] == pytest.approx([0.002, 0.004, 0.004])
+    assert rates[6] == pytest.approx(0.002)  # half-way down the cosine
+    assert rates[9] == pytest.approx(0.004 * (1 + math.cos(7 * math.pi / 8)) / 2)  # 0.000152, not yet zero
+    assert all(a > b for a, b in zip(rates[2:], rates[3:]))
+    assert learning_rate_at(0, 10, 0.004, "cosine", 0.0) == 0.004  # no warm-up: the peak at once
+    assert {learning_rate_at(step, 10, 0.001, "constant") for step in range(10)} == {0.001}
+    with pytest.raises(ValueError, match="unknown learning-rate schedule 'linear'"):
+        learning_rate_at(0, 10, 0.001, "linear")
+
+
+def test_train_epoch_sets_each_steps_learning_rate(images):
+    torch.manual_seed(0)
+    model = ConvVAE(SMALL_CONFIG)
+    before = state_dict_sha256(model.state_dict())
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    train_epoch(model, optimizer, images, torch.arange(32), 16, 1.0, torch.Generator().manual_seed(0),
+                learning_rates=[0.0, 0.0])
+    assert state_dict_sha256(model.state_dict()) == before  # a zero rate moves nothing
+    train_epoch(model, optimizer, images, torch.arange(32), 16, 1.0, torch.Generator().manual_seed(0),
+                learning_rates=[0.0, 0.002])
+    assert state_dict_sha256(model.state_dict()) != before and optimizer.param_groups[0]["lr"] == 0.002
+
+
+COSINE = dict(schedule="cosine", warmup_fraction=0.25, learning_rate=3e-3)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def stop_after(epoch: int):
+    """An on_epoch_end hook that stops training once `epoch`'s checkpoint is written, as a kill would."""
+    def hook(row, model):
+        if row["epoch"] == epoch:
+            raise Interrupted
+    return hook
+
+
+def test_a_run_stopped_mid_schedule_resumes_bit_identical(tmp_path, images):
+    config = TrainConfig(epochs=3, batch_size=16, **COSINE)
+    straight = train_model(tmp_path / "straight", SMALL, config, images[:48], images[48:], CPU)
+    with pytest.raises(Interrupted):
+        train_model(tmp_path / "stopped", SMALL, config, images[:48], images[48:], CPU, on_epoch_end=stop_after(1))
+    assert load_checkpoint(tmp_path / "stopped" / LAST_CHECKPOINT)["schedule_state"] == {"steps_done": 3, "total_steps": 9}
+    resumed = train_model(tmp_path / "stopped", SMALL, config, images[:48], images[48:], CPU)
+    assert state_dict_sha256(load_checkpoint(tmp_path / "stopped" / LAST_CHECKPOINT)["model_state"]) == \
+        state_dict_sha256(load_checkpoint(tmp_path / "straight" / LAST_CHECKPOINT)["model_state"])
+    assert [r["val_loss"] for r in resumed.history] == [r["val_loss"] for r in straight.history]
+    # The schedule changed the training: the same run at a constant rate ends elsewhere.
+    constant = train_model(tmp_path / "constant", SMALL, TrainConfig(epochs=3, batch_size=16, learning_rate=3e-3),
+                           images[:48], images[48:], CPU)
+    assert [r["val_loss"] for r in constant.history] != [r["val_loss"] for r in straight.history]
+
+
+def test_a_scheduled_run_is_not_continued_to_another_length_or_on_other_images(tmp_path, images):
+    with pytest.raises(Interrupted):
+        train_model(tmp_path, SMALL, TrainConfig(epochs=3, batch_size=16, **COSINE), images[:48], images[48:], CPU,
+                    on_epoch_end=stop_after(1))
+    with pytest.raises(CheckpointError, match="made for 3 epochs; the cosine schedule's rates depend on the run's length"):
+        train_model(tmp_path, SMALL, TrainConfig(epochs=4, batch_size=16, **COSINE), images[:48], images[48:], CPU)
+    with pytest.raises(CheckpointError, match="took 3 of 9 steps, but 1 epochs of these training images make 2 of 6"):
+        train_model(tmp_path, SMALL, TrainConfig(epochs=3, batch_size=16, **COSINE), images[:32], images[48:], CPU)
 
 
 @pytest.mark.parametrize("content, message", [

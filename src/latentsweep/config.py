@@ -36,6 +36,7 @@ else:  # pragma: no cover - exercised only on Python 3.10
 DATASET_NAMES = ("mnist", "fashion-mnist", "folder")  # folder: the user's PNGs listed in labels.csv (data.py)
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")  # training's forward pass; see train.TrainConfig
+SCHEDULES = ("constant", "cosine")  # the learning rate over a run; see train.learning_rate_at
 EXECUTORS = ("local", "dask")
 BUILTIN_ARCHITECTURES = ("conv", "mlp")  # model.py; anything else is a user's "package.module:function"
 
@@ -78,7 +79,9 @@ class TrainingConfig:
     seeds: tuple[int, ...] = axis((0,))
     epochs: int = PRESETS[DEFAULT_PRESET]["epochs"]
     batch_size: int = 128
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-3  # the peak rate, with a schedule other than constant
+    schedule: str = "constant"
+    warmup_fraction: float = 0.0  # of the run's steps, with the cosine schedule
     precision: str = "fp32"
 
 
@@ -314,6 +317,10 @@ def validate(config: StudyConfig) -> None:
     need(training.batch_size >= 1, f"--batch-size: must be at least 1, got {training.batch_size}")
     need(0 < training.learning_rate < float("inf"), f"--learning-rate: must be positive, got {training.learning_rate}")
     need(training.precision in PRECISIONS, f"--precision: {training.precision!r} is not one of {', '.join(PRECISIONS)}")
+    need(training.schedule in SCHEDULES, f"--schedule: {training.schedule!r} is not one of {', '.join(SCHEDULES)}")
+    need(0 <= training.warmup_fraction < 1, f"--warmup-fraction: must be at least 0 and below 1, got {training.warmup_fraction}")
+    need(training.warmup_fraction == 0 or training.schedule != "constant",
+         "--warmup-fraction: only used with --schedule cosine")
 
     need(evaluation.eval_batch_size >= 1, f"--eval-batch-size: must be at least 1, got {evaluation.eval_batch_size}")
     need(evaluation.representatives_per_class >= 1, f"--representatives-per-class: must be at least 1, got {evaluation.representatives_per_class}")

@@ -1,8 +1,9 @@
 """Training one VAE: plain functions with explicit arguments.
 
-Reproducibility: the batch order of an epoch is a pure function of (seed, epoch), and the
-reparameterisation noise comes from one generator whose state is saved in every checkpoint,
-so a run resumed from a checkpoint replays exactly what an uninterrupted run would have done.
+Reproducibility: the batch order of an epoch is a pure function of (seed, epoch), each step's
+learning rate a pure function of the step (learning_rate_at), and the reparameterisation noise
+comes from one generator whose state is saved in every checkpoint, so a run resumed from a
+checkpoint replays exactly what an uninterrupted run would have done.
 
 One loop trains every model (the study's trials, `latentsweep train`, the dry run's timed steps):
 `train_epoch` for the steps, `close_epoch` for validation, the NaN check and the checkpoints.
@@ -11,7 +12,7 @@ the CPU kernel choices of kernels.py are applied to it here.
 
 Files in a run folder:
   last.pt      checkpoint after the latest finished epoch (weights, optimizer, generator state,
-               history, both configs); written atomically every epoch
+               the schedule's steps, history, both configs); written atomically every epoch
   best.pt      the weights with the lowest validation loss so far, same self-describing format
   history.csv  per-epoch train/validation loss (total, reconstruction, KL) and seconds
 """
@@ -25,7 +26,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -63,6 +64,35 @@ class TrainConfig:
     # x1.11 on this project's, see benchmarks/bench_cpu_levers.py); the weights, the optimizer, the
     # loss and all evaluation stay float32.
     precision: str = "fp32"
+    # How the learning rate moves over the run (learning_rate_at): "constant", or "cosine", a linear
+    # warm-up over the first `warmup_fraction` of the steps to `learning_rate`, then a half cosine to 0.
+    schedule: str = "constant"
+    warmup_fraction: float = 0.0
+
+    def learning_rates(self, steps_per_epoch: int, epoch: int) -> list[float]:
+        """The rate of each training step of `epoch` (1-based)."""
+        total = steps_per_epoch * self.epochs
+        first = (epoch - 1) * steps_per_epoch
+        return [learning_rate_at(step, total, self.learning_rate, self.schedule, self.warmup_fraction)
+                for step in range(first, first + steps_per_epoch)]
+
+
+def learning_rate_at(step: int, total_steps: int, peak: float, schedule: str, warmup_fraction: float = 0.0) -> float:
+    """The learning rate of training step `step` (0-based) of `total_steps`.
+
+    A pure function of the step, so the schedule's whole state is the number of steps taken, and a
+    resumed run sets the same rates as an uninterrupted one. "constant": `peak` at every step.
+    "cosine": `peak` * (step + 1) / W for the first W = round(warmup_fraction * total_steps) steps,
+    then `peak` * (1 + cos(pi * t)) / 2 with t going from 0 at step W to 1 just after the last step.
+    """
+    if schedule == "constant":
+        return peak
+    if schedule != "cosine":
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}")
+    warmup = round(warmup_fraction * total_steps)
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / (total_steps - warmup)))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -94,11 +124,13 @@ def train_epoch(
     progress: tqdm | None = None,
     binarize: bool = False,
     precision: str = "fp32",
+    learning_rates: Sequence[float] | None = None,
 ) -> dict[str, float]:
     """One pass over `images` in `order`; returns mean loss, reconstruction and KL per image.
 
     With `binarize`, each batch is drawn afresh as Bernoulli(intensities) from `generator`.
     With precision "bf16", the model runs under bfloat16 autocast and the loss is taken in float32.
+    With `learning_rates` (one per step), each step's rate is set before it; else the optimizer's stands.
     """
     model.train()
     order = order.to(images.device)  # one copy per epoch, not one per batch
@@ -118,6 +150,9 @@ def train_epoch(
         loss = (terms.reconstruction + beta * terms.kl).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if learning_rates is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rates[step - 1]
         optimizer.step()
         first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss.detach()),
                                      step_numbers[step - 1], first_bad_step)
@@ -191,6 +226,10 @@ def _check_same_experiment(checkpoint: dict[str, Any], spec: ModelSpec, train_co
     # Fields added after a checkpoint was written take their defaults.
     saved = {**dataclasses.asdict(TrainConfig(epochs=0)), **checkpoint.get("train_config", {})}
     wanted = dataclasses.asdict(train_config)
+    if train_config.schedule != "constant" and saved["epochs"] != wanted["epochs"]:
+        raise CheckpointError(f"{path}: made for {saved['epochs']} epochs; the {train_config.schedule} schedule's rates "
+                              "depend on the run's length, so it cannot be continued to another; use another output "
+                              "folder or delete it")
     saved.pop("epochs", None)
     wanted.pop("epochs")
     if saved != wanted:
@@ -222,6 +261,8 @@ class Run:
     epochs_done: int = 0
     best_loss: float = math.inf
     best_epoch: int = 0
+    steps_per_epoch: int = 0  # of the training images at hand; with the epoch, the schedule's state
+    resumed_schedule: dict[str, int] | None = None  # the schedule_state of the checkpoint resumed from
 
     def result(self) -> TrainResult:
         return TrainResult(history=self.history, best_epoch=self.best_epoch,
@@ -249,6 +290,7 @@ def open_run(run_dir: Path, spec: ModelSpec, train_config: TrainConfig, device: 
         run.optimizer.load_state_dict(checkpoint["optimizer_state"])
         run.generator.set_state(checkpoint["generator_state"].cpu())  # generator states are CPU byte tensors
         run.history = list(checkpoint["history"])
+        run.resumed_schedule = checkpoint.get("schedule_state")
         run.best_loss, run.best_epoch = checkpoint["best_val_loss"], checkpoint["best_epoch"]
         run.epochs_done = checkpoint["epoch"]
         if run.epochs_done < train_config.epochs:
@@ -281,7 +323,9 @@ def close_epoch(run: Run, epoch: int, train_terms: dict[str, float], train_secon
                            "val_loss": run.best_loss}, run.run_dir / BEST_CHECKPOINT)
     save_last_checkpoint({**run.checkpoint_base, "epoch": epoch, "model_state": run.model.state_dict(),
                           "optimizer_state": run.optimizer.state_dict(), "generator_state": run.generator.get_state(),
-                          "history": run.history, "best_val_loss": run.best_loss, "best_epoch": run.best_epoch},
+                          "history": run.history, "best_val_loss": run.best_loss, "best_epoch": run.best_epoch,
+                          "schedule_state": {"steps_done": epoch * run.steps_per_epoch,
+                                             "total_steps": train_config.epochs * run.steps_per_epoch}},
                          run.run_dir / LAST_CHECKPOINT)
     _write_history(run.run_dir, run.history)
     if on_epoch_end is not None:
@@ -289,6 +333,20 @@ def close_epoch(run: Run, epoch: int, train_terms: dict[str, float], train_secon
     log.info("%s epoch %d/%d  train %.2f (rec %.2f, KL %.2f)  val %.2f  %.1fs",
              label or run.run_dir.name, epoch, train_config.epochs, train_terms["loss"],
              train_terms["reconstruction"], train_terms["kl"], val_terms["loss"], seconds)
+
+
+def check_schedule_state(run: Run, train_config: TrainConfig) -> None:
+    """A resumed run continues its schedule where it stopped: the steps it took must be those its
+    epochs took on these training images, and the run's length must be the one its rates were set for."""
+    state = run.resumed_schedule
+    if state is None or train_config.schedule == "constant":
+        return
+    total = train_config.epochs * run.steps_per_epoch
+    if state["steps_done"] != run.epochs_done * run.steps_per_epoch or state["total_steps"] != total:
+        raise CheckpointError(f"{run.run_dir / LAST_CHECKPOINT}: its {train_config.schedule} schedule took "
+                              f"{state['steps_done']} of {state['total_steps']} steps, but {run.epochs_done} epochs "
+                              f"of these training images make {run.epochs_done * run.steps_per_epoch} of {total}; "
+                              "were the training images changed? Use another output folder or delete it")
 
 
 def train_model(
@@ -313,6 +371,8 @@ def train_model(
     train_images = train_images.to(device)
     val_images = val_images.to(device)
     run = open_run(run_dir, spec, train_config, device, resume, extra_metadata, progress_label)
+    run.steps_per_epoch = math.ceil(len(train_images) / train_config.batch_size)
+    check_schedule_state(run, train_config)
     for epoch in range(run.epochs_done + 1, train_config.epochs + 1):
         started = time.perf_counter()
         order = epoch_permutation(len(train_images), train_config.seed, epoch)
@@ -320,7 +380,7 @@ def train_model(
                   unit="img", leave=False, disable=None if show_progress else True, dynamic_ncols=True) as progress:
             train_terms = train_epoch(run.model, run.optimizer, train_images, order, train_config.batch_size,
                                       train_config.beta, run.generator, progress, train_config.binarize,
-                                      train_config.precision)
+                                      train_config.precision, train_config.learning_rates(run.steps_per_epoch, epoch))
         close_epoch(run, epoch, train_terms, time.perf_counter() - started, val_images, train_config, on_epoch_end,
                     progress_label)
     return run.result()
