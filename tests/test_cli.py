@@ -15,7 +15,7 @@ from latentsweep.cli import main
 
 RECONSTRUCTION_METRICS = {"mse", "psnr", "ssim", "neg_elbo", "reconstruction", "kl"}
 
-FIGURES = ["loss_curves.png", "overall_vs_latent.png", "mse_by_class.png", "psnr_by_class.png", "ssim_by_class.png",
+FIGURES = ["loss_curves.png", "overall_vs_latent.png", "psnr_by_seed.png", "mse_by_class.png", "psnr_by_class.png", "ssim_by_class.png",
            "reconstructions.png", "samples.png", "generation_vs_latent.png", "class_histogram.png", "rate_distortion.png",
            "kl_per_dimension.png", "latent_2d.png", "interpolations.png", "traversals.png"]
 MODEL_FILES = ["config.json", "history.csv", "metrics.json", "per_image.csv", "images.npz", "analysis.npz", "best.pt",
@@ -85,7 +85,8 @@ def test_report_shows_the_measured_numbers_and_embeds_every_figure(study):
     assert f"trials ran {execution['description']}" in markdown  # e.g. 2 at a time, local worker processes, ...
     for phrase in ("Selection rule", "posterior mean", "first 10 test images", "Per-digit results", "training s",
                    "Combined selection", "Generation quality", "Likelihood", "IWAE", "K = 20", "Why it saturates",
-                   "active units", "Representation quality", "linear probe", "paired t-test", "Wilcoxon"):
+                   "active units", "Representation quality", "linear probe", "paired t-test", "Wilcoxon",
+                   "How sure is the answer?", "2,000 bootstrap replicates over test images only"):
         assert phrase in markdown, phrase
 
 
@@ -148,6 +149,19 @@ def test_sample_and_reconstruct_write_pngs(study, idx_data, tmp_path):
                  *idx_data.options]) == 0
     for name in ("s.png", "r.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_likelihood_on_the_test_set_bounds_the_negative_elbo(study, idx_data, capsys):
+    out, _ = study
+    folder = out / "models" / "conv_beta1_latent004_seed0"
+    assert main(["likelihood", str(folder), "--images", "60", "--samples", "20", "--data-dir", str(idx_data.folder)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and "on the first 60 grey-level test images (latent size 4)" in lines[0]
+    iwae, elbo = (float(line.split(": ")[2].split(" nats")[0]) for line in lines)
+    assert "IWAE bound, K=20" in lines[0] and "negative ELBO" in lines[1]
+    assert iwae <= elbo + 1.0  # a tighter bound, up to the one-sample ELBO's own noise
+    assert main(["likelihood", str(folder), "--images", str(idx_data.test_images + 1)]) == 2
+    assert f"the test set has {idx_data.test_images} images" in capsys.readouterr().err
 
 
 def test_train_one_model_and_refuse_to_overwrite_without_resume(idx_data, tmp_path, capsys):
@@ -227,7 +241,7 @@ def test_the_installed_command_prints_no_traceback_on_bad_data(tmp_path):
 def test_version_and_help():
     result = cli("--version")
     assert result.returncode == 0 and result.stdout.startswith("latentsweep ")
-    for command in ("run", "train", "evaluate", "report", "sample", "reconstruct"):
+    for command in ("run", "train", "evaluate", "report", "sample", "reconstruct", "likelihood", "export"):
         helped = cli(command, "--help")
         assert helped.returncode == 0 and "usage: latentsweep " + command in helped.stdout
 
@@ -274,9 +288,18 @@ def test_several_seeds_give_intervals_across_seeds(idx_data, tmp_path):
     assert main(["run", "--data-dir", str(idx_data.folder), *idx_data.options, "--out", str(out), *SMALL_RUN, "--seeds", "0,1"]) == 0
     assert len(list((out / "models").iterdir())) == 4
     report = (out / "report.md").read_text()
-    assert "95% Student-t interval across seeds" in report and "averaged over 2 seed(s)" in report
+    assert "95% Student-t interval across seeds" in report and "each averaged over 2 seeds" in report
+    assert "Applied to each seed's models alone, the rule chooses latent size" in report and "of 2 seeds" in report
+    assert "bootstrap replicates over training seeds and test images" in report and "Welch's t-test" in report
     rows = json.loads((out / "results.json").read_text())
     assert {row["seed"] for row in rows} == {0, 1}
+    # The views of one model (PCA, t-SNE, interpolations, traversals) are drawn for the first seed only.
+    with np.load(out / "models" / "conv_beta1_latent002_seed0" / "analysis.npz") as first:
+        assert {"tsne", "pca", "interpolations", "traversals"} <= set(first.files)
+    with np.load(out / "models" / "conv_beta1_latent002_seed1" / "analysis.npz") as second:
+        assert set(second.files) == {"kl_per_dimension"}
+    parts = json.loads((out / "models" / "conv_beta1_latent002_seed1" / "timing.json").read_text())["eval_parts"]
+    assert set(parts) == {"reconstruction", "generation", "likelihood", "latent_space"}
 
 
 def test_export_of_the_selected_model_from_a_study(study, tmp_path, capsys):

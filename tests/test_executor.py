@@ -22,6 +22,7 @@ from latentsweep.cli import main
 from fault_injection import command as faulty_command
 
 from conftest import SMALL_RUN, IdxData, cli
+from test_architectures import EXAMPLES, TINY_RUN
 
 distributed = pytest.importorskip("distributed")
 
@@ -112,6 +113,32 @@ def test_a_worker_killed_mid_trial_is_retried_on_another_and_the_sweep_completes
             process.wait()
     # The killed trial resumed from epoch 1's checkpoint and ended as if never interrupted.
     assert_same_results(out, sequential)
+
+
+def test_a_worker_that_cannot_import_the_users_architecture_names_the_module(fake_data, tmp_path):
+    """The submitting process finds examples/my_vae.py on its PYTHONPATH, the cluster's worker does not:
+    the trial fails with the worker's import error, naming the module, and the run exits 1."""
+    scheduler_file = tmp_path / "scheduler.json"
+    bare = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    processes = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                   "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=bare, cwd=tmp_path)]
+    try:
+        processes.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file",
+                                           str(scheduler_file), "--nthreads", "1", "--no-dashboard"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=bare, cwd=tmp_path))
+        address = wait_for_workers(scheduler_file, 1)
+        result = cli("run", "--data-dir", str(fake_data), "--out", str(tmp_path / "study"), *TINY_RUN,
+                     "--latent-dims", "2", "--architecture", "my_vae:build", "--executor", "dask", "--scheduler", address,
+                     env={"PYTHONPATH": os.pathsep.join([str(EXAMPLES), os.environ.get("PYTHONPATH", "")])})
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    assert result.returncode == 1
+    assert "my_vae-build_beta1_latent002_seed0 failed" in result.stderr
+    assert "cannot import module 'my_vae'" in result.stderr and "PYTHONPATH" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_unreachable_scheduler_is_a_one_line_error(idx_data, tmp_path):

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from latentsweep import __version__
-from latentsweep.config import (BUILTIN_ARCHITECTURES, DATASET_NAMES, DEVICES, FIELD_NAMES, PRESETS, StudyConfig,
-                                build_config, from_dict, load_toml)
+from latentsweep.config import (BUILTIN_ARCHITECTURES, DATASET_NAMES, DEVICES, FIELD_NAMES, PRESETS, SCHEDULES,
+                                StudyConfig, build_config, from_dict, load_toml)
 from latentsweep.errors import ConfigError, LatentsweepError
 from latentsweep.storage import FolderLock
 
@@ -57,7 +57,11 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--preset", help=f"quick or full (default full): {'; '.join(f'{k}: ' + ', '.join(f'{a}={b}' for a, b in v.items()) for k, v in PRESETS.items())}")
     group.add_argument("--epochs", help="training epochs per model (default: from the preset)")
     group.add_argument("--batch-size", help="training batch size (default 128)")
-    group.add_argument("--learning-rate", help="Adam learning rate (default 0.001)")
+    group.add_argument("--learning-rate", help="Adam learning rate, the peak with a cosine schedule (default: from the preset)")
+    group.add_argument("--schedule", help=f"learning rate over the run: {' or '.join(SCHEDULES)} (a linear warm-up over "
+                       "--warmup-fraction of the steps, then a half cosine to zero); default: from the preset")
+    group.add_argument("--warmup-fraction", help="with --schedule cosine: the share of the steps spent warming up "
+                       "(default: from the preset)")
     group.add_argument("--binarize", action="store_true", help="dynamically binarised MNIST: training batches re-drawn as "
                        "Bernoulli(intensity), validation and test binarised once; makes likelihoods comparable with the literature")
     group.add_argument("--device", help=f"one of {', '.join(DEVICES)} (default auto: CUDA when available)")
@@ -162,6 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--beta", help="beta of the model to export (default: the study's first)")
     export.add_argument("--architecture", help="architecture of the model to export (default: the study's first); "
                         "a user's builder is imported only when named here")
+
+    likelihood = command("likelihood", "Estimate -log p(x) of a run folder's best model with the IWAE bound (Burda et al. "
+                         "2016) on the whole test set or a part of it, as papers report it; prints the mean with its 95% "
+                         "CI beside the negative ELBO on the same images.", cmd_likelihood)
+    likelihood.add_argument("run_dir", help="a run folder (models/conv_beta1_latent010_seed0 inside a study, or a 'train' --out)")
+    likelihood.add_argument("--images", default="all", help="test images: all (default) or the first N of the test set")
+    likelihood.add_argument("--samples", default="1000", help="importance samples K per image (default 1000)")
+    likelihood.add_argument("--data-dir", help="data folder (default as for 'run')")
+    likelihood.add_argument("--device", help=f"one of {', '.join(DEVICES)} (default auto)")
+    likelihood.add_argument("--architecture", help=TRUST_HELP)
 
     reconstruct = command("reconstruct", "Write a PNG grid of test images beside their reconstructions by a checkpoint.", cmd_reconstruct)
     reconstruct.add_argument("checkpoint", help="best.pt or last.pt of a run folder")
@@ -312,6 +326,47 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         metrics = evaluate_trial(folder, config, inputs, trusted_architectures(args))
     psnr = next(r["mean"] for r in metrics["rows"] if r["protocol"] == "test_set" and r["class"] == "all" and r["metric"] == "psnr")
     print(f"{folder}: test PSNR {psnr:.2f} dB; wrote metrics.json, per_image.csv, images.npz")
+    return 0
+
+
+def cmd_likelihood(args: argparse.Namespace) -> int:
+    import torch
+
+    from latentsweep.evaluate import iwae_nll
+    from latentsweep.kernels import use_fast_cpu_kernels
+    from latentsweep.metrics import mean_confidence_interval
+    from latentsweep.model import vae_forward, vae_loss_terms
+    from latentsweep.storage import read_json
+    from latentsweep.train import BEST_CHECKPOINT, resolve_device
+    from latentsweep.trial import binarize_scored_images, load_data, set_threads
+
+    folder = Path(args.run_dir)
+    if not (folder / "config.json").is_file():
+        raise ConfigError(f"{folder}: not a run folder (no config.json)")
+    samples = int_option(args.samples, "--samples", 1)
+    saved = from_dict(read_json(folder / "config.json")["study"])
+    config = saved.replace(**{key: getattr(args, key) for key in ("data_dir", "device") if key in vars(args)})
+    set_threads(config.execution.threads)
+    device = resolve_device(config.execution.device)
+    dataset, _ = load_data(config.data)
+    binarize_scored_images(dataset, config.data)
+    count = len(dataset.test) if args.images == "all" else int_option(args.images, "--images", 1)
+    if count > len(dataset.test):
+        raise ConfigError(f"--images: the test set has {len(dataset.test)} images, not {count}")
+    model, spec = _load_model(str(folder / BEST_CHECKPOINT), trusted_architectures(args))
+    model = use_fast_cpu_kernels(model).to(device)
+    images = dataset.test.images[:count].to(device)
+    seed = read_json(folder / "config.json").get("seed", 0)
+    nll = iwae_nll(model, images, samples, seed)
+    with torch.no_grad():
+        model.eval()
+        terms = vae_loss_terms(vae_forward(model, images, torch.Generator(device=device).manual_seed(seed)), images)
+    neg_elbo = (terms.reconstruction + terms.kl).double().cpu().numpy()
+    mode = "binarised" if config.data.binarize else "grey-level"
+    for name, values in ((f"IWAE bound, K={samples}", nll), ("negative ELBO, one sample", neg_elbo)):
+        mean, low, high = mean_confidence_interval(values)
+        print(f"{folder}: {name}: {mean:.2f} nats [95% CI {low:.2f}, {high:.2f}] on the first {count} {mode} test images "
+              f"(latent size {spec.latent_dim})")
     return 0
 
 

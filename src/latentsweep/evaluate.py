@@ -19,20 +19,22 @@ study), also:
 
 from __future__ import annotations
 
+import contextlib
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from latentsweep import latent
 from latentsweep.classifier import DigitClassifier, predict
 from latentsweep.metrics import (active_units, class_histogram, confident_share, entropy_bits, frechet_distance,
                                  inception_score, kernel_distance, kl_per_dimension, mse_per_image, psnr_from_mse,
                                  ssim_per_image, summarize_by_class)
-from torch import nn
-
 from latentsweep.model import vae_forward, vae_loss_terms
 
 METRICS = ("mse", "psnr", "ssim", "neg_elbo", "reconstruction", "kl")
@@ -102,6 +104,7 @@ class Evaluation:
     samples: np.ndarray  # (num_samples, 28, 28) float32, decoded from the prior
     analysis: dict[str, np.ndarray] | None = None  # arrays for the latent-space figures (see analyse)
     summary: dict | None = None  # scalars not in the tidy rows: KL per dimension, KID spread, classifier
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time of each part, for timing.json
 
 
 def evaluate_model(
@@ -125,7 +128,9 @@ def evaluate_model(
     device = next(model.parameters()).device
     images = test_images.to(device)
     labels = test_labels.cpu().numpy()
-    scores = per_image_scores(model, images, batch_size, seed)
+    seconds: dict[str, float] = {}
+    with timed(seconds, "reconstruction"):
+        scores = per_image_scores(model, images, batch_size, seed)
     representatives = representative_indices(labels, per_class)
     metric_scores = {name: scores[name] for name in METRICS}
     rows = []
@@ -139,7 +144,8 @@ def evaluate_model(
     if reference is not None:
         if settings is None:
             raise ValueError("evaluate_model needs AnalysisSettings together with a Reference")
-        extra_rows, analysis, summary = analyse(model, latent_dim, images, labels, seed, reference, settings, batch_size)
+        extra_rows, analysis, summary = analyse(model, latent_dim, images, labels, seed, reference, settings, batch_size,
+                                                seconds)
         rows += [{**axes, **row} for row in extra_rows]
     return Evaluation(
         rows=rows,
@@ -150,7 +156,18 @@ def evaluate_model(
         samples=samples.squeeze(1).float().cpu().numpy(),
         analysis=analysis,
         summary=summary,
+        seconds=seconds,
     )
+
+
+@contextlib.contextmanager
+def timed(seconds: dict[str, float], part: str) -> Iterator[None]:
+    """Add the block's wall time to seconds[part]."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[part] = seconds.get(part, 0.0) + time.perf_counter() - started
 
 
 # ----------------------------------------------------------------------------------------
@@ -211,6 +228,9 @@ class AnalysisSettings:
     iwae_samples: int
     interpolation_steps: int = 10
     traversal_steps: int = 9
+    # The views that describe one model rather than compare sizes (PCA, t-SNE, interpolations,
+    # traversals): a study draws them for its first seed only (trial.evaluate_trial).
+    describe: bool = True
 
 
 @dataclass
@@ -244,42 +264,61 @@ def generation_rows(features: np.ndarray, probabilities: np.ndarray, reference: 
 
 @torch.no_grad()
 def analyse(model: nn.Module, latent_dim: int, test_images: torch.Tensor, labels: np.ndarray, seed: int, reference: Reference,
-            settings: AnalysisSettings, batch_size: int) -> tuple[list[dict], dict[str, np.ndarray], dict]:
-    """Everything beyond reconstruction for one model: (tidy rows, arrays for figures, extra scalars)."""
+            settings: AnalysisSettings, batch_size: int,
+            seconds: dict[str, float] | None = None) -> tuple[list[dict], dict[str, np.ndarray], dict]:
+    """Everything beyond reconstruction for one model: (tidy rows, arrays for figures, extra scalars).
+    Each part's wall time is added to `seconds` (generation, likelihood, latent_space, views)."""
     device = test_images.device
     rows: list[dict] = []
     extra: dict = {}
+    seconds = {} if seconds is None else seconds
 
     # Generation: prior samples and test-set reconstructions through the feature classifier.
-    samples = sample_prior(model, latent_dim, settings.generation_samples, seed + 1, device)
-    reconstructions = reconstruct(model, test_images, batch_size)
-    for protocol, images in (("prior_samples", samples), ("reconstructions", reconstructions)):
-        features, probabilities = predict(reference.classifier, images)
-        protocol_rows, protocol_extra = generation_rows(features.double().cpu().numpy(), probabilities.double().cpu().numpy(),
-                                                        reference, protocol, seed)
-        rows += protocol_rows
-        extra.update(protocol_extra)
+    with timed(seconds, "generation"):
+        samples = sample_prior(model, latent_dim, settings.generation_samples, seed + 1, device)
+        reconstructions = reconstruct(model, test_images, batch_size)
+        for protocol, images in (("prior_samples", samples), ("reconstructions", reconstructions)):
+            features, probabilities = predict(reference.classifier, images)
+            protocol_rows, protocol_extra = generation_rows(features.double().cpu().numpy(),
+                                                            probabilities.double().cpu().numpy(), reference, protocol, seed)
+            rows += protocol_rows
+            extra.update(protocol_extra)
 
     # Likelihood on a stratified test subset: IWAE bound with K samples, and the ELBO on the same images.
-    subset = torch.as_tensor(reference.likelihood_indices, device=device)
-    nll = iwae_nll(model, test_images[subset], settings.iwae_samples, seed)
-    elbo_generator = torch.Generator(device=device).manual_seed(seed)
-    terms = vae_loss_terms(vae_forward(model, test_images[subset], elbo_generator), test_images[subset])
-    neg_elbo = (terms.reconstruction + terms.kl).double().cpu().numpy()
-    for row in summarize_by_class({"iwae_nll": nll, "neg_elbo": neg_elbo}, labels[reference.likelihood_indices]):
-        rows.append({"protocol": "likelihood", **row})
-    extra["iwae_samples"] = settings.iwae_samples
+    with timed(seconds, "likelihood"):
+        subset = torch.as_tensor(reference.likelihood_indices, device=device)
+        nll = iwae_nll(model, test_images[subset], settings.iwae_samples, seed)
+        elbo_generator = torch.Generator(device=device).manual_seed(seed)
+        terms = vae_loss_terms(vae_forward(model, test_images[subset], elbo_generator), test_images[subset])
+        neg_elbo = (terms.reconstruction + terms.kl).double().cpu().numpy()
+        for row in summarize_by_class({"iwae_nll": nll, "neg_elbo": neg_elbo}, labels[reference.likelihood_indices]):
+            rows.append({"protocol": "likelihood", **row})
+        extra["iwae_samples"] = settings.iwae_samples
 
-    # The latent space: KL per dimension, active units, linear probe, 2-D views, interpolations, traversals.
-    means, log_vars = latent.posterior_parameters(model, test_images)
-    per_dimension = kl_per_dimension(means, log_vars)
-    extra["kl_per_dimension"] = per_dimension.tolist()
-    rows.append({"protocol": "test_set", "class": "all", "n": len(means), "metric": "active_units",
-                 "mean": float(active_units(means)), "ci_low": math.nan, "ci_high": math.nan})
-    train_means, _ = latent.posterior_parameters(model, reference.train_images.to(device))
-    correct = latent.linear_probe(train_means, reference.train_labels, means, labels)
-    rows += [{"protocol": "test_set", **row} for row in summarize_by_class({"probe_accuracy": correct}, labels)]
+    # The latent space: KL per dimension, active units, the linear probe.
+    with timed(seconds, "latent_space"):
+        means, log_vars = latent.posterior_parameters(model, test_images)
+        per_dimension = kl_per_dimension(means, log_vars)
+        extra["kl_per_dimension"] = per_dimension.tolist()
+        rows.append({"protocol": "test_set", "class": "all", "n": len(means), "metric": "active_units",
+                     "mean": float(active_units(means)), "ci_low": math.nan, "ci_high": math.nan})
+        train_means, _ = latent.posterior_parameters(model, reference.train_images.to(device))
+        correct = latent.linear_probe(train_means, reference.train_labels, means, labels)
+        rows += [{"protocol": "test_set", **row} for row in summarize_by_class({"probe_accuracy": correct}, labels)]
 
+    if not settings.describe:
+        return rows, {"kl_per_dimension": per_dimension}, extra
+    # The views of one model: 2-D maps, interpolations, traversals.
+    with timed(seconds, "views"):
+        arrays = describe_latent_space(model, test_images, labels, means, per_dimension, seed, reference, settings)
+    return rows, arrays, extra
+
+
+def describe_latent_space(model: nn.Module, test_images: torch.Tensor, labels: np.ndarray, means: np.ndarray,
+                          per_dimension: np.ndarray, seed: int, reference: Reference,
+                          settings: AnalysisSettings) -> dict[str, np.ndarray]:
+    """PCA and t-SNE of the posterior means, interpolations between classes, traversals of the
+    dimensions with the most KL: the arrays of the report's latent-space figures."""
     class_count = int(labels.max()) + 1
     first_of_class = [int(np.flatnonzero(labels == c)[0]) for c in range(class_count)]
     class_pairs = (TEN_CLASS_PAIRS if class_count == 10 else
@@ -292,7 +331,7 @@ def analyse(model: nn.Module, latent_dim: int, test_images: torch.Tensor, labels
     values = np.linspace(-3, 3, settings.traversal_steps)
     traversed_image = first_of_class[TRAVERSED_CLASS_OF_TEN if class_count == 10 else 0]
     traversals = latent.traverse(model, test_images[traversed_image], traversed, values)
-    arrays = {
+    return {
         "kl_per_dimension": per_dimension,
         "pca": latent.pca_2d(means).astype(np.float32),
         "pca_labels": labels,  # as loaded: a narrower type would overflow for folders with many classes
@@ -304,4 +343,3 @@ def analyse(model: nn.Module, latent_dim: int, test_images: torch.Tensor, labels
         "traversal_dimensions": np.array(traversed),
         "traversal_values": values,
     }
-    return rows, arrays, extra

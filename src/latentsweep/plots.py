@@ -113,6 +113,36 @@ def overall_vs_latent(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     return save(figure, path)
 
 
+def psnr_by_seed(seed_means: Mapping[int, Mapping[int, float]], rows: Sequence[Mapping[str, Any]], selected: int,
+                 path: Path) -> Path:
+    """Whole-test-set PSNR against latent size: each seed's model as a point (one marker per seed), the
+    mean over seeds with its 95% interval as a bar, the selected size marked. seed_means[size][seed]."""
+    figure = Figure(figsize=(7, 4.2))
+    axis = figure.subplots()
+    sizes = sorted(seed_means)
+    seeds = sorted({seed for values in seed_means.values() for seed in values})
+    markers = "osD^v<>ph*"
+    spread = 0.12 * (min(np.diff(sizes)) if len(sizes) > 1 else 1.0)  # side by side, not on top of each other
+    for index, seed in enumerate(seeds):
+        offset = spread * (index - (len(seeds) - 1) / 2) / max(len(seeds) - 1, 1)
+        points = [(size + offset, seed_means[size][seed]) for size in sizes if seed in seed_means[size]]
+        axis.scatter(*zip(*points), marker=markers[index % len(markers)], s=22, alpha=0.8, label=f"seed {seed}", zorder=3)
+    means = [lookup(rows, latent_dim=size, protocol="test_set", cls="all", metric="psnr")[0] for size in sizes]
+    bars = _error_bars(means)
+    axis.errorbar(sizes, [row["mean"] for row in means], yerr=bars, color="black", capsize=5, linewidth=1.2,
+                  label="mean, 95% CI across seeds" if len(seeds) > 1 else "mean, 95% CI across test images", zorder=2)
+    selected_mean = next(row["mean"] for size, row in zip(sizes, means) if size == selected)
+    axis.scatter([selected], [selected_mean], s=160, facecolors="none", edgecolors="crimson", linewidths=1.5,
+                 label=f"selected: {selected}", zorder=4)
+    axis.set_xticks(sizes)
+    axis.set_xlabel("latent size")
+    axis.set_ylabel(METRIC_LABELS["psnr"])
+    axis.set_title("Whole-test-set PSNR of every trained model")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return save(figure, path)
+
+
 def tile(images: np.ndarray, columns: int, gap: int = 1) -> np.ndarray:
     """Arrange (N, H, W) images on a grid `columns` wide, separated by `gap` white pixels."""
     count, height, width = images.shape

@@ -22,9 +22,11 @@ from latentsweep.config import flat_values, from_dict
 from latentsweep.errors import LatentsweepError
 from latentsweep.layout import METRICS_FILE, TIMING_FILE, plan_trials, read_study_info, trial_dir
 from latentsweep.metrics import combine_seeds, lookup, variant_rows, variants
-from latentsweep.selection import (combined_rule_text, conclusion, overall_psnr, paired_comparison, rule_text,
+from latentsweep.selection import (combined_rule_text, conclusion, overall_psnr, rule_text,
                                    select_combined, select_latent_dim)
 from latentsweep.storage import atomic_write_text, read_json
+from latentsweep.uncertainty import (PairedComparison, SeedComparison, paired_comparison, seed_comparison,
+                                     selected_per_seed, selection_probabilities, selection_rule)
 
 # ----------------------------------------------------------------------------------------
 # Blocks
@@ -203,6 +205,74 @@ def per_image_psnr(folder: Path) -> np.ndarray:
     return np.array([float(row["psnr"]) for row in rows])
 
 
+@dataclass
+class Evidence:
+    """How sure one variant's answer is (uncertainty.py), from its models' per_image.csv and tidy rows."""
+
+    selected: int
+    complete_seeds: list[int]  # seeds with a finished model at every size: the per-seed rule needs all
+    per_seed: list[int]  # the size the rule picks from each of those seeds' models alone
+    probabilities: dict[int, float]  # each size's share of the bootstrap replicates
+    replicates: int
+    seed_means: dict[int, dict[int, float]]  # size -> seed -> whole-test-set mean PSNR
+    paired: PairedComparison | None  # selected size against the next larger one, over test images
+    across_seeds: SeedComparison | None  # the same pair over training seeds (two or more each)
+
+    @property
+    def seeds_resampled(self) -> bool:
+        return any(len(values) > 1 for values in self.seed_means.values())
+
+    def sentences(self) -> list[str]:
+        """The answer's robustness in words, every number from the arrays."""
+        sentences = []
+        if len(self.complete_seeds) > 1:
+            agree = sum(size == self.selected for size in self.per_seed)
+            others = [f"{size} (seed {seed})" for seed, size in zip(self.complete_seeds, self.per_seed) if size != self.selected]
+            sentences.append(f"Applied to each seed's models alone, the rule chooses latent size {self.selected} for {agree} "
+                             f"of {len(self.per_seed)} seeds" + (f"; the others choose {', '.join(others)}." if others else "."))
+        randomness = ("training seeds and test images" if self.seeds_resampled else
+                      "test images only (one seed per size, so training randomness is not covered)")
+        shares = sorted(((share, size) for size, share in self.probabilities.items() if share > 0), reverse=True)
+        sentences.append(f"In {self.replicates:,} bootstrap replicates over {randomness}, the rule selects "
+                         + ", ".join(f"size {size} in {share:.1%}" for share, size in shares) + " of them.")
+        return sentences
+
+
+def gather_evidence(files: StudyFiles, selected: int, replicates: int = 2000) -> Evidence:
+    """The per-seed rule, the selection bootstrap and the tests between the selected and the next larger
+    size, from one variant's files (`for_variant`)."""
+    done = [t for t in files.trials if t.get("status") == "done"]
+    sizes = sorted({t["latent_dim"] for t in done})
+    psnr = {(t["latent_dim"], t["seed"]): per_image_psnr(t["folder"]) for t in done}
+    fd = {(t["latent_dim"], t["seed"]): row["mean"] for t in done
+          for row in lookup(t["rows"], protocol="prior_samples", metric="fd", cls="all")}
+    seeds_of = {size: sorted(seed for dim, seed in psnr if dim == size) for size in sizes}
+    complete = sorted(set.intersection(*(set(seeds) for seeds in seeds_of.values())))
+    with_fd = all(key in fd for key in psnr)
+    rule = selection_rule(files.config["tolerance_db"], files.config["fd_tolerance"])
+
+    def stacked(seeds_of_size: dict[int, list[int]]) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray] | None]:
+        per_image = {size: np.stack([psnr[(size, seed)] for seed in seeds]) for size, seeds in seeds_of_size.items()}
+        per_model = ({size: np.array([fd[(size, seed)] for seed in seeds]) for size, seeds in seeds_of_size.items()}
+                     if with_fd else None)
+        return per_image, per_model
+
+    per_seed = selected_per_seed(*stacked({size: complete for size in sizes}), rule) if complete else []
+    probabilities = selection_probabilities(*stacked(seeds_of), rule, replicates=replicates)
+    seed_means = {size: {seed: float(psnr[(size, seed)].mean()) for seed in seeds_of[size]} for size in sizes}
+    paired, across_seeds = None, None
+    larger = [size for size in sizes if size > selected]
+    if larger:
+        paired_seeds = [seed for seed in seeds_of[selected] if seed in seeds_of[larger[0]]]
+        if paired_seeds:
+            paired = paired_comparison(selected, larger[0], np.stack([psnr[(selected, s)] for s in paired_seeds]),
+                                       np.stack([psnr[(larger[0], s)] for s in paired_seeds]))
+        if len(seeds_of[selected]) > 1 and len(seeds_of[larger[0]]) > 1:
+            across_seeds = seed_comparison(selected, larger[0], np.array(list(seed_means[selected].values())),
+                                           np.array(list(seed_means[larger[0]].values())))
+    return Evidence(selected, complete, per_seed, probabilities, replicates, seed_means, paired, across_seeds)
+
+
 # ----------------------------------------------------------------------------------------
 # Figures and content
 
@@ -220,7 +290,7 @@ def _with_ci(row: dict[str, Any], digits: int) -> str:
 DIGITS = {"mse": 4, "psnr": 2, "ssim": 3, "neg_elbo": 1}
 
 
-def make_figures(files: StudyFiles, combined: list[dict[str, Any]], class_names: list[str], selected: int,
+def make_figures(files: StudyFiles, combined: list[dict[str, Any]], class_names: list[str], evidence: Evidence,
                  prefix: str = "") -> dict[str, Path]:
     """One variant's figures, named figures/PREFIX<name>.png."""
     figures_dir = files.study_dir / "figures"
@@ -234,7 +304,9 @@ def make_figures(files: StudyFiles, combined: list[dict[str, Any]], class_names:
         "loss": plots.loss_curves({dim: h for (dim, seed), h in files.histories.items() if seed == first_seed},
                                   figure("loss_curves")),
         "overall": plots.overall_vs_latent(combined, figure("overall_vs_latent")),
+        "seeds": plots.psnr_by_seed(evidence.seed_means, combined, evidence.selected, figure("psnr_by_seed")),
     }
+    selected = evidence.selected
     for metric in ("mse", "psnr", "ssim"):
         paths[metric] = plots.metric_by_class(combined, metric, class_names, figure(f"{metric}_by_class"))
     shown = {dim: arrays for (dim, seed), arrays in files.images.items() if seed == first_seed}
@@ -293,7 +365,8 @@ def final_selection(combined: list[dict[str, Any]], tolerance_db: float, fd_tole
     return chosen.selected, sentences
 
 
-def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths: dict[str, Path]) -> list[Block]:
+def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths: dict[str, Path],
+                 evidence: Evidence) -> list[Block]:
     info, config = files.info, files.config
     class_names = info["class_names"]
     noun = "digit" if config["dataset"] == "mnist" else "class"
@@ -310,18 +383,18 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
 
     blocks: list[Block] = [
         Heading(f"How small can a VAE's latent space be? Latent-size study on {data_name(files.info, config)}", 1),
-        Paragraph(" ".join(combined_sentences[:1] + sentences[1:2]) if combined_sentences else " ".join(sentences[:2]),
-                  highlight=True),
+        Paragraph(" ".join((combined_sentences[:1] + sentences[1:2] if combined_sentences else sentences[:2])
+                           + evidence.sentences()), highlight=True),
         Heading("Conclusion"),
-        Bullets(combined_sentences + sentences),
+        Bullets(combined_sentences + sentences + evidence.sentences()),
         Heading("Setup"),
         Bullets([
             f"Data: {config['dataset']} from {info['data_source']}; {info['split_sizes']['train']} training images"
             f" ({'stratified subset of ' + str(config['train_subset']) if config['train_subset'] else 'all remaining after validation'}),"
             f" {info['split_sizes']['val']} validation images taken from the training split (stratified, split seed {config['split_seed']}),"
             f" the official {info['split_sizes']['test']}-image test split.",
-            f"Preset: {config['preset']}; {config['epochs']} epochs, batch size {config['batch_size']}, Adam with learning rate "
-            f"{config['learning_rate']:g}, beta {config['beta']:g} (training loss = reconstruction + beta * KL); the weights "
+            f"Preset: {config['preset']}; {config['epochs']} epochs, batch size {config['batch_size']}, Adam with "
+            f"{learning_rate_text(config)}, beta {config['beta']:g} (training loss = reconstruction + beta * KL); the weights "
             "with the lowest validation loss are evaluated. Negative ELBO and IWAE figures are those of the plain VAE "
             "(beta 1) whatever beta trained the model, so they compare across betas.",
             f"Latent sizes {', '.join(map(str, sorted(config['latent_dims'])))}; seeds {', '.join(map(str, config['seeds']))}.",
@@ -366,6 +439,7 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
     if files.summary:
         timing += f"; the last invocation of the study ran {files.summary['wall_seconds']:.0f} s wall time"
     blocks.append(Paragraph(timing + "."))
+    blocks += evidence_blocks(evidence, config["seeds"], rel)
     if failed:
         blocks.append(Heading("Failed or missing models"))
         blocks.append(Bullets([f"latent size {t['latent_dim']}, seed {t['seed']}: {t.get('status')}"
@@ -499,24 +573,42 @@ def analysis_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: dict
         if key in rel:
             blocks.append(Figure(rel[key], caption, caption))
 
-    blocks.append(Heading("Statistics over seeds and a paired test"))
-    seeds = config["seeds"]
-    text = (f"{len(seeds)} seed(s): {', '.join(map(str, seeds))}. "
-            + ("Every mean in the tables is the mean over seeds and its interval is the 95% Student-t interval across seeds. "
-               if len(seeds) > 1 else "With one seed, intervals are across test images and say nothing about training randomness; "
-               "use --seeds 0,1,2 for intervals across seeds. "))
-    larger = [size for size in sizes if size > selected]
-    if larger:
-        folders = {(t["latent_dim"], t["seed"]): t["folder"] for t in files.trials if t.get("status") == "done"}
-        pairs = [(folders[(selected, s)], folders[(larger[0], s)]) for s in seeds if (selected, s) in folders and (larger[0], s) in folders]
-        if pairs:
-            comparison = paired_comparison(selected, larger[0], np.stack([per_image_psnr(a) for a, _ in pairs]),
-                                           np.stack([per_image_psnr(b) for _, b in pairs]))
-            text += comparison.sentence()
-    else:
-        text += f"{selected} is the largest size tried, so there is no larger size to compare it with."
-    blocks.append(Paragraph(text))
     return blocks
+
+
+def evidence_blocks(evidence: Evidence, seeds: Sequence[int], rel: dict[str, str]) -> list[Block]:
+    """How sure the answer is: which randomness each statement covers, the sentences, the tests, the figure."""
+    multi_seed = len(seeds) > 1
+    blocks: list[Block] = [
+        Heading("How sure is the answer?"),
+        Paragraph(f"{len(seeds)} seed(s): {', '.join(map(str, seeds))}. Two kinds of randomness stand behind each mean: "
+                  "the training run (its seed) and the test images it is scored on. "
+                  + ("Every mean in the tables is the mean over seeds and its interval is the 95% Student-t interval "
+                     "across seeds, so it covers training randomness with the test set fixed. " if multi_seed else
+                     "With one seed, intervals are across test images and say nothing about training randomness; "
+                     "use --seeds 0,1,2 for intervals across seeds. ")
+                  + "The bootstrap resamples seeds (separately for each size, since each size's models are separate "
+                  "training runs) and test images (the same draw for every size, since all sizes are scored on the same "
+                  "images); the Fréchet distance of the prior samples, one number per model, is resampled over seeds "
+                  "only."),
+        Bullets(evidence.sentences()
+                + [comparison.sentence() for comparison in (evidence.paired, evidence.across_seeds) if comparison]
+                + ([] if evidence.paired else [f"{evidence.selected} is the largest size tried, so there is no larger "
+                                               "size to compare it with."])),
+    ]
+    if "seeds" in rel:
+        caption = ("Whole-test-set mean PSNR of every trained model (one marker per seed), the mean over seeds with its "
+                   "95% interval, and the selected size circled.")
+        blocks.append(Figure(rel["seeds"], caption, caption))
+    return blocks
+
+
+def learning_rate_text(config: dict[str, Any]) -> str:
+    """'learning rate 0.001', or the cosine schedule's peak and warm-up."""
+    if config.get("schedule", "constant") == "constant":
+        return f"learning rate {config['learning_rate']:g}"
+    return (f"a cosine learning-rate schedule peaking at {config['learning_rate']:g} after a linear warm-up over "
+            f"{config['warmup_fraction']:.0%} of the steps, then falling to zero at the last step")
 
 
 def trials_ran(info: dict[str, Any]) -> str:
@@ -599,7 +691,9 @@ def render_report(study_dir: str | Path) -> list[Path]:
         selected, _ = final_selection(own, files.config["tolerance_db"], files.config["fd_tolerance"])
         answers[variant] = selected
         prefix = f"{variant_slug(variant)}_" if len(pairs) > 1 else ""
-        variant_blocks = build_blocks(view, own, make_figures(view, own, files.info["class_names"], selected, prefix))
+        evidence = gather_evidence(view, selected)
+        variant_blocks = build_blocks(view, own, make_figures(view, own, files.info["class_names"], evidence, prefix),
+                                      evidence)
         blocks += variant_blocks if len(pairs) == 1 else [Heading(variant_name(variant).capitalize())] + demote(variant_blocks)
     if len(pairs) > 1:
         (study_dir / "figures").mkdir(exist_ok=True)

@@ -11,9 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-import numpy as np
-
-from latentsweep.metrics import lookup, mean_confidence_interval
+from latentsweep.metrics import lookup
 
 
 @dataclass(frozen=True)
@@ -123,40 +121,3 @@ def select_combined(mean_psnr: Mapping[int, float], fd: Mapping[int, float], tol
     if both:
         return CombinedSelection(both[0], passes_reconstruction, passes_generation, best_fd_size, False)
     return CombinedSelection(reconstruction.selected, passes_reconstruction, passes_generation, best_fd_size, True)
-
-
-@dataclass(frozen=True)
-class PairedComparison:
-    smaller: int
-    larger: int
-    n_images: int
-    n_seeds: int
-    mean_difference_db: float  # larger minus smaller, PSNR
-    ci_low: float
-    ci_high: float
-    t_p_value: float
-    wilcoxon_p_value: float
-
-    def sentence(self, alpha: float = 0.05) -> str:
-        def p_text(p: float) -> str:  # doubles underflow to 0 for overwhelming evidence
-            return "p < 1e-16" if p < 1e-16 else f"p = {p:.2g}"
-
-        verdict = "differs significantly from" if self.t_p_value < alpha else "does not differ significantly from"
-        return (f"Latent size {self.smaller} {verdict} the next larger size {self.larger} in per-image PSNR "
-                f"(paired t-test over {self.n_images:,} test images, each averaged over {self.n_seeds} seed(s): "
-                f"mean gain of the larger size {self.mean_difference_db:+.3f} dB, 95% CI [{self.ci_low:+.3f}, "
-                f"{self.ci_high:+.3f}], {p_text(self.t_p_value)}; Wilcoxon signed-rank {p_text(self.wilcoxon_p_value)}; "
-                f"alpha = {alpha}).")
-
-
-def paired_comparison(smaller: int, larger: int, psnr_smaller: np.ndarray, psnr_larger: np.ndarray) -> PairedComparison:
-    """Paired tests of per-image PSNR, larger minus smaller. Inputs are (seeds, images) arrays whose
-    columns are the same test images; each image's PSNR is first averaged over seeds."""
-    from scipy import stats
-
-    a, b = np.atleast_2d(psnr_smaller).mean(0), np.atleast_2d(psnr_larger).mean(0)
-    differences = b - a
-    mean, low, high = mean_confidence_interval(differences)
-    t_p = float(stats.ttest_rel(b, a).pvalue) if np.any(differences != differences[0]) else (0.0 if mean != 0 else 1.0)
-    w_p = float(stats.wilcoxon(differences).pvalue) if np.any(differences != 0) else 1.0
-    return PairedComparison(smaller, larger, len(differences), np.atleast_2d(psnr_smaller).shape[0], mean, low, high, t_p, w_p)

@@ -110,10 +110,16 @@ def load_inputs(data: DataConfig, evaluation: EvaluationConfig, device_name: str
     device = resolve_device(device_name)
     dataset, data_dir = load_data(data)
     reference = build_reference(evaluation, dataset, device)
+    binarize_scored_images(dataset, data)
+    return StudyInputs(dataset, data_dir, reference, device)
+
+
+def binarize_scored_images(dataset: Dataset, data: DataConfig) -> None:
+    """In binarised mode, the validation and test images as every model is scored on them: binarised
+    once, with seeds fixed by the split seed. Grey images stay as they are."""
     if data.binarize:
         dataset.val.images = binarize(dataset.val.images, data.split_seed + 1)
         dataset.test.images = binarize(dataset.test.images, data.split_seed + 2)
-    return StudyInputs(dataset, data_dir, reference, device)
 
 
 def study_inputs(config: StudyConfig) -> StudyInputs:
@@ -197,7 +203,8 @@ def run_trial(trial: Trial, config: StudyConfig, inputs: StudyInputs, folder: Pa
         metrics = evaluate_trial(folder, config, inputs, trusted)
         if tracker is not None:
             tracker.finish({**trial.axes(), "epochs": config.training.epochs, "batch_size": config.training.batch_size,
-                            "learning_rate": config.training.learning_rate, "binarize": config.data.binarize,
+                            "learning_rate": config.training.learning_rate, "schedule": config.training.schedule,
+                            "warmup_fraction": config.training.warmup_fraction, "binarize": config.data.binarize,
                             "precision": config.training.precision}, metrics["rows"])
     finally:
         if tracker is not None:
@@ -209,7 +216,8 @@ def run_trial(trial: Trial, config: StudyConfig, inputs: StudyInputs, folder: Pa
 def train_config_for(trial: Trial, config: StudyConfig) -> TrainConfig:
     training = config.training
     return TrainConfig(epochs=training.epochs, batch_size=training.batch_size, learning_rate=training.learning_rate,
-                       beta=trial.beta, seed=trial.seed, binarize=config.data.binarize, precision=training.precision)
+                       beta=trial.beta, seed=trial.seed, binarize=config.data.binarize, precision=training.precision,
+                       schedule=training.schedule, warmup_fraction=training.warmup_fraction)
 
 
 def prepare_trial_folder(trial: Trial, config: StudyConfig, folder: Path) -> tuple[ModelSpec, TrainConfig]:
@@ -253,7 +261,8 @@ def evaluate_trial(folder: Path, config: StudyConfig, inputs: StudyInputs, trust
                             per_class=evaluation.representatives_per_class, num_samples=evaluation.num_samples,
                             batch_size=evaluation.eval_batch_size, reference=reference,
                             settings=AnalysisSettings(generation_samples=evaluation.generation_samples,
-                                                      iwae_samples=evaluation.iwae_samples))
+                                                      iwae_samples=evaluation.iwae_samples,
+                                                      describe=seed == config.training.seeds[0]))
     metrics = {
         "status": "done",
         **axes,
@@ -273,7 +282,7 @@ def evaluate_trial(folder: Path, config: StudyConfig, inputs: StudyInputs, trust
     }
     save_evaluation(folder, result, metrics)
     timing = {"train_seconds": sum(row["seconds"] for row in last["history"]),
-              "eval_seconds": time.perf_counter() - started}
+              "eval_seconds": time.perf_counter() - started, "eval_parts": result.seconds}
     write_json(folder / TIMING_FILE, timing)
     return {**metrics, **timing}
 
