@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -112,7 +113,7 @@ def idx_data(request, tmp_path_factory) -> IdxData:
 # Small evaluation settings keep the suite fast; the defaults are measured in benchmarks/.
 SMALL_EVAL = ["--num-samples", "16", "--generation-samples", "300", "--iwae-samples", "20", "--iwae-images", "50",
               "--tsne-points", "100", "--classifier-epochs", "1"]
-SMALL_RUN = ["--latent-dims", "2,4", "--train-subset", "500", "--val-size", "200", "--epochs", "2", *SMALL_EVAL]
+SMALL_RUN = ["--latent-dims", "2,4", "--seeds", "0", "--train-subset", "500", "--val-size", "200", "--epochs", "2", *SMALL_EVAL]
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -142,3 +143,28 @@ def cuda_synchronisations(work) -> int:
     finally:
         torch.cuda.set_sync_debug_mode("default")
     return sum("synchroniz" in str(warning.message) for warning in caught)
+
+
+LAPTOP = (1366, 768)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's chromium, headless, driven by selenium through chromedriver, at a laptop's window size;
+    it logs what the network layer does (performance log) so tests can check that nothing is fetched."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromedriver = shutil.which("chromedriver")
+    if not chromium or not chromedriver:
+        pytest.skip("chromium and chromedriver not installed (apt-get install chromium chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                     f"--window-size={LAPTOP[0]},{LAPTOP[1]}"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    # An explicit driver path: selenium must not try to download one.
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=chromedriver))
+    yield driver
+    driver.quit()

@@ -19,7 +19,7 @@ from latentsweep.model import ConvVAE, VAEConfig
 from latentsweep.train import state_dict_sha256
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-TINY_RUN = ["--no-verify-data", "--latent-dims", "2,3", "--train-subset", "100", "--val-size", "50", "--epochs", "2",
+TINY_RUN = ["--no-verify-data", "--latent-dims", "2,3", "--seeds", "0", "--train-subset", "100", "--val-size", "50", "--epochs", "2",
             "--generation-samples", "100", "--iwae-samples", "5", "--iwae-images", "20", "--tsne-points", "50",
             "--classifier-epochs", "1", "--num-samples", "4"]
 
@@ -110,6 +110,10 @@ def test_the_example_architecture_runs_end_to_end_and_its_checkpoints_need_it_na
     report = (out / "report.md").read_text()
     assert "architecture my_vae:build, beta 1: smallest latent size" in report
     assert "the user's architecture my_vae:build" in report
+    # The explorer runs the built-in mlp and names the user's architecture as one it cannot run.
+    explorer = (out / "explorer.html").read_text()
+    assert '"architecture":"my_vae:build","beta":1.0,"selected":' in explorer and '"runnable":false' in explorer
+    assert '"architecture":"mlp","beta":1.0' in explorer and '"runnable":true' in explorer
     checkpoint = out / "models" / "my_vae-build_beta1_latent002_seed0" / "best.pt"
     refused = cli("sample", str(checkpoint), "--out", str(tmp_path / "s.png"), env=env)
     assert refused.returncode == 2 and "pass --architecture my_vae:build" in refused.stderr
@@ -141,7 +145,7 @@ def test_python_entry_points_run_and_load_a_study(fake_data, tmp_path):
 
     results = latentsweep.run_study(architecture=[small_mlp, "conv"], betas=(1, 4), out=str(tmp_path / "api"),
                                     data_dir=str(fake_data), verify_data=False, latent_dims=(2, 3), train_subset=100,
-                                    val_size=50, epochs=1, generation_samples=100, iwae_samples=5, iwae_images=20,
+                                    val_size=50, epochs=1, seeds=(0,), generation_samples=100, iwae_samples=5, iwae_images=20,
                                     tsne_points=50, classifier_epochs=1, num_samples=4, workers=1)
     assert set(results.selection) == {("test_architectures:small_mlp", 1.0), ("test_architectures:small_mlp", 4.0),
                                       ("conv", 1.0), ("conv", 4.0)}

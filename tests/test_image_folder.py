@@ -106,7 +106,7 @@ def test_study_on_a_folder_of_pngs_uses_the_folders_class_names(idx_data, tmp_pa
     chosen = np.concatenate([np.flatnonzero(digits == digit)[:140] for digit in WORDS])
     folder = write_png_folder(tmp_path / "pngs", images[chosen], [WORDS[int(d)] for d in digits[chosen]])
     out = tmp_path / "study"
-    assert main(["-q", "run", "--dataset", "folder", "--data-dir", str(folder), "--out", str(out), "--latent-dims", "2,4",
+    assert main(["-q", "run", "--dataset", "folder", "--data-dir", str(folder), "--out", str(out), "--latent-dims", "2,4", "--seeds", "0",
                  "--val-size", "30", "--epochs", "2", *SMALL_EVAL, "--representatives-per-class", "5",
                  "--iwae-images", "30", "--tsne-points", "60"]) == 0
     info = json.loads((out / "config.json").read_text())
@@ -119,5 +119,7 @@ def test_study_on_a_folder_of_pngs_uses_the_folders_class_names(idx_data, tmp_pa
     report = (out / "report.md").read_text()
     assert "| seven |" in report and "the easiest class is" in report
     assert (out / "figures" / "reconstructions.png").is_file()
+    # The explorer page carries the folder's class names for its test images.
+    assert '"class_names":["one","seven","zero"]' in (out / "explorer.html").read_text()
     assert main(["reconstruct", str(out / "models" / "conv_beta1_latent004_seed0" / "best.pt"), "--dataset", "folder",
                  "--data-dir", str(folder), "--per-class", "4", "--out", str(tmp_path / "recon.png")]) == 0

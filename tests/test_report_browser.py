@@ -1,6 +1,7 @@
 """report.html in a real browser: Debian's chromium, headless, driven by selenium through chromedriver.
 
-.ci/run installs chromium and chromium-driver; elsewhere the test is skipped when they are missing.
+.ci/run installs chromium and chromium-driver; elsewhere the test is skipped when they are missing
+(the browser fixture is in conftest.py, shared with the explorer's tests).
 """
 
 from __future__ import annotations
@@ -8,33 +9,14 @@ from __future__ import annotations
 import base64
 import csv
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-webdriver = pytest.importorskip("selenium.webdriver")
+pytest.importorskip("selenium.webdriver")
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-LAPTOP = (1366, 768)
 # Where the screenshots go: LATENTSWEEP_SCREENSHOT_DIR when set (to keep them), else the test's folder.
 SCREENSHOT_DIR = os.environ.get("LATENTSWEEP_SCREENSHOT_DIR")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM or not CHROMEDRIVER:
-        pytest.skip("chromium and chromedriver not installed (apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     f"--window-size={LAPTOP[0]},{LAPTOP[1]}"):
-        options.add_argument(argument)
-    # An explicit driver path: selenium must not try to download one.
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
-    yield driver
-    driver.quit()
 
 
 def test_report_renders_every_figure_and_the_measured_numbers(study, browser, tmp_path):

@@ -56,7 +56,7 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
     group.add_argument("--preset", help=f"quick or full (default full): {'; '.join(f'{k}: ' + ', '.join(f'{a}={b}' for a, b in v.items()) for k, v in PRESETS.items())}")
     group.add_argument("--epochs", help="training epochs per model (default: from the preset)")
-    group.add_argument("--batch-size", help="training batch size (default 128)")
+    group.add_argument("--batch-size", help="training batch size (default: from the preset)")
     group.add_argument("--learning-rate", help="Adam learning rate, the peak with a cosine schedule (default: from the preset)")
     group.add_argument("--schedule", help=f"learning rate over the run: {' or '.join(SCHEDULES)} (a linear warm-up over "
                        "--warmup-fraction of the steps, then a half cosine to zero); default: from the preset")
@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", help="TOML file of options (keys as the flags, e.g. latent_dims = [5, 10]); flags override it")
     run.add_argument("--out", help="study folder (default runs/study)")
     run.add_argument("--latent-dims", help="comma-separated latent sizes (default 5,10,15,20)")
-    run.add_argument("--seeds", help="comma-separated training seeds (default 0)")
+    run.add_argument("--seeds", help="comma-separated training seeds (default: from the preset; full: 0,1,2, so the "
+                     "intervals and the selection bootstrap cover training randomness; quick: 0)")
     run.add_argument("--betas", help="comma-separated weights of the KL term in the training loss (default 1, the plain "
                      "VAE); likelihoods are always reported for the plain VAE, so they compare across betas")
     run.add_argument("--architecture", help=ARCHITECTURE_HELP + "; comma-separated to compare several (default conv)")
@@ -149,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = command("report", "Re-render figures, report.md and report.html of a study folder from its saved files.", cmd_report)
     report.add_argument("study_dir", help="a study folder written by 'latentsweep run'")
+
+    explore = command("explore", "Write STUDY_DIR/explorer.html: one offline page that runs the study's models in the "
+                      "browser (draw a digit, see it at every latent size, move one slider per latent dimension, "
+                      "interpolate, sample). 'run' writes it with every study.", cmd_explore)
+    explore.add_argument("study_dir", help="a study folder written by 'latentsweep run'")
 
     sample = command("sample", "Decode images from the prior N(0, I) of a checkpoint into a PNG grid.", cmd_sample)
     sample.add_argument("checkpoint", help="best.pt or last.pt of a run folder")
@@ -249,7 +255,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def print_summary(study_dir: Path) -> None:
     """A plain table of the headline numbers, readable in a terminal and in a log."""
     from latentsweep.metrics import combine_seeds, lookup, variant_rows, variants
-    from latentsweep.report import final_selection, variant_name
+    from latentsweep.report import variant_name
+    from latentsweep.selection import final_selection
     from latentsweep.selection import conclusion
     from latentsweep.storage import read_json
 
@@ -266,7 +273,7 @@ def print_summary(study_dir: Path) -> None:
         _, combined_sentences = final_selection(rows, selection["tolerance_db"], selection["fd_tolerance"])
         _, sentences = conclusion(rows, selection["tolerance_db"], info["class_names"])
         print("\n".join(combined_sentences[:1] + sentences[1:2] if combined_sentences else sentences[:2]))
-    print(f"Report: {study_dir / 'report.html'} and {study_dir / 'report.md'}")
+    print(f"Report: {study_dir / 'report.html'} and {study_dir / 'report.md'}; every size live: {study_dir / 'explorer.html'}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -378,11 +385,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explore(args: argparse.Namespace) -> int:
+    from latentsweep.explorer import write_explorer
+
+    path = write_explorer(Path(args.study_dir))
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); open it in a browser, no server needed")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from latentsweep.export import export_model
     from latentsweep.layout import Trial, read_study_info, trial_dir
     from latentsweep.metrics import combine_seeds, lookup, variant_rows
-    from latentsweep.report import final_selection
+    from latentsweep.selection import final_selection
     from latentsweep.storage import read_json
 
     study = Path(args.study_dir)

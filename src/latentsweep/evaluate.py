@@ -300,6 +300,7 @@ def analyse(model: nn.Module, latent_dim: int, test_images: torch.Tensor, labels
         means, log_vars = latent.posterior_parameters(model, test_images)
         per_dimension = kl_per_dimension(means, log_vars)
         extra["kl_per_dimension"] = per_dimension.tolist()
+        extra["posterior_mean_variance"] = np.asarray(means, np.float64).var(0).tolist()  # > 0.01: an active unit
         rows.append({"protocol": "test_set", "class": "all", "n": len(means), "metric": "active_units",
                      "mean": float(active_units(means)), "ci_low": math.nan, "ci_high": math.nan})
         train_means, _ = latent.posterior_parameters(model, reference.train_images.to(device))

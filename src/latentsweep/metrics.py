@@ -204,7 +204,10 @@ def kl_per_dimension(means: np.ndarray, log_vars: np.ndarray) -> np.ndarray:
     return (0.5 * (np.exp(log_vars) + means**2 - 1 - log_vars)).mean(0)
 
 
-def active_units(means: np.ndarray, threshold: float = 0.01) -> int:
+ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016
+
+
+def active_units(means: np.ndarray, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
     """Latent dimensions whose posterior mean varies across images, Cov_x(E_q[z_d]) > threshold
     (Burda et al. 2016)."""
     return int((np.asarray(means, np.float64).var(0) > threshold).sum())

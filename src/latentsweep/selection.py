@@ -121,3 +121,22 @@ def select_combined(mean_psnr: Mapping[int, float], fd: Mapping[int, float], tol
     if both:
         return CombinedSelection(both[0], passes_reconstruction, passes_generation, best_fd_size, False)
     return CombinedSelection(reconstruction.selected, passes_reconstruction, passes_generation, best_fd_size, True)
+
+
+def final_selection(combined: Sequence[Mapping[str, Any]], tolerance_db: float, fd_tolerance: float) -> tuple[int, list[str]]:
+    """The answer for one variant's rows: the combined rule where generation metrics exist, else the
+    reconstruction rule."""
+    psnr = overall_psnr(combined)
+    fd = {r["latent_dim"]: r["mean"] for r in lookup(combined, metric="fd", protocol="prior_samples", cls="all")}
+    if not fd or set(fd) != set(psnr):
+        return select_latent_dim(psnr, tolerance_db).selected, []
+    chosen = select_combined(psnr, fd, tolerance_db, fd_tolerance)
+    sentences = [
+        f"Combined selection (reconstruction and generation): latent size {chosen.selected}. Rule: "
+        f"{combined_rule_text(tolerance_db, fd_tolerance)}.",
+        f"Sizes passing the reconstruction test: {', '.join(map(str, chosen.passes_reconstruction))}; passing the "
+        f"generation test: {', '.join(map(str, chosen.passes_generation))} (lowest Fréchet distance "
+        f"{fd[chosen.best_fd_size]:.2f} at size {chosen.best_fd_size})."
+        + (" No size passes both, so the reconstruction rule decides." if chosen.fell_back else ""),
+    ]
+    return chosen.selected, sentences

@@ -39,6 +39,7 @@ def check_architectures(config: StudyConfig) -> None:
 
 def execute(config: StudyConfig) -> dict[str, Any]:
     """Train and evaluate every trial, write the results table, render the report."""
+    from latentsweep.explorer import write_explorer
     from latentsweep.report import render_report  # report imports plotting; keep this module light to import
 
     started = time.perf_counter()
@@ -71,6 +72,7 @@ def execute(config: StudyConfig) -> dict[str, Any]:
     write_json(study_dir / "summary.json", {"wall_seconds": time.perf_counter() - started,
                                             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "trials": statuses,
                                             "execution": arrangement.to_dict(), "command": " ".join(sys.argv)})
+    write_explorer(study_dir)  # before the report, which links it
     report_paths = render_report(study_dir)
     return {"study_dir": str(study_dir), "trials": statuses, "report": [str(p) for p in report_paths]}
 
@@ -126,7 +128,7 @@ class StudyResults:
 def load_study(folder: str | Path) -> StudyResults:
     """The results of a study folder, from its files alone."""
     from latentsweep.config import from_dict
-    from latentsweep.report import final_selection
+    from latentsweep.selection import final_selection
 
     folder = Path(folder)
     info = read_study_info(folder)

@@ -1,0 +1,207 @@
+"""The latent explorer: one offline HTML page that runs a study's models in the browser.
+
+`write_explorer(study_dir)` writes STUDY_DIR/explorer.html from the folder's files alone: for each
+(architecture, beta, latent size) the best weights of one seed's model (the study's first seed
+that finished), the representative test images, each size's headline numbers and each latent
+dimension's mean KL and activity. The page's script (explorer.js beside this file) runs the
+encoders and decoders in plain JavaScript, so the file needs no server, no network and no
+library: open it from disk.
+
+Weights travel as float16 (base64), half the bytes of float32; decoded images then differ from
+PyTorch's float32 ones by well under 0.01 per pixel (tests/test_explorer.py measures it in
+Chromium). Only the built-in networks are described layer by layer (conv, mlp); a user's own
+architecture is listed on the page as one the page cannot run.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from latentsweep.architectures import model_from_checkpoint
+from latentsweep.config import BUILTIN_ARCHITECTURES, StudyConfig, from_dict
+from latentsweep.errors import LatentsweepError
+from latentsweep.layout import METRICS_FILE, Trial, is_done, plan_trials, read_study_info, trial_dir
+from latentsweep.metrics import ACTIVE_UNIT_THRESHOLD, combine_seeds, lookup, variant_rows, variants
+from latentsweep.selection import final_selection
+from latentsweep.storage import atomic_write_text, read_json
+from latentsweep.train import BEST_CHECKPOINT, load_checkpoint
+
+EXPLORER_FILE = "explorer.html"
+
+
+def f16_base64(tensor: torch.Tensor) -> str:
+    """A tensor's values as little-endian float16 bytes, base64: what the page decodes."""
+    return base64.b64encode(tensor.detach().cpu().to(torch.float16).numpy().astype("<f2").tobytes()).decode("ascii")
+
+
+def describe_layers(sequential: nn.Sequential) -> list[dict[str, Any]]:
+    """The layers of an nn.Sequential as the page's script runs them; LatentsweepError for a layer it
+    cannot run. Convolutions keep PyTorch's weight layouts: (out, in, k, k) and, transposed, (in, out, k, k)."""
+    layers = []
+    for layer in sequential:
+        if isinstance(layer, nn.Conv2d):
+            kind = "conv2d"
+        elif isinstance(layer, nn.ConvTranspose2d):  # also kernels.ImageConvTranspose2d, a subclass
+            kind = "conv_transpose2d"
+        elif isinstance(layer, nn.Linear):
+            layers.append({"type": "linear", "in": layer.in_features, "out": layer.out_features,
+                           "weight": f16_base64(layer.weight), "bias": f16_base64(layer.bias)})
+            continue
+        elif isinstance(layer, nn.ReLU):
+            layers.append({"type": "relu"})
+            continue
+        elif isinstance(layer, nn.Flatten):
+            layers.append({"type": "flatten"})
+            continue
+        elif isinstance(layer, nn.Unflatten):
+            layers.append({"type": "unflatten", "shape": list(layer.unflattened_size)})
+            continue
+        else:
+            raise LatentsweepError(f"the explorer cannot run a {type(layer).__name__} layer")
+        if layer.groups != 1 or layer.dilation != (1, 1) or layer.padding_mode != "zeros" or \
+                layer.kernel_size[0] != layer.kernel_size[1] or layer.stride[0] != layer.stride[1] or \
+                layer.padding[0] != layer.padding[1] or getattr(layer, "output_padding", (0, 0)) != (0, 0):
+            raise LatentsweepError(f"the explorer runs square, ungrouped convolutions only, not {layer}")
+        layers.append({"type": kind, "in": layer.in_channels, "out": layer.out_channels,
+                       "kernel": layer.kernel_size[0], "stride": layer.stride[0], "padding": layer.padding[0],
+                       "weight": f16_base64(layer.weight), "bias": f16_base64(layer.bias)})
+    return layers
+
+
+def describe_model(model: nn.Module) -> dict[str, Any]:
+    """encoder and decoder layers of a built-in VAE, whose encode() splits the encoder's output into
+    (mean, log_var) halves and whose decode() is the decoder (model.py)."""
+    return {"encoder": describe_layers(model.encoder), "decoder": describe_layers(model.decoder)}
+
+
+def chosen_trials(study_dir: Path, config: StudyConfig) -> dict[tuple[str, float, int], Trial]:
+    """For each (architecture, beta, latent size), the trial the page shows: the first seed that finished."""
+    chosen: dict[tuple[str, float, int], Trial] = {}
+    for trial in plan_trials(config):
+        key = (trial.architecture, trial.beta, trial.latent_dim)
+        if key not in chosen and is_done(trial_dir(study_dir, trial)):
+            chosen[key] = trial
+    return chosen
+
+
+def page_data(study_dir: Path) -> dict[str, Any]:
+    """Everything the page shows, as JSON-ready data."""
+    info = read_study_info(study_dir)
+    config = from_dict(info["config"])
+    if not (study_dir / "results.json").is_file():
+        raise LatentsweepError(f"{study_dir}: no results.json yet; run the study to the end first")
+    combined = combine_seeds(read_json(study_dir / "results.json"))
+    selection = config.selection
+    variants_data, representatives = [], None
+    chosen = chosen_trials(study_dir, config)
+    for variant in variants(combined):
+        rows = variant_rows(combined, variant)
+        selected, _ = final_selection(rows, selection.tolerance_db, selection.fd_tolerance)
+        sizes = []
+        for (architecture, beta, latent_dim), trial in sorted(chosen.items()):
+            if (architecture, beta) != variant:
+                continue
+            folder = trial_dir(study_dir, trial)
+            metrics = read_json(folder / METRICS_FILE)
+            psnr = lookup(rows, latent_dim=latent_dim, protocol="test_set", cls="all", metric="psnr")
+            units = lookup(rows, latent_dim=latent_dim, protocol="test_set", cls="all", metric="active_units")
+            analysis = metrics.get("analysis") or {}
+            entry: dict[str, Any] = {
+                "latent_dim": latent_dim, "seed": trial.seed, "trial": trial.name, "selected": latent_dim == selected,
+                "psnr": _number(psnr[0]["mean"]) if psnr else None,
+                "psnr_ci": [_number(psnr[0]["ci_low"]), _number(psnr[0]["ci_high"])] if psnr else None,
+                "ci_over": psnr[0].get("ci_over", "images") if psnr else None,
+                "active_units": _number(units[0]["mean"]) if units else None,
+                "kl_per_dimension": analysis.get("kl_per_dimension"),
+                "posterior_mean_variance": analysis.get("posterior_mean_variance"),
+            }
+            if architecture in BUILTIN_ARCHITECTURES:
+                model, _ = model_from_checkpoint(load_checkpoint(folder / BEST_CHECKPOINT), folder / BEST_CHECKPOINT)
+                entry["network"] = describe_model(model)
+            else:
+                entry["network"] = None  # the page names it as one it cannot run
+            sizes.append(entry)
+            if representatives is None:
+                with np.load(folder / "images.npz") as images:
+                    representatives = (images["originals"], images["representatives"])
+        variants_data.append({"architecture": variant[0], "beta": variant[1], "selected": selected,
+                              "runnable": variant[0] in BUILTIN_ARCHITECTURES, "sizes": sizes})
+    if representatives is None:
+        raise LatentsweepError(f"{study_dir}: no finished model to explore")
+    originals, indices = representatives
+    labels = read_labels(study_dir, chosen, len(originals))
+    class_names = info["class_names"]
+    return {
+        "title": f"latentsweep explorer: {config.data.dataset}",
+        "dataset": config.data.dataset,
+        "class_names": class_names,
+        "seeds": list(config.training.seeds),
+        "active_threshold": ACTIVE_UNIT_THRESHOLD,
+        "tolerance_db": selection.tolerance_db,
+        "variants": variants_data,
+        # Representative test images as bytes 0-255 (the page divides by 255), with their labels.
+        "images": base64.b64encode(np.clip(np.rint(originals * 255), 0, 255).astype(np.uint8).tobytes()).decode("ascii"),
+        "image_labels": labels,
+        "image_indices": [int(i) for i in indices],
+    }
+
+
+def read_labels(study_dir: Path, chosen: dict, count: int) -> list[int]:
+    """The representative images' class indices, from a model's per_image.csv (index -> label)."""
+    trial = next(iter(chosen.values()))
+    folder = trial_dir(study_dir, trial)
+    with np.load(folder / "images.npz") as images:
+        indices = images["representatives"]
+    labels = {}
+    with (folder / "per_image.csv").open() as handle:
+        next(handle)
+        for line in handle:
+            index, label = line.split(",", 2)[:2]
+            labels[int(index)] = int(label)
+    return [labels[int(i)] for i in indices[:count]]
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def render_page(data: dict[str, Any]) -> str:
+    """The HTML page: its style, its script and its data inline."""
+    assets = resources.files("latentsweep") / "assets"
+    script = (assets / "explorer.js").read_text(encoding="utf-8")
+    style = (assets / "explorer.css").read_text(encoding="utf-8")
+    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")  # nothing in it may close the script tag
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:">
+<title>{html.escape(data['title'])}</title>
+<style>{style}</style>
+</head>
+<body>
+<noscript>This page runs the study's models in JavaScript; please allow scripts for this file.</noscript>
+<script type="application/json" id="study-data">{payload}</script>
+<script>{script}</script>
+</body>
+</html>
+"""
+
+
+def write_explorer(study_dir: str | Path) -> Path:
+    """Write STUDY_DIR/explorer.html; returns its path."""
+    study_dir = Path(study_dir)
+    path = study_dir / EXPLORER_FILE
+    atomic_write_text(path, render_page(page_data(study_dir)))
+    return path
