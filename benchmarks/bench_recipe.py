@@ -1,7 +1,7 @@
 """Time to quality: the whole-test-set PSNR (and negative ELBO) a recipe reaches against training time.
 
     python benchmarks/bench_recipe.py --data-dir ../shared/datasets/mnist                  # screen, sizes 5 and 15
-    python benchmarks/bench_recipe.py --data-dir ../shared/datasets/mnist --confirm cosine-4e-3:10 --sizes 5,10,15,20
+    python benchmarks/bench_recipe.py --data-dir ../shared/datasets/mnist --confirm cosine-2e-3-b64:10,12 --sizes 5,10,15,20
 
 Every run trains the default ConvVAE (seed 0) on all 55,000 training images with latentsweep's own
 training loop (train.train_model, validation and checkpoints included, as in a study) and, after
@@ -181,14 +181,15 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench_recipe", help="where runs, the table and the figure go")
     parser.add_argument("--sizes", default="5,15", help="latent sizes (default 5,15: the screen)")
     parser.add_argument("--recipes", default=",".join(RECIPES), help="recipes to run (default: all)")
-    parser.add_argument("--confirm", help="RECIPE:EPOCHS, run that recipe at that budget only (with --sizes 5,10,15,20)")
+    parser.add_argument("--confirm", help="RECIPE:EPOCHS[,EPOCHS...]: that recipe at those budgets and today's recipe, "
+                        "no other (with --sizes 5,10,15,20 to confirm a screen's winner at every size)")
     parser.add_argument("--workers", type=int, default=2, help="runs at a time, one thread each (default 2)")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     recipes = {name: RECIPES[name] for name in args.recipes.split(",")}
     if args.confirm:
-        name, budget = args.confirm.split(":")
-        recipes = {"today": RECIPES["today"], name: {**RECIPES[name], "budgets": (int(budget),)}}
+        name, budgets = args.confirm.split(":")
+        recipes = {"today": RECIPES["today"], name: {**RECIPES[name], "budgets": tuple(int(b) for b in budgets.split(","))}}
     out = Path(args.out)
     rows = run_all(plan(recipes, sizes), str(Path(args.data_dir).resolve()), out, args.workers)
     with (out / "recipes.csv").open("w", newline="") as handle:

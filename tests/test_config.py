@@ -8,7 +8,8 @@ from latentsweep.errors import ConfigError
 
 def test_defaults_are_the_full_study():
     config = build_config({})
-    assert config.model.latent_dims == (5, 10, 15, 20) and config.training.seeds == (0,)
+    assert config.model.latent_dims == (5, 10, 15, 20) and config.training.seeds == (0, 1, 2)
+    assert config.training.schedule == "cosine" and config.training.batch_size == PRESETS["full"]["batch_size"]
     assert config.model.architecture == ("conv",) and config.training.betas == (1.0,)
     assert config.preset == "full" and config.training.epochs == PRESETS["full"]["epochs"] and config.data.train_subset is None
 
@@ -112,3 +113,18 @@ def test_lists_accept_strings_and_toml_lists_and_refuse_booleans():
     assert coerce([5, 10], tuple[int, ...], "latent_dims") == (5, 10)
     with pytest.raises(ConfigError, match="--latent-dims: True is not an integer"):
         coerce([True], tuple[int, ...], "latent_dims")
+
+
+def test_a_field_missing_from_an_older_config_json_takes_its_dataclass_default_not_the_presets():
+    """Written before the schedule existed: read back with the constant rate it was trained at."""
+    older = build_config({}).to_dict()
+    del older["training"]["schedule"], older["training"]["warmup_fraction"]
+    read = from_dict(older)
+    assert read.training.schedule == "constant" and read.training.warmup_fraction == 0.0
+    assert from_dict(build_config({"schedule": "cosine", "warmup_fraction": 0.1}).to_dict()).training.schedule == "cosine"
+
+
+def test_choosing_the_constant_rate_drops_the_presets_warm_up_but_not_an_explicit_one():
+    assert build_config({"schedule": "constant"}).training.warmup_fraction == 0.0
+    with pytest.raises(ConfigError, match="--warmup-fraction: only used with --schedule cosine"):
+        build_config({"schedule": "constant", "warmup_fraction": 0.1})

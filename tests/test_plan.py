@@ -13,7 +13,7 @@ from latentsweep.plan import (Rates, TrialPlan, estimate_seconds, format_seconds
                              torch_threads)
 from latentsweep.layout import Trial
 
-TINY = ["--no-verify-data", "--latent-dims", "2,3", "--train-subset", "100", "--val-size", "50", "--epochs", "3",
+TINY = ["--no-verify-data", "--latent-dims", "2,3", "--seeds", "0", "--train-subset", "100", "--val-size", "50", "--epochs", "3",
         "--generation-samples", "100", "--iwae-samples", "5", "--iwae-images", "20", "--tsne-points", "50",
         "--classifier-epochs", "1", "--num-samples", "4", "--threads", "1"]
 
@@ -51,7 +51,7 @@ def test_dry_run_plans_without_writing_and_then_sees_what_is_done(fake_data, tmp
     # After a real run with one more epoch wanted, both trials resume; a finished study is all skipped.
     assert main(["run", "--data-dir", str(fake_data), "--out", str(out), *TINY]) == 0
     capsys.readouterr()
-    config = build_config({"out": str(out), "latent_dims": (2, 3), "epochs": 3, "train_subset": 100, "val_size": 50,
+    config = build_config({"out": str(out), "latent_dims": (2, 3), "seeds": (0,), "epochs": 3, "train_subset": 100, "val_size": 50,
                            "verify_data": False, "generation_samples": 100, "iwae_samples": 5, "iwae_images": 20,
                            "tsne_points": 50, "classifier_epochs": 1, "num_samples": 4})
     assert [plan.action for plan in plan_study(config)] == ["skip", "skip"]
@@ -69,8 +69,8 @@ def test_dry_run_refuses_a_folder_trained_with_other_settings(fake_data, tmp_pat
     out = tmp_path / "study"
     assert main(["run", "--data-dir", str(fake_data), "--out", str(out), *TINY]) == 0
     capsys.readouterr()
-    assert main(["run", "--data-dir", str(fake_data), "--out", str(out), *TINY, "--batch-size", "64", "--dry-run"]) == 2
-    assert "holds a study made with other settings (batch_size 128 -> 64)" in capsys.readouterr().err
+    assert main(["run", "--data-dir", str(fake_data), "--out", str(out), *TINY, "--batch-size", "32", "--dry-run"]) == 2
+    assert "holds a study made with other settings (batch_size 64 -> 32)" in capsys.readouterr().err
 
 
 def test_dry_run_times_each_architecture_and_lists_every_trial(fake_data, tmp_path, capsys):

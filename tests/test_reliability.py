@@ -112,7 +112,7 @@ def test_sigkill_during_a_checkpoint_write_keeps_the_previous_one_and_resumes_bi
 
 
 def sweep_args(data: Path, out: Path) -> list[str]:
-    return ["run", "--data-dir", str(data), "--no-verify-data", "--out", str(out), "--latent-dims", "2,3",
+    return ["run", "--data-dir", str(data), "--no-verify-data", "--out", str(out), "--latent-dims", "2,3", "--seeds", "0",
             "--epochs", "3", "--val-size", "500", *FAST_EVAL]
 
 
