@@ -72,7 +72,10 @@ def execute(config: StudyConfig) -> dict[str, Any]:
     write_json(study_dir / "summary.json", {"wall_seconds": time.perf_counter() - started,
                                             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "trials": statuses,
                                             "execution": arrangement.to_dict(), "command": " ".join(sys.argv)})
-    write_explorer(study_dir)  # before the report, which links it
+    try:
+        write_explorer(study_dir)  # before the report, which links it
+    except LatentsweepError as exc:  # the page is a view: its failure must not cost the report
+        log.warning("explorer.html not written: %s", exc)
     report_paths = render_report(study_dir)
     return {"study_dir": str(study_dir), "trials": statuses, "report": [str(p) for p in report_paths]}
 
