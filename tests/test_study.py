@@ -4,7 +4,7 @@ import pytest
 
 from conftest import write_fake_dataset
 from latentsweep.config import build_config
-from latentsweep.errors import ConfigError
+from latentsweep.errors import ConfigError, LatentsweepError
 from latentsweep.layout import Trial, plan_trials, prepare_study_dir
 from latentsweep.study import execute
 
@@ -24,8 +24,9 @@ def test_study_folder_problems_are_config_errors(tmp_path):
         prepare_study_dir(tmp_path / "file", build_config({}))
 
 
-def test_a_diverging_model_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
-    """A NaN loss in one trial marks it failed; the other trial finishes and the report says so."""
+def test_a_diverging_model_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch, caplog):
+    """A NaN loss in one trial marks it failed; the other trial finishes and the report says so.
+    A page that cannot be written (here: refused) is a warning and costs neither the report nor the results."""
     data = write_fake_dataset(tmp_path / "data", train=200, test=60)
     import latentsweep.train as train_module
 
@@ -36,6 +37,12 @@ def test_a_diverging_model_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypat
         return {**terms, "loss": float("nan")} if model.config.latent_dim == 3 else terms
 
     monkeypatch.setattr(train_module, "evaluate_loss", nan_for_latent_3)
+    import latentsweep.explorer as explorer_module
+
+    def refuse_explorer(study_dir):
+        raise LatentsweepError(f"{study_dir}: the page would be too large")
+
+    monkeypatch.setattr(explorer_module, "write_explorer", refuse_explorer)
     config = build_config({"data_dir": str(data), "verify_data": False, "out": str(tmp_path / "study"),
                            "latent_dims": "2,3", "seeds": "0", "epochs": "1", "val_size": "50", "num_samples": "4",
                            "representatives_per_class": "2", "workers": 1})  # in this process, so the patch applies
@@ -46,3 +53,5 @@ def test_a_diverging_model_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypat
     assert (tmp_path / "study" / "models" / "conv_beta1_latent003_seed0" / "FAILED").is_file()
     report = (tmp_path / "study" / "report.md").read_text()
     assert "Failed or missing models" in report and "latent size 3, seed 0: failed" in report
+    assert "explorer.html" not in report and not (tmp_path / "study" / "explorer.html").exists()
+    assert "explorer.html not written" in caplog.text and "too large" in caplog.text
