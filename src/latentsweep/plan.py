@@ -6,6 +6,8 @@ training steps, all on this machine's device with the study's settings. Those ra
 to the work left: the remaining epochs of each trial, and per model the forward passes its
 evaluation makes (test set twice, the IWAE bound's images x samples, the prior samples).
 t-SNE, the linear probe and file writing are not timed, so evaluation takes somewhat longer.
+Training is timed on a model's first steps over a few batches; whole epochs run slower (more memory
+touched, Adam's state filling with denormals), so the estimate is a lower bound (docs/performance.md).
 
 With several local workers (processes or a local Dask cluster, runner.choose_arrangement), the
 trials' rates are timed with one worker's torch threads, and the wall time is the trials dealt out
@@ -201,6 +203,8 @@ def describe(config: StudyConfig, dataset: Dataset, data_dir: Path, device: torc
     timed = ", ".join(f"{name} training {rates.train_images_per_second[name]:,.0f} images/s, evaluation "
                       f"{rates.eval_images_per_second[name]:,.0f} images/s" for name in rates.train_images_per_second)
     lines.append(f"  from rates timed just now: {timed}; t-SNE and the probe are not included")
+    lines.append("  a lower bound: the rates come from a model's first steps, and whole epochs run slower (the default "
+                 "study took about 1.4 times its estimate on a 2-core CPU; docs/performance.md)")
     if cluster is not None:
         lines.append("  rates timed with one worker's threads, alone; workers running at once may share memory "
                      "bandwidth and run somewhat slower")
