@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import SMALL_EVAL, cli
 from latentsweep.architectures import model_from_checkpoint
 from latentsweep.cli import main
 from latentsweep.explorer import write_explorer
@@ -43,12 +44,13 @@ def open_page(browser, study: Path) -> dict:
     return browser.execute_script("return window.explorer.data")
 
 
-def test_the_page_decodes_and_encodes_as_pytorch_does(study, browser):
-    out, _ = study
-    data = open_page(browser, out)
+def assert_page_models_match_pytorch(browser, study: Path, data: dict, variant: int) -> None:
+    """Every size of one (architecture, beta) variant: the page's decode of fixed codes and its encode of
+    representative images against PyTorch's, within 0.01 in every value and 1e-3 on average."""
+    browser.execute_script("window.explorer.state.variant = arguments[0]", variant)
     images = np.frombuffer(base64.b64decode(data["images"]), np.uint8).reshape(-1, 28, 28) / 255.0
-    for size in data["variants"][0]["sizes"]:
-        model, dim = torch_model(out, size), size["latent_dim"]
+    for size in data["variants"][variant]["sizes"]:
+        model, dim = torch_model(study, size), size["latent_dim"]
         codes = np.random.default_rng(dim).normal(size=(4, dim))
         page = np.array([browser.execute_script("return window.explorer.decode(arguments[0], arguments[1])", dim,
                                                 code.tolist()) for code in codes])
@@ -62,6 +64,23 @@ def test_the_page_decodes_and_encodes_as_pytorch_does(study, browser):
             expected_means = model.encode(torch.tensor(chosen, dtype=torch.float32)[:, None])[0].numpy()
         assert np.abs(page_means - expected_means).max() < 0.01, dim
         assert np.abs(page_means - expected_means).mean() < 1e-3, dim
+
+
+def test_the_page_decodes_and_encodes_as_pytorch_does(study, browser):
+    out, _ = study
+    assert_page_models_match_pytorch(browser, out, open_page(browser, out), variant=0)
+
+
+def test_the_page_runs_the_mlp_at_two_betas_as_pytorch_does(fake_data, browser, tmp_path):
+    out = tmp_path / "study"
+    result = cli("run", "--data-dir", str(fake_data), "--no-verify-data", "--out", str(out), "--architecture", "mlp",
+                 "--betas", "1,4", "--latent-dims", "2,3", "--seeds", "0", "--train-subset", "100", "--val-size", "50",
+                 "--epochs", "1", *SMALL_EVAL)
+    assert result.returncode == 0, result.stderr
+    data = open_page(browser, out)
+    assert [(v["architecture"], v["beta"]) for v in data["variants"]] == [("mlp", 1.0), ("mlp", 4.0)]
+    for variant in (0, 1):
+        assert_page_models_match_pytorch(browser, out, data, variant)
 
 
 def test_a_drawn_stroke_is_preprocessed_like_mnist_and_its_psnr_is_pythons(study, browser):
