@@ -256,8 +256,7 @@ def print_summary(study_dir: Path) -> None:
     """A plain table of the headline numbers, readable in a terminal and in a log."""
     from latentsweep.metrics import combine_seeds, lookup, variant_rows, variants
     from latentsweep.report import variant_name
-    from latentsweep.selection import final_selection
-    from latentsweep.selection import conclusion
+    from latentsweep.selection import conclusion, final_selection
     from latentsweep.storage import read_json
 
     info = read_json(study_dir / "config.json")
@@ -324,7 +323,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     folder = Path(args.run_dir)
     if not (folder / "config.json").is_file():
         raise ConfigError(f"{folder}: not a run folder (no config.json)")
-    saved = from_dict(read_json(folder / "config.json")["study"])
+    run_config = read_json(folder / "config.json")
+    saved = from_dict(run_config["study"])
     overrides = {key: getattr(args, key) for key in ("data_dir", "device") if key in vars(args)}
     config = saved.replace(**overrides) if overrides else saved
     set_threads(config.execution.threads)
@@ -337,12 +337,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_likelihood(args: argparse.Namespace) -> int:
-    import torch
-
-    from latentsweep.evaluate import iwae_nll
+    from latentsweep.evaluate import likelihood_scores
     from latentsweep.kernels import use_fast_cpu_kernels
     from latentsweep.metrics import mean_confidence_interval
-    from latentsweep.model import vae_forward, vae_loss_terms
     from latentsweep.storage import read_json
     from latentsweep.train import BEST_CHECKPOINT, resolve_device
     from latentsweep.trial import binarize_scored_images, load_data, set_threads
@@ -351,7 +348,8 @@ def cmd_likelihood(args: argparse.Namespace) -> int:
     if not (folder / "config.json").is_file():
         raise ConfigError(f"{folder}: not a run folder (no config.json)")
     samples = int_option(args.samples, "--samples", 1)
-    saved = from_dict(read_json(folder / "config.json")["study"])
+    run_config = read_json(folder / "config.json")
+    saved = from_dict(run_config["study"])
     config = saved.replace(**{key: getattr(args, key) for key in ("data_dir", "device") if key in vars(args)})
     set_threads(config.execution.threads)
     device = resolve_device(config.execution.device)
@@ -363,12 +361,7 @@ def cmd_likelihood(args: argparse.Namespace) -> int:
     model, spec = _load_model(str(folder / BEST_CHECKPOINT), trusted_architectures(args))
     model = use_fast_cpu_kernels(model).to(device)
     images = dataset.test.images[:count].to(device)
-    seed = read_json(folder / "config.json").get("seed", 0)
-    nll = iwae_nll(model, images, samples, seed)
-    with torch.no_grad():
-        model.eval()
-        terms = vae_loss_terms(vae_forward(model, images, torch.Generator(device=device).manual_seed(seed)), images)
-    neg_elbo = (terms.reconstruction + terms.kl).double().cpu().numpy()
+    nll, neg_elbo = likelihood_scores(model, images, samples, run_config.get("seed", 0))
     mode = "binarised" if config.data.binarize else "grey-level"
     for name, values in ((f"IWAE bound, K={samples}", nll), ("negative ELBO, one sample", neg_elbo)):
         mean, low, high = mean_confidence_interval(values)

@@ -210,6 +210,15 @@ def iwae_nll(model: nn.Module, images: torch.Tensor, samples: int, seed: int, im
     return torch.cat(results).double().cpu().numpy()
 
 
+@torch.no_grad()
+def likelihood_scores(model: nn.Module, images: torch.Tensor, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per image, in nats: the IWAE bound with `samples` importance samples and the one-sample negative
+    ELBO on the same images, both seeded by `seed` (the study's likelihood rows and `latentsweep likelihood`)."""
+    nll = iwae_nll(model, images, samples, seed)  # leaves the model in eval mode
+    terms = vae_loss_terms(vae_forward(model, images, torch.Generator(device=images.device).manual_seed(seed)), images)
+    return nll, (terms.reconstruction + terms.kl).double().cpu().numpy()
+
+
 def binarize(images: torch.Tensor, seed: int) -> torch.Tensor:
     """A fixed stochastic binarisation: each pixel is 1 with probability its intensity."""
     generator = torch.Generator(device=images.device).manual_seed(seed)
@@ -287,10 +296,7 @@ def analyse(model: nn.Module, latent_dim: int, test_images: torch.Tensor, labels
     # Likelihood on a stratified test subset: IWAE bound with K samples, and the ELBO on the same images.
     with timed(seconds, "likelihood"):
         subset = torch.as_tensor(reference.likelihood_indices, device=device)
-        nll = iwae_nll(model, test_images[subset], settings.iwae_samples, seed)
-        elbo_generator = torch.Generator(device=device).manual_seed(seed)
-        terms = vae_loss_terms(vae_forward(model, test_images[subset], elbo_generator), test_images[subset])
-        neg_elbo = (terms.reconstruction + terms.kl).double().cpu().numpy()
+        nll, neg_elbo = likelihood_scores(model, test_images[subset], settings.iwae_samples, seed)
         for row in summarize_by_class({"iwae_nll": nll, "neg_elbo": neg_elbo}, labels[reference.likelihood_indices]):
             rows.append({"protocol": "likelihood", **row})
         extra["iwae_samples"] = settings.iwae_samples
