@@ -123,12 +123,18 @@ def select_combined(mean_psnr: Mapping[int, float], fd: Mapping[int, float], tol
     return CombinedSelection(reconstruction.selected, passes_reconstruction, passes_generation, best_fd_size, True)
 
 
+def combined_rule_applies(psnr: Mapping[int, float], fd: Mapping[int, float] | None) -> bool:
+    """The combined rule decides where every size has a Fréchet distance; else the reconstruction rule
+    alone (the study's answer, final_selection, and its bootstrap, uncertainty.selection_rule)."""
+    return bool(fd) and set(fd) == set(psnr)
+
+
 def final_selection(combined: Sequence[Mapping[str, Any]], tolerance_db: float, fd_tolerance: float) -> tuple[int, list[str]]:
     """The answer for one variant's rows: the combined rule where generation metrics exist, else the
     reconstruction rule."""
     psnr = overall_psnr(combined)
     fd = {r["latent_dim"]: r["mean"] for r in lookup(combined, metric="fd", protocol="prior_samples", cls="all")}
-    if not fd or set(fd) != set(psnr):
+    if not combined_rule_applies(psnr, fd):
         return select_latent_dim(psnr, tolerance_db).selected, []
     chosen = select_combined(psnr, fd, tolerance_db, fd_tolerance)
     sentences = [

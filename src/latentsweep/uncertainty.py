@@ -23,17 +23,17 @@ from typing import Callable, Mapping
 import numpy as np
 
 from latentsweep.metrics import mean_confidence_interval
-from latentsweep.selection import select_combined, select_latent_dim
+from latentsweep.selection import combined_rule_applies, select_combined, select_latent_dim
 
 # {latent size: mean PSNR}, {latent size: mean FD} or None -> the selected size
 Rule = Callable[[Mapping[int, float], Mapping[int, float] | None], int]
 
 
 def selection_rule(tolerance_db: float, fd_tolerance: float) -> Rule:
-    """The study's rule as a function of the means: the combined rule where FDs are given, else the
-    reconstruction rule alone (as report.final_selection decides)."""
+    """The study's rule as a function of the means: the combined rule where every size has an FD, else the
+    reconstruction rule alone, decided as selection.final_selection decides it."""
     def rule(psnr: Mapping[int, float], fd: Mapping[int, float] | None) -> int:
-        if fd is None:
+        if not combined_rule_applies(psnr, fd):
             return select_latent_dim(psnr, tolerance_db).selected
         return select_combined(psnr, fd, tolerance_db, fd_tolerance).selected
     return rule
