@@ -131,15 +131,15 @@ def page_data(study_dir: Path) -> dict[str, Any]:
             else:
                 entry["network"] = None  # the page names it as one it cannot run
             sizes.append(entry)
-            if representatives is None:
+            if representatives is None:  # the same images for every model; their labels from this one's scores
                 with np.load(folder / "images.npz") as images:
-                    representatives = (images["originals"], images["representatives"])
+                    representatives = (images["originals"], images["representatives"], folder)
         variants_data.append({"architecture": variant[0], "beta": variant[1], "selected": selected,
                               "runnable": variant[0] in BUILTIN_ARCHITECTURES, "sizes": sizes})
     if representatives is None:
         raise LatentsweepError(f"{study_dir}: no finished model to explore")
-    originals, indices = representatives
-    labels = read_labels(study_dir, chosen, len(originals))
+    originals, indices, scored_folder = representatives
+    labels = read_labels(scored_folder, indices[:len(originals)])
     class_names = info["class_names"]
     return {
         "title": f"latentsweep explorer: {config.data.dataset}",
@@ -156,19 +156,15 @@ def page_data(study_dir: Path) -> dict[str, Any]:
     }
 
 
-def read_labels(study_dir: Path, chosen: dict, count: int) -> list[int]:
-    """The representative images' class indices, from a model's per_image.csv (index -> label)."""
-    trial = next(iter(chosen.values()))
-    folder = trial_dir(study_dir, trial)
-    with np.load(folder / "images.npz") as images:
-        indices = images["representatives"]
+def read_labels(folder: Path, indices: np.ndarray) -> list[int]:
+    """The class indices of test images `indices`, from a model's per_image.csv (index -> label)."""
     labels = {}
     with (folder / "per_image.csv").open() as handle:
         next(handle)
         for line in handle:
             index, label = line.split(",", 2)[:2]
             labels[int(index)] = int(label)
-    return [labels[int(i)] for i in indices[:count]]
+    return [labels[int(i)] for i in indices]
 
 
 def _number(value: Any) -> float | None:
