@@ -89,3 +89,12 @@ def test_paired_comparison_detects_a_consistent_gain_and_not_noise():
     assert noise.t_p_value > 0.001 or abs(noise.mean_difference_db) < 0.02
     same = paired_comparison(10, 15, base, base)
     assert same.t_p_value == 1.0 and "does not differ significantly" in same.sentence()
+
+
+def test_the_rule_falls_back_to_reconstruction_where_a_size_lacks_its_frechet_distance():
+    """As the study's answer does (selection.final_selection): size 5 passes on PSNR; with size 10's FD
+    missing the combined rule, which would refuse size 5 for its FD of 30 against 10, does not apply."""
+    rule = selection_rule(0.5, 0.10)
+    psnr = {5: 19.8, 10: 20.0}
+    assert rule(psnr, {5: 30.0, 10: 10.0}) == 10
+    assert rule(psnr, {5: 30.0}) == 5 and rule(psnr, {}) == 5 and rule(psnr, None) == 5
