@@ -6,8 +6,8 @@ training steps, all on this machine's device with the study's settings. Those ra
 to the work left: the remaining epochs of each trial, and per model the forward passes its
 evaluation makes (test set twice, the IWAE bound's images x samples, the prior samples).
 t-SNE, the linear probe and file writing are not timed, so evaluation takes somewhat longer.
-Training is timed on a model's first steps over a few batches; whole epochs run slower (more memory
-touched, Adam's state filling with denormals), so the estimate is a lower bound (docs/performance.md).
+Training is timed on a model's first steps; later steps run slower (about 0.7 of that rate from the
+second epoch on a 2-core CPU, benchmarks/bench_dry_run.py), so the estimate is a lower bound.
 
 With several local workers (processes or a local Dask cluster, runner.choose_arrangement), the
 trials' rates are timed with one worker's torch threads, and the wall time is the trials dealt out
