@@ -254,25 +254,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def print_summary(study_dir: Path) -> None:
     """A plain table of the headline numbers, readable in a terminal and in a log."""
-    from latentsweep.metrics import combine_seeds, lookup, variant_rows, variants
-    from latentsweep.report import variant_name
-    from latentsweep.selection import conclusion, final_selection
-    from latentsweep.storage import read_json
+    from latentsweep.layout import EXPLORER_FILE, REPORT_HTML, REPORT_MD, variant_name
+    from latentsweep.metrics import HEADLINE_METRICS, REGISTRY, lookup
+    from latentsweep.results import read_results
 
-    info = read_json(study_dir / "config.json")
-    combined = combine_seeds(read_json(study_dir / "results.json"))
-    for variant in variants(combined):
-        rows = variant_rows(combined, variant)
-        print(f"\n{variant_name(variant)}\n{'latent':>6}  {'PSNR dB':>8}  {'MSE':>8}  {'SSIM':>6}  {'neg.ELBO':>8}")
+    results = read_results(study_dir)
+    width = {name: max(len(REGISTRY[name].label), 6) for name in HEADLINE_METRICS}
+    for variant, answer in results.answers.items():
+        rows = results.rows_of(variant)
+        print(f"\n{variant_name(variant)}\n{'latent':>6}  " + "  ".join(f"{REGISTRY[m].label:>{width[m]}}" for m in HEADLINE_METRICS))
         for dim in sorted({row["latent_dim"] for row in rows}):
-            values = {m: lookup(rows, latent_dim=dim, protocol="test_set", cls="all", metric=m)[0]["mean"]
-                      for m in ("psnr", "mse", "ssim", "neg_elbo")}
-            print(f"{dim:>6}  {values['psnr']:>8.2f}  {values['mse']:>8.4f}  {values['ssim']:>6.3f}  {values['neg_elbo']:>8.1f}")
-        selection = info["config"]["selection"]
-        _, combined_sentences = final_selection(rows, selection["tolerance_db"], selection["fd_tolerance"])
-        _, sentences = conclusion(rows, selection["tolerance_db"], info["class_names"])
-        print("\n".join(combined_sentences[:1] + sentences[1:2] if combined_sentences else sentences[:2]))
-    print(f"Report: {study_dir / 'report.html'} and {study_dir / 'report.md'}; every size live: {study_dir / 'explorer.html'}")
+            cells = []
+            for name in HEADLINE_METRICS:
+                found = lookup(rows, latent_dim=dim, protocol="test_set", cls="all", metric=name)
+                cells.append(f"{found[0]['mean']:>{width[name]}.{REGISTRY[name].digits}f}" if found else f"{'n/a':>{width[name]}}")
+            print(f"{dim:>6}  " + "  ".join(cells) + ("  <- selected" if dim == answer.selected else ""))
+        print("\n".join(answer.headline))
+    print(f"Report: {study_dir / REPORT_HTML} and {study_dir / REPORT_MD}; every size live: {study_dir / EXPLORER_FILE}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -388,26 +386,22 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from latentsweep.export import export_model
-    from latentsweep.layout import Trial, read_study_info, trial_dir
-    from latentsweep.metrics import combine_seeds, lookup, variant_rows
-    from latentsweep.selection import final_selection
-    from latentsweep.storage import read_json
+    from latentsweep.layout import BEST_CHECKPOINT, Trial, trial_dir
+    from latentsweep.metrics import lookup
+    from latentsweep.results import read_results
 
     study = Path(args.study_dir)
-    info = read_study_info(study)
-    if not (study / "results.json").is_file():
-        raise ConfigError(f"{study}: not a finished study folder (no results.json)")
-    config = from_dict(info["config"])
+    results = read_results(study)
+    config = results.config
     architecture = getattr(args, "architecture", config.model.architecture[0])
     beta = float_option(args.beta, "--beta") if "beta" in vars(args) else config.training.betas[0]
-    rows = variant_rows(combine_seeds(read_json(study / "results.json")), (architecture, beta))
-    if not rows:
+    if (architecture, beta) not in results.answers:
         raise ConfigError(f"{study}: no finished model with architecture {architecture} and beta {beta:g}")
-    selected, _ = final_selection(rows, config.selection.tolerance_db, config.selection.fd_tolerance)
+    rows, selected = results.rows_of((architecture, beta)), results.answers[(architecture, beta)].selected
     latent_dim = int_option(args.latent_dim, "--latent-dim", 1) if "latent_dim" in vars(args) else selected
     seed = int_option(args.seed, "--seed", 0) if "seed" in vars(args) else config.training.seeds[0]
     trial = Trial(architecture, beta, latent_dim, seed)
-    checkpoint = trial_dir(study, trial) / "best.pt"
+    checkpoint = trial_dir(study, trial) / BEST_CHECKPOINT
     if not checkpoint.is_file():
         raise ConfigError(f"{checkpoint}: no trained model for {trial.label()} in this study")
     psnr = lookup(rows, latent_dim=latent_dim, protocol="test_set", cls="all", metric="psnr")

@@ -32,13 +32,12 @@ from torch import nn
 
 from latentsweep import latent
 from latentsweep.classifier import DigitClassifier, predict
-from latentsweep.metrics import (active_units, class_histogram, confident_share, entropy_bits, frechet_distance,
+from latentsweep.metrics import (PER_IMAGE_METRICS, active_units, class_histogram, confident_share, entropy_bits, frechet_distance,
                                  inception_score, kernel_distance, kl_per_dimension, mse_per_image, psnr_from_mse,
                                  ssim_per_image, summarize_by_class)
 from latentsweep.model import vae_forward, vae_loss_terms
 
-METRICS = ("mse", "psnr", "ssim", "neg_elbo", "reconstruction", "kl")
-PER_IMAGE_FIELDS = ["index", "label", "mse", "psnr", "ssim", "neg_elbo", "reconstruction", "kl"]
+PER_IMAGE_FIELDS = ["index", "label", *PER_IMAGE_METRICS]  # per_image.csv's columns
 # Class pairs interpolated between in ten-class data (digits that look alike or unlike); other
 # class counts pair each of the first five classes with the one half-way round.
 TEN_CLASS_PAIRS = ((1, 7), (3, 8), (4, 9), (0, 6), (2, 5))
@@ -75,10 +74,10 @@ def sample_prior(model: nn.Module, latent_dim: int, count: int, seed: int, devic
 
 @torch.no_grad()
 def per_image_scores(model: nn.Module, images: torch.Tensor, batch_size: int, seed: int) -> dict[str, np.ndarray]:
-    """Every metric for every image, as float64 arrays of length N."""
+    """Every per-image metric of the registry (metrics.PER_IMAGE_METRICS) for every image, as float64 arrays of length N."""
     model.eval()
     generator = torch.Generator(device=images.device).manual_seed(seed)
-    columns: dict[str, list[torch.Tensor]] = {name: [] for name in ("mse", "psnr", "ssim", "neg_elbo", "reconstruction", "kl")}
+    columns: dict[str, list[torch.Tensor]] = {name: [] for name in PER_IMAGE_METRICS}
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
         output = vae_forward(model, batch, generator)
@@ -132,7 +131,7 @@ def evaluate_model(
     with timed(seconds, "reconstruction"):
         scores = per_image_scores(model, images, batch_size, seed)
     representatives = representative_indices(labels, per_class)
-    metric_scores = {name: scores[name] for name in METRICS}
+    metric_scores = {name: scores[name] for name in PER_IMAGE_METRICS}
     rows = []
     for protocol, subset in (("representative", representatives), ("test_set", np.arange(len(labels)))):
         for row in summarize_by_class({k: v[subset] for k, v in metric_scores.items()}, labels[subset]):

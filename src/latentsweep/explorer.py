@@ -28,15 +28,14 @@ import torch
 from torch import nn
 
 from latentsweep.architectures import model_from_checkpoint
-from latentsweep.config import BUILTIN_ARCHITECTURES, StudyConfig, from_dict
+from latentsweep.config import BUILTIN_ARCHITECTURES, StudyConfig
 from latentsweep.errors import LatentsweepError
-from latentsweep.layout import METRICS_FILE, Trial, is_done, plan_trials, read_study_info, trial_dir
-from latentsweep.metrics import ACTIVE_UNIT_THRESHOLD, combine_seeds, lookup, variant_rows, variants
-from latentsweep.selection import final_selection
+from latentsweep.layout import (BEST_CHECKPOINT, EXPLORER_FILE, IMAGES_FILE, METRICS_FILE, PER_IMAGE_FILE, Trial, is_done,
+                                plan_trials, trial_dir)
+from latentsweep.metrics import ACTIVE_UNIT_THRESHOLD, lookup
+from latentsweep.results import read_results
 from latentsweep.storage import atomic_write_text, read_json
-from latentsweep.train import BEST_CHECKPOINT, load_checkpoint
-
-EXPLORER_FILE = "explorer.html"
+from latentsweep.train import load_checkpoint
 
 
 def f16_base64(tensor: torch.Tensor) -> str:
@@ -51,7 +50,7 @@ def describe_layers(sequential: nn.Sequential) -> list[dict[str, Any]]:
     for layer in sequential:
         if isinstance(layer, nn.Conv2d):
             kind = "conv2d"
-        elif isinstance(layer, nn.ConvTranspose2d):  # also kernels.ImageConvTranspose2d, a subclass
+        elif isinstance(layer, nn.ConvTranspose2d):
             kind = "conv_transpose2d"
         elif isinstance(layer, nn.Linear):
             layers.append({"type": "linear", "in": layer.in_features, "out": layer.out_features,
@@ -96,17 +95,13 @@ def chosen_trials(study_dir: Path, config: StudyConfig) -> dict[tuple[str, float
 
 def page_data(study_dir: Path) -> dict[str, Any]:
     """Everything the page shows, as JSON-ready data."""
-    info = read_study_info(study_dir)
-    config = from_dict(info["config"])
-    if not (study_dir / "results.json").is_file():
-        raise LatentsweepError(f"{study_dir}: no results.json yet; run the study to the end first")
-    combined = combine_seeds(read_json(study_dir / "results.json"))
+    results = read_results(study_dir)
+    info, config = results.info, results.config
     selection = config.selection
     variants_data, representatives = [], None
     chosen = chosen_trials(study_dir, config)
-    for variant in variants(combined):
-        rows = variant_rows(combined, variant)
-        selected, _ = final_selection(rows, selection.tolerance_db, selection.fd_tolerance)
+    for variant, answer in results.answers.items():
+        rows, selected = results.rows_of(variant), answer.selected
         sizes = []
         for (architecture, beta, latent_dim), trial in sorted(chosen.items()):
             if (architecture, beta) != variant:
@@ -132,7 +127,7 @@ def page_data(study_dir: Path) -> dict[str, Any]:
                 entry["network"] = None  # the page names it as one it cannot run
             sizes.append(entry)
             if representatives is None:  # the same images for every model; their labels from this one's scores
-                with np.load(folder / "images.npz") as images:
+                with np.load(folder / IMAGES_FILE) as images:
                     representatives = (images["originals"], images["representatives"], folder)
         variants_data.append({"architecture": variant[0], "beta": variant[1], "selected": selected,
                               "runnable": variant[0] in BUILTIN_ARCHITECTURES, "sizes": sizes})
@@ -159,7 +154,7 @@ def page_data(study_dir: Path) -> dict[str, Any]:
 def read_labels(folder: Path, indices: np.ndarray) -> list[int]:
     """The class indices of test images `indices`, from a model's per_image.csv (index -> label)."""
     labels = {}
-    with (folder / "per_image.csv").open() as handle:
+    with (folder / PER_IMAGE_FILE).open() as handle:
         next(handle)
         for line in handle:
             index, label = line.split(",", 2)[:2]

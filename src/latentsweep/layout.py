@@ -26,15 +26,28 @@ from typing import Any, Iterable
 from latentsweep.config import AXES, StudyConfig, from_dict
 from latentsweep.errors import ConfigError
 from latentsweep.storage import read_json
+from latentsweep.train import BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT  # noqa: F401 - a run folder's, train.py's
 
+# Every file name of a study folder. A trial folder is also a run folder (train.py names its checkpoints
+# and history); the names here are re-exported so that nothing else spells a file name.
 MODELS = "models"
-CONFIG_FILE = "config.json"
+CONFIG_FILE = "config.json"  # the study's, and each trial's
 METRICS_FILE = "metrics.json"
 TIMING_FILE = "timing.json"  # wall-clock seconds, kept apart so metrics.json is reproducible to the byte
+PER_IMAGE_FILE = "per_image.csv"
+IMAGES_FILE = "images.npz"
+ANALYSIS_FILE = "analysis.npz"
 DONE_MARKER = "DONE"
 FAILED_MARKER = "FAILED"
 TRIAL_LOG = "trial.log"  # written when a worker process runs the trial
 STUDY_LOG = "study.log"
+RESULTS_CSV = "results.csv"
+RESULTS_JSON = "results.json"
+SUMMARY_FILE = "summary.json"
+FIGURES = "figures"
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+EXPLORER_FILE = "explorer.html"
 
 
 @dataclass(frozen=True, order=True)
@@ -61,6 +74,18 @@ class Trial:
 
     def label(self) -> str:
         return f"{self.architecture}, beta {self.beta:g}, latent {self.latent_dim}, seed {self.seed}"
+
+
+def variant_name(variant: tuple[str, float]) -> str:
+    """How the report and the command line name a variant (Trial.variant)."""
+    architecture, beta = variant
+    return f"architecture {architecture}, beta {beta:g}"
+
+
+def variant_slug(variant: tuple[str, float]) -> str:
+    """A variant in file names: the trial folder name without latent size and seed."""
+    architecture, beta = variant
+    return f"{architecture.replace(':', '-')}_beta{beta:g}"
 
 
 def plan_trials(config: StudyConfig) -> list[Trial]:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -26,6 +28,58 @@ MSE_FLOOR = 10 ** (-PSNR_CAP_DB / 10)  # MSE at which PSNR reaches the cap (data
 
 AXIS_FIELDS = ["architecture", "beta", "latent_dim", "seed"]  # config.AXES, the trial's coordinates
 TIDY_FIELDS = [*AXIS_FIELDS, "protocol", "class", "n", "metric", "mean", "ci_low", "ci_high"]
+
+
+# ----------------------------------------------------------------------------------------
+# The registry: one entry per metric of the tidy table, read by evaluation (which per-image scores
+# it computes), the report's tables, the figures, TensorBoard and the command line's summary.
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # the tidy table's "metric" column
+    label: str  # short, for table headers: "PSNR dB"
+    axis_label: str  # long, for figure axes: "PSNR, dB (higher is better)"
+    digits: int  # decimals in tables and the summary
+    better: str | None  # "higher", "lower", or None where neither is better
+    protocols: tuple[str, ...]  # what it is measured on (evaluate.py's protocols)
+    per_image: bool = False  # a per-image score: per_image.csv's column, summarised per class with a CI
+    selection: bool = False  # feeds the selection rule (selection.py)
+    column: bool = True  # a column of the report's tables for its protocols (class_share has a figure instead)
+    tensorboard: dict[str, str] = dataclass_field(default_factory=dict)  # protocol -> TensorBoard tag of the final value
+
+
+RECONSTRUCTION_PROTOCOLS = ("representative", "test_set")
+GENERATION_PROTOCOLS = ("prior_samples", "reconstructions")
+REGISTRY: dict[str, Metric] = {metric.name: metric for metric in (
+    Metric("mse", "MSE", "MSE (lower is better)", 4, "lower", RECONSTRUCTION_PROTOCOLS, per_image=True,
+           tensorboard={"test_set": "test/mse"}),
+    Metric("psnr", "PSNR dB", "PSNR, dB (higher is better)", 2, "higher", RECONSTRUCTION_PROTOCOLS, per_image=True,
+           selection=True, tensorboard={"test_set": "test/psnr_db"}),
+    Metric("ssim", "SSIM", "SSIM (higher is better)", 3, "higher", RECONSTRUCTION_PROTOCOLS, per_image=True,
+           tensorboard={"test_set": "test/ssim"}),
+    Metric("neg_elbo", "neg. ELBO nats", "negative ELBO, nats (lower is better)", 1, "lower",
+           (*RECONSTRUCTION_PROTOCOLS, "likelihood"), per_image=True, tensorboard={"test_set": "test/neg_elbo"}),
+    Metric("reconstruction", "distortion: reconstruction, nats", "reconstruction term, nats (lower is better)", 2, "lower",
+           RECONSTRUCTION_PROTOCOLS, per_image=True),
+    Metric("kl", "rate: KL, nats", "KL term, nats", 2, None, RECONSTRUCTION_PROTOCOLS, per_image=True),
+    Metric("fd", "FD", "Fréchet distance (lower is better)", 2, "lower", GENERATION_PROTOCOLS, selection=True,
+           tensorboard={"prior_samples": "samples/frechet_distance"}),
+    Metric("kid", "KID", "KID (lower is better)", 4, "lower", GENERATION_PROTOCOLS),
+    Metric("inception_score", "IS", "classifier Inception Score (higher is better)", 2, "higher", GENERATION_PROTOCOLS),
+    Metric("class_entropy_bits", "entropy bits", "class entropy, bits", 3, "higher", GENERATION_PROTOCOLS),
+    Metric("confident_share", "confident", "share classified with p > 0.9", 3, "higher", GENERATION_PROTOCOLS),
+    Metric("class_share", "share", "share of images assigned to the class", 3, None, GENERATION_PROTOCOLS, column=False),
+    Metric("iwae_nll", "IWAE -log p(x), nats", "IWAE -log p(x), nats (lower is better)", 2, "lower", ("likelihood",),
+           tensorboard={"likelihood": "test/iwae_nll"}),
+    Metric("active_units", "active units", "active units", 1, None, ("test_set",)),
+    Metric("probe_accuracy", "probe test accuracy", "linear probe accuracy", 4, "higher", ("test_set",)),
+)}
+# The headline columns, in the order the report's results table, the overall figure and the summary show them.
+HEADLINE_METRICS = ("psnr", "mse", "ssim", "neg_elbo")
+GENERATION_METRICS = tuple(name for name, metric in REGISTRY.items()
+                           if metric.protocols == GENERATION_PROTOCOLS and metric.column)
+PER_IMAGE_METRICS = tuple(name for name, metric in REGISTRY.items() if metric.per_image)
 
 
 def mse_per_image(originals: torch.Tensor, reconstructions: torch.Tensor) -> torch.Tensor:

@@ -15,15 +15,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from latentsweep.metrics import lookup, variant_rows, variants
+from latentsweep.metrics import HEADLINE_METRICS, REGISTRY, lookup, variant_rows, variants
 from latentsweep.storage import atomic_write_bytes
 
-METRIC_LABELS = {"mse": "MSE (lower is better)", "psnr": "PSNR, dB (higher is better)",
-                 "ssim": "SSIM (higher is better)", "neg_elbo": "negative ELBO, nats (lower is better)",
-                 "fd": "Fréchet distance (lower is better)", "kid": "KID (lower is better)",
-                 "inception_score": "classifier Inception Score (higher is better)",
-                 "confident_share": "share classified with p > 0.9", "class_entropy_bits": "class entropy, bits",
-                 "iwae_nll": "IWAE -log p(x), nats (lower is better)", "probe_accuracy": "linear probe accuracy"}
 PROTOCOL_TITLES = {"representative": "10 representative test images per class",
                    "test_set": "whole test set, 95% CI"}
 
@@ -87,7 +81,7 @@ def metric_by_class(rows: Sequence[Mapping[str, Any]], metric: str, class_names:
         axis.set_title(PROTOCOL_TITLES[protocol])
         axis.set_xticks(positions, class_names, rotation=30 if max(map(len, class_names)) > 2 else 0)
         axis.grid(axis="y", alpha=0.3)
-    axes[0].set_ylabel(METRIC_LABELS[metric])
+    axes[0].set_ylabel(REGISTRY[metric].axis_label)
     axes[0].legend(title="latent size", fontsize=8)
     if metric == "psnr":
         lowest = min(r["mean"] for r in lookup(rows, metric=metric))
@@ -97,7 +91,7 @@ def metric_by_class(rows: Sequence[Mapping[str, Any]], metric: str, class_names:
 
 def overall_vs_latent(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     """Whole-test-set mean of each metric against latent size, with 95% CI."""
-    metrics = [m for m in ("psnr", "mse", "ssim", "neg_elbo") if lookup(rows, metric=m)]
+    metrics = [m for m in HEADLINE_METRICS if lookup(rows, metric=m)]
     figure = Figure(figsize=(4.2 * len(metrics), 3.8))
     axes = np.atleast_1d(figure.subplots(1, len(metrics)))
     for axis, metric in zip(axes, metrics):
@@ -106,7 +100,7 @@ def overall_vs_latent(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
             axis.errorbar([r["latent_dim"] for r in selected], [r["mean"] for r in selected], yerr=_error_bars(selected),
                           fmt=style, capsize=3, label=PROTOCOL_TITLES[protocol])
         axis.set_xlabel("latent size")
-        axis.set_title(METRIC_LABELS[metric], fontsize=10)
+        axis.set_title(REGISTRY[metric].axis_label, fontsize=10)
         axis.set_xticks(sorted({row["latent_dim"] for row in rows}))
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
@@ -136,7 +130,7 @@ def psnr_by_seed(seed_means: Mapping[int, Mapping[int, float]], rows: Sequence[M
                  label=f"selected: {selected}", zorder=4)
     axis.set_xticks(sizes)
     axis.set_xlabel("latent size")
-    axis.set_ylabel(METRIC_LABELS["psnr"])
+    axis.set_ylabel(REGISTRY["psnr"].axis_label)
     axis.set_title("Whole-test-set PSNR of every trained model")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
@@ -201,7 +195,7 @@ def generation_vs_latent(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
             selected = sorted(lookup(rows, metric=metric, protocol=protocol, cls="all"), key=lambda r: r["latent_dim"])
             axis.errorbar([r["latent_dim"] for r in selected], [r["mean"] for r in selected], yerr=_error_bars(selected),
                           fmt=style, capsize=3, label=label)
-        axis.set_title(METRIC_LABELS[metric], fontsize=10)
+        axis.set_title(REGISTRY[metric].axis_label, fontsize=10)
         axis.set_xlabel("latent size")
         axis.set_xticks(sorted({row["latent_dim"] for row in rows}))
         axis.grid(alpha=0.3)
@@ -299,7 +293,7 @@ def image_rows(images: np.ndarray, row_labels: Sequence[str], column_labels: Seq
 
 def variants_vs_latent(rows: Sequence[Mapping[str, Any]], names: Mapping[tuple[str, float], str], path: Path) -> Path:
     """Whole-test-set PSNR (95% CI) and active units against latent size, one line per (architecture, beta)."""
-    panels = [("psnr", "PSNR, dB (higher is better)"), ("active_units", "active units")]
+    panels = [(name, REGISTRY[name].axis_label) for name in ("psnr", "active_units")]
     figure = Figure(figsize=(11, 4.0))
     axes = figure.subplots(1, len(panels))
     pairs = variants(rows)

@@ -18,11 +18,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from latentsweep import plots
-from latentsweep.config import flat_values, from_dict
-from latentsweep.errors import LatentsweepError
-from latentsweep.layout import METRICS_FILE, TIMING_FILE, plan_trials, read_study_info, trial_dir
-from latentsweep.metrics import combine_seeds, lookup, variant_rows, variants
-from latentsweep.selection import conclusion, final_selection, overall_psnr, rule_text
+from latentsweep.config import flat_values
+from latentsweep.layout import (ANALYSIS_FILE, EXPLORER_FILE, FIGURES, HISTORY_FILE, IMAGES_FILE, METRICS_FILE,
+                                PER_IMAGE_FILE, REPORT_HTML, REPORT_MD, SUMMARY_FILE, TIMING_FILE, plan_trials, trial_dir,
+                                variant_name, variant_slug)
+from latentsweep.metrics import (GENERATION_METRICS, GENERATION_PROTOCOLS, HEADLINE_METRICS, REGISTRY, lookup,
+                                 variant_rows)
+from latentsweep.results import Results, class_noun, read_results
+from latentsweep.selection import Answer, overall_psnr, rule_text
 from latentsweep.storage import atomic_write_text, read_json
 from latentsweep.uncertainty import (PairedComparison, SeedComparison, paired_comparison, seed_comparison,
                                      selected_per_seed, selection_probabilities, selection_rule)
@@ -161,11 +164,11 @@ def read_history(path: Path) -> list[dict[str, float]]:
         return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
 
 
-def read_study(study_dir: Path) -> StudyFiles:
-    info = read_study_info(study_dir)
-    study_config = from_dict(info["config"])
+def read_study(results: Results) -> StudyFiles:
+    """The trial files of a study whose results were read (results.read_results)."""
+    study_dir, info, study_config = results.study_dir, results.info, results.config
     config = flat_values(study_config)
-    summary = read_json(study_dir / "summary.json") if (study_dir / "summary.json").is_file() else None
+    summary = read_json(study_dir / SUMMARY_FILE) if (study_dir / SUMMARY_FILE).is_file() else None
     trials, histories, images, analysis = [], {}, {}, {}
     for trial in plan_trials(study_config):
         folder = trial_dir(study_dir, trial)
@@ -177,11 +180,11 @@ def read_study(study_dir: Path) -> StudyFiles:
         trials.append({"train_seconds": float("nan"), "eval_seconds": float("nan"), **metrics, **timing,
                        "folder": folder})
         if metrics.get("status") == "done":
-            histories[trial] = read_history(folder / "history.csv")
-            with np.load(folder / "images.npz") as npz:
+            histories[trial] = read_history(folder / HISTORY_FILE)
+            with np.load(folder / IMAGES_FILE) as npz:
                 images[trial] = {name: npz[name] for name in npz.files}
-            if (folder / "analysis.npz").is_file():
-                with np.load(folder / "analysis.npz") as npz:
+            if (folder / ANALYSIS_FILE).is_file():
+                with np.load(folder / ANALYSIS_FILE) as npz:
                     analysis[trial] = {name: npz[name] for name in npz.files}
     return StudyFiles(study_dir, info, config, summary, trials, histories, images, analysis)
 
@@ -199,19 +202,9 @@ def for_variant(files: StudyFiles, variant: tuple[str, float]) -> StudyFiles:
                       mine(files.images), mine(files.analysis))
 
 
-def variant_name(variant: tuple[str, float]) -> str:
-    architecture, beta = variant
-    return f"architecture {architecture}, beta {beta:g}"
-
-
-def variant_slug(variant: tuple[str, float]) -> str:
-    architecture, beta = variant
-    return f"{architecture.replace(':', '-')}_beta{beta:g}"
-
-
 def per_image_psnr(folder: Path) -> np.ndarray:
     """PSNR of every test image, in test order, from a run folder's per_image.csv."""
-    with (folder / "per_image.csv").open(newline="") as handle:
+    with (folder / PER_IMAGE_FILE).open(newline="") as handle:
         rows = sorted(csv.DictReader(handle), key=lambda row: int(row["index"]))
     return np.array([float(row["psnr"]) for row in rows])
 
@@ -298,13 +291,18 @@ def _with_ci(row: dict[str, Any], digits: int) -> str:
     return f"{_fmt(row['mean'], digits)} [{_fmt(row['ci_low'], digits)}, {_fmt(row['ci_high'], digits)}]"
 
 
-DIGITS = {"mse": 4, "psnr": 2, "ssim": 3, "neg_elbo": 1}
+def _cell(row: dict[str, Any] | None, metric: str, interval: bool = True) -> str:
+    """A table cell: the mean (with its interval) to the metric's digits (metrics.REGISTRY), or n/a."""
+    if row is None:
+        return "n/a"
+    digits = REGISTRY[metric].digits
+    return _with_ci(row, digits) if interval else _fmt(row["mean"], digits)
 
 
 def make_figures(files: StudyFiles, combined: list[dict[str, Any]], class_names: list[str], evidence: Evidence,
                  prefix: str = "") -> dict[str, Path]:
     """One variant's figures, named figures/PREFIX<name>.png."""
-    figures_dir = files.study_dir / "figures"
+    figures_dir = files.study_dir / FIGURES
     figures_dir.mkdir(exist_ok=True)
 
     def figure(name: str) -> Path:
@@ -358,15 +356,12 @@ def make_figures(files: StudyFiles, combined: list[dict[str, Any]], class_names:
 
 
 def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths: dict[str, Path],
-                 evidence: Evidence) -> list[Block]:
+                 evidence: Evidence, answer: Answer) -> list[Block]:
     info, config = files.info, files.config
     class_names = info["class_names"]
-    noun = "digit" if config["dataset"] == "mnist" else "class"
+    noun = class_noun(config["dataset"])
     done = [t for t in files.trials if t.get("status") == "done"]
     failed = [t for t in files.trials if t.get("status") != "done"]
-    answer, combined_sentences = final_selection(combined, config["tolerance_db"], config["fd_tolerance"])
-    selection, sentences = conclusion(combined, config["tolerance_db"], class_names, noun,
-                                      "Reconstruction rule alone, latent size" if combined_sentences else "Selected latent size")
     env = info["environment"]
     rel = {key: str(path.relative_to(files.study_dir)) for key, path in figure_paths.items()}
     multi_seed = len(config["seeds"]) > 1
@@ -375,10 +370,9 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
 
     blocks: list[Block] = [
         Heading(f"How small can a VAE's latent space be? Latent-size study on {data_name(files.info, config)}", 1),
-        Paragraph(" ".join((combined_sentences[:1] + sentences[1:2] if combined_sentences else sentences[:2])
-                           + evidence.sentences()), highlight=True),
+        Paragraph(" ".join([*answer.headline, *evidence.sentences()]), highlight=True),
         Heading("Conclusion"),
-        Bullets(combined_sentences + sentences + evidence.sentences()),
+        Bullets([*answer.sentences, *evidence.sentences()]),
         Heading("Setup"),
         Bullets([
             f"Data: {config['dataset']} from {info['data_source']}; {info['split_sizes']['train']} training images"
@@ -417,13 +411,11 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
         seconds[t["latent_dim"]].append(t["train_seconds"])
     overall_rows = []
     for latent_dim in sorted(seconds):
-        cells = [str(latent_dim) + (" (selected)" if latent_dim == selection.selected else "")]
-        for metric in ("psnr", "mse", "ssim", "neg_elbo"):
-            row = lookup(combined, latent_dim=latent_dim, protocol="test_set", cls="all", metric=metric)[0]
-            cells.append(_with_ci(row, DIGITS[metric]))
+        cells = [str(latent_dim) + (" (selected)" if latent_dim == answer.selected else "")]
+        cells += [_cell(_value(combined, latent_dim, "test_set", metric), metric) for metric in HEADLINE_METRICS]
         cells.append(f"{np.mean(seconds[latent_dim]):.0f}")
         overall_rows.append(cells)
-    blocks.append(Table(["latent size", "PSNR dB", "MSE", "SSIM", "neg. ELBO nats", "training s"], overall_rows,
+    blocks.append(Table(["latent size", *(REGISTRY[m].label for m in HEADLINE_METRICS), "training s"], overall_rows,
                         f"Mean [{ci_note}]"))
     total_train = sum(t["train_seconds"] for t in done)
     total_eval = sum(t["eval_seconds"] for t in done)
@@ -452,7 +444,7 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
         if key in rel:
             blocks.append(Figure(rel[key], caption, caption))
 
-    blocks += analysis_blocks(files, combined, rel, answer, noun)
+    blocks += analysis_blocks(files, combined, rel, answer.selected, noun)
     blocks.append(Heading(f"Per-{noun} results"))
     for latent_dim in sorted(seconds):
         rows = []
@@ -461,7 +453,7 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
             for protocol in ("test_set", "representative"):
                 for metric in ("mse", "psnr", "ssim"):
                     row = lookup(combined, latent_dim=latent_dim, protocol=protocol, cls=str(index), metric=metric)[0]
-                    cells.append(_with_ci(row, DIGITS[metric]) if protocol == "test_set" else _fmt(row["mean"], DIGITS[metric]))
+                    cells.append(_cell(row, metric, interval=protocol == "test_set"))
             rows.append(cells)
         n_test = lookup(combined, latent_dim=latent_dim, protocol="test_set", cls="all", metric="psnr")[0]["n"]
         n_text = f"n = {n_test} seeds, each over the whole test set" if multi_seed else f"n = {n_test}"
@@ -509,14 +501,13 @@ def analysis_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: dict
     rows = []
     for size in sizes:
         cells = [str(size) + (" (selected)" if size == selected else "")]
-        for protocol in ("prior_samples", "reconstructions"):
-            for metric, digits in (("fd", 2), ("kid", 4), ("inception_score", 2), ("class_entropy_bits", 3), ("confident_share", 3)):
-                row = _value(combined, size, protocol, metric)
-                cells.append(_with_ci(row, digits) if row else "n/a")
+        cells += [_cell(_value(combined, size, protocol, metric), metric)
+                  for protocol in GENERATION_PROTOCOLS for metric in GENERATION_METRICS]
         rows.append(cells)
-    blocks.append(Table(["latent size", "FD (samples)", "KID (samples)", "IS (samples)", "entropy bits (samples)",
-                         "confident (samples)", "FD (recon.)", "KID (recon.)", "IS (recon.)", "entropy bits (recon.)",
-                         "confident (recon.)"], rows, "Generation metrics; lower FD/KID is better, higher IS is better"))
+    shown_on = {"prior_samples": "samples", "reconstructions": "recon."}
+    blocks.append(Table(["latent size", *(f"{REGISTRY[metric].label} ({shown_on[protocol]})" for protocol in GENERATION_PROTOCOLS
+                                          for metric in GENERATION_METRICS)],
+                        rows, "Generation metrics; lower FD/KID is better, higher IS is better"))
     for key, caption in (("generation", "Generation metrics against latent size: prior samples and test reconstructions."),
                          ("class_histogram", f"Share of prior samples the classifier assigns to each {noun}.")):
         if key in rel:
@@ -539,7 +530,8 @@ def analysis_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: dict
     for size in sizes:
         iwae = _value(combined, size, "likelihood", "iwae_nll")
         elbo = _value(combined, size, "likelihood", "neg_elbo")
-        rows.append([str(size), _with_ci(elbo, 2), _with_ci(iwae, 2), _fmt(elbo["mean"] - iwae["mean"], 2)])
+        digits = REGISTRY["iwae_nll"].digits  # the ELBO to the bound's digits, so the two and their gap compare
+        rows.append([str(size), _with_ci(elbo, digits), _with_ci(iwae, digits), _fmt(elbo["mean"] - iwae["mean"], digits)])
     blocks.append(Table(["latent size", "negative ELBO, nats", f"IWAE -log p(x), K={k}, nats", "gap, nats"], rows,
                         (f"Mean [95% CI across {seeds_n} seeds], each seed's figure the mean over the {likelihood_n} images"
                          if seeds_n > 1 else f"Mean [95% CI] over the {likelihood_n} images") + f"; {mode}"))
@@ -550,13 +542,13 @@ def analysis_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: dict
         units = _value(combined, size, "test_set", "active_units")
         kl = _value(combined, size, "test_set", "kl")
         reconstruction = _value(combined, size, "test_set", "reconstruction")
-        rows.append([str(size), _fmt(units["mean"], 1) if units else "n/a", _with_ci(kl, 2) if kl else "n/a",
-                     _with_ci(reconstruction, 2) if reconstruction else "n/a"])
+        rows.append([str(size), _cell(units, "active_units", interval=False), _cell(kl, "kl"),
+                     _cell(reconstruction, "reconstruction")])
     blocks.append(Paragraph("A latent dimension is active when its posterior mean varies across test images "
                             "(variance above 0.01, after Burda et al. 2016). Once extra dimensions stay inactive, their "
                             "KL is near zero and a larger latent size buys nothing: the rate (KL) and the distortion "
                             "(reconstruction term) stop moving."))
-    blocks.append(Table(["latent size", "active units", "rate: KL, nats", "distortion: reconstruction, nats"], rows,
+    blocks.append(Table(["latent size", *(REGISTRY[m].label for m in ("active_units", "kl", "reconstruction"))], rows,
                         f"Whole test set, mean [95% CI across {seeds_n} seeds]" if seeds_n > 1 else "Whole test set, mean [95% CI]"))
     for key, caption in (("kl_per_dimension", "Mean KL of each latent dimension, sorted, per latent size."),
                          ("rate_distortion", "Rate (KL) against distortion (reconstruction term) across latent sizes.")):
@@ -564,10 +556,10 @@ def analysis_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: dict
             blocks.append(Figure(rel[key], caption, caption))
 
     blocks.append(Heading("Representation quality"))
-    rows = [[str(size), _with_ci(_value(combined, size, "test_set", "probe_accuracy"), 4)] for size in sizes]
+    rows = [[str(size), _cell(_value(combined, size, "test_set", "probe_accuracy"), "probe_accuracy")] for size in sizes]
     blocks.append(Paragraph("A linear probe: multinomial logistic regression (scikit-learn) on standardised posterior means, "
                             "fitted on the training split and scored on the test set."))
-    blocks.append(Table(["latent size", "probe test accuracy"], rows,
+    blocks.append(Table(["latent size", REGISTRY["probe_accuracy"].label], rows,
                         f"Mean [95% CI across {seeds_n} seeds]" if seeds_n > 1 else "Mean [95% CI] over test images"))
     for key, caption in (("latent_2d", f"Posterior means of test images in 2-D, coloured by {noun}: PCA of all test images "
                                        f"and t-SNE of {config.get('tsne_points', 2000)} (the first of each {noun})."),
@@ -647,9 +639,9 @@ def comparison_blocks(files: StudyFiles, combined: list[dict[str, Any]], answers
         psnr = overall_psnr(own)
         units = _value(own, selected, "test_set", "active_units")
         elbo = _value(own, selected, "test_set", "neg_elbo")
-        rows.append([variant[0], f"{variant[1]:g}", str(selected), _fmt(psnr[selected], 2),
-                     str(max(psnr, key=lambda dim: psnr[dim])), _fmt(units["mean"], 1) if units else "n/a",
-                     _fmt(elbo["mean"], 1) if elbo else "n/a"])
+        rows.append([variant[0], f"{variant[1]:g}", str(selected), _fmt(psnr[selected], REGISTRY["psnr"].digits),
+                     str(max(psnr, key=lambda dim: psnr[dim])), _cell(units, "active_units", interval=False),
+                     _cell(elbo, "neg_elbo", interval=False)])
     sentences = [f"{names[variant]}: smallest latent size {selected}." for variant, selected in answers.items()]
     return [
         Paragraph(" ".join(sentences), highlight=True),
@@ -681,33 +673,28 @@ def demote(blocks: list[Block]) -> list[Block]:
 def render_report(study_dir: str | Path) -> list[Path]:
     """Write figures/, report.md and report.html from the study folder's files; returns the two reports."""
     study_dir = Path(study_dir)
-    files = read_study(study_dir)
-    rows = [row for t in files.trials if t.get("status") == "done" for row in t["rows"]]
-    if not rows:
-        raise LatentsweepError(f"{study_dir}: no finished model to report on")
-    combined = combine_seeds(rows)
-    pairs = variants(combined)
+    results = read_results(study_dir)
+    files = read_study(results)
+    several = len(results.answers) > 1
     blocks: list[Block] = []
-    answers: dict[tuple[str, float], int] = {}
-    for variant in pairs:
-        view, own = for_variant(files, variant), variant_rows(combined, variant)
-        selected, _ = final_selection(own, files.config["tolerance_db"], files.config["fd_tolerance"])
-        answers[variant] = selected
-        prefix = f"{variant_slug(variant)}_" if len(pairs) > 1 else ""
-        evidence = gather_evidence(view, selected)
+    for variant, answer in results.answers.items():
+        view, own = for_variant(files, variant), results.rows_of(variant)
+        prefix = f"{variant_slug(variant)}_" if several else ""
+        evidence = gather_evidence(view, answer.selected)
         variant_blocks = build_blocks(view, own, make_figures(view, own, files.info["class_names"], evidence, prefix),
-                                      evidence)
-        blocks += variant_blocks if len(pairs) == 1 else [Heading(variant_name(variant).capitalize())] + demote(variant_blocks)
-    if len(pairs) > 1:
-        (study_dir / "figures").mkdir(exist_ok=True)
-        figure = plots.variants_vs_latent(combined, {v: variant_name(v) for v in pairs},
-                                          study_dir / "figures" / "variants_vs_latent.png")
+                                      evidence, answer)
+        blocks += [Heading(variant_name(variant).capitalize()), *demote(variant_blocks)] if several else variant_blocks
+    if several:
+        (study_dir / FIGURES).mkdir(exist_ok=True)
+        figure = plots.variants_vs_latent(results.combined, {v: variant_name(v) for v in results.answers},
+                                          study_dir / FIGURES / "variants_vs_latent.png")
         title = f"How small can a VAE's latent space be? Study over architectures and betas on {data_name(files.info, files.config)}"
-        blocks = [Heading(title, 1), *comparison_blocks(files, combined, answers, figure), *blocks]
-    if (study_dir / "explorer.html").is_file():  # after the answer: the models themselves, live (explorer.py)
+        answers = {variant: answer.selected for variant, answer in results.answers.items()}
+        blocks = [Heading(title, 1), *comparison_blocks(files, results.combined, answers, figure), *blocks]
+    if (study_dir / EXPLORER_FILE).is_file():  # after the answer: the models themselves, live (explorer.py)
         blocks.insert(2, Link("Every latent size, live in the browser: draw a digit, move each latent dimension, "
-                              "interpolate, sample (one offline page, no server needed):", "explorer.html", "explorer.html"))
+                              "interpolate, sample (one offline page, no server needed):", EXPLORER_FILE, EXPLORER_FILE))
     title = f"latentsweep report: {data_name(files.info, files.config)}"
-    atomic_write_text(study_dir / "report.md", to_markdown(blocks))
-    atomic_write_text(study_dir / "report.html", to_html(blocks, study_dir, title))
-    return [study_dir / "report.md", study_dir / "report.html"]
+    atomic_write_text(study_dir / REPORT_MD, to_markdown(blocks))
+    atomic_write_text(study_dir / REPORT_HTML, to_html(blocks, study_dir, title))
+    return [study_dir / REPORT_MD, study_dir / REPORT_HTML]

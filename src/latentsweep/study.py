@@ -19,11 +19,12 @@ from typing import Any, Callable, Sequence
 from latentsweep.architectures import IMAGE_SHAPE, ModelSpec, register_builder
 from latentsweep.config import StudyConfig, build_config
 from latentsweep.errors import LatentsweepError
-from latentsweep.layout import (CONFIG_FILE, Trial, collect_results, is_done, merged_axes, plan_trials,
-                                prepare_study_dir, read_study_info, trial_dir)
-from latentsweep.metrics import TIDY_FIELDS, combine_seeds, variant_rows, variants
+from latentsweep.layout import (CONFIG_FILE, FAILED_MARKER, RESULTS_CSV, RESULTS_JSON, STUDY_LOG, SUMMARY_FILE, Trial,
+                                collect_results, is_done, merged_axes, plan_trials, prepare_study_dir, trial_dir)
+from latentsweep.metrics import TIDY_FIELDS
+from latentsweep.results import read_results
 from latentsweep.runner import choose_arrangement, run_trials
-from latentsweep.storage import read_json, remove_temp_files, write_csv, write_json
+from latentsweep.storage import remove_temp_files, write_csv, write_json
 from latentsweep.trial import environment, set_threads, study_inputs
 
 log = logging.getLogger(__name__)
@@ -66,10 +67,10 @@ def execute(config: StudyConfig) -> dict[str, Any]:
     all_trials = plan_trials(recorded)
     rows = collect_results(study_dir, all_trials)
     if not rows:
-        raise LatentsweepError(f"{study_dir}: no model finished training; see {study_dir / 'study.log'}")
-    write_csv(study_dir / "results.csv", rows, TIDY_FIELDS)
-    write_json(study_dir / "results.json", rows)
-    write_json(study_dir / "summary.json", {"wall_seconds": time.perf_counter() - started,
+        raise LatentsweepError(f"{study_dir}: no model finished training; see {study_dir / STUDY_LOG}")
+    write_csv(study_dir / RESULTS_CSV, rows, TIDY_FIELDS)
+    write_json(study_dir / RESULTS_JSON, rows)
+    write_json(study_dir / SUMMARY_FILE, {"wall_seconds": time.perf_counter() - started,
                                             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "trials": statuses,
                                             "execution": arrangement.to_dict(), "command": " ".join(sys.argv)})
     try:
@@ -130,30 +131,21 @@ class StudyResults:
 
 def load_study(folder: str | Path) -> StudyResults:
     """The results of a study folder, from its files alone."""
-    from latentsweep.config import from_dict
-    from latentsweep.selection import final_selection
-
-    folder = Path(folder)
-    info = read_study_info(folder)
-    config = from_dict(info["config"])
-    if not (folder / "results.json").is_file():
-        raise LatentsweepError(f"{folder}: no results.json yet; run the study to the end first")
-    rows = read_json(folder / "results.json")
-    combined = combine_seeds(rows)
-    selection = {variant: final_selection(variant_rows(combined, variant), config.selection.tolerance_db,
-                                          config.selection.fd_tolerance)[0] for variant in variants(combined)}
+    results = read_results(folder)
+    folder = results.study_dir
     records = []
-    for trial in plan_trials(config):
+    for trial in plan_trials(results.config):
         path = trial_dir(folder, trial)
-        status = "done" if is_done(path) else "failed" if (path / "FAILED").exists() else "missing"
+        status = "done" if is_done(path) else "failed" if (path / FAILED_MARKER).exists() else "missing"
         records.append(TrialRecord(trial, path, status))
     try:
         import pandas
     except ImportError:
-        table: Any = rows
+        table: Any = results.rows
     else:
-        table = pandas.DataFrame(rows, columns=TIDY_FIELDS)
-    return StudyResults(folder, config, table, selection, records)
+        table = pandas.DataFrame(results.rows, columns=TIDY_FIELDS)
+    selection = {variant: answer.selected for variant, answer in results.answers.items()}
+    return StudyResults(folder, results.config, table, selection, records)
 
 
 __all__ = ["StudyResults", "TrialRecord", "execute", "load_study", "run_study"]

@@ -19,13 +19,13 @@ import torch
 from torch import nn
 
 from latentsweep.errors import ConfigError
+from latentsweep.metrics import REGISTRY
 
 LOG_FOLDER = "tensorboard"
 GRID_SIDE = 4  # 16 prior samples per epoch
 RECONSTRUCTED = 8  # validation images shown with their reconstructions
-FINAL_METRICS = {("test_set", "psnr"): "test/psnr_db", ("test_set", "mse"): "test/mse", ("test_set", "ssim"): "test/ssim",
-                 ("test_set", "neg_elbo"): "test/neg_elbo", ("prior_samples", "fd"): "samples/frechet_distance",
-                 ("likelihood", "iwae_nll"): "test/iwae_nll"}
+# (protocol, metric) -> the TensorBoard tag of its final value, from the metric registry
+FINAL_METRICS = {(protocol, name): tag for name, metric in REGISTRY.items() for protocol, tag in metric.tensorboard.items()}
 
 
 def require_tensorboard() -> None:
