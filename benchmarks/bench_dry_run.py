@@ -31,7 +31,8 @@ def main() -> None:
     from latentsweep.kernels import use_fast_cpu_kernels
     from latentsweep.plan import TIMED_STEPS, trial_rates
     from latentsweep.train import epoch_permutation, make_noise_generator, train_epoch
-    from latentsweep.trial import load_data, set_threads
+    from latentsweep.data import load_data
+    from latentsweep.trial import set_threads
 
     config = build_config({"data_dir": args.data_dir})
     dataset, _ = load_data(config.data)

@@ -69,7 +69,8 @@ def run_job(job: Job, data_dir: str, threads: int) -> list[dict]:
     from latentsweep.config import DataConfig
     from latentsweep.evaluate import per_image_scores
     from latentsweep.train import TrainConfig, train_model
-    from latentsweep.trial import load_data, set_threads
+    from latentsweep.data import load_data
+    from latentsweep.trial import set_threads
 
     set_threads(threads)
     dataset, _ = load_data(DataConfig(data_dir=data_dir))

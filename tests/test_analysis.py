@@ -6,7 +6,8 @@ import torch
 
 from latentsweep import latent
 from latentsweep.classifier import ClassifierConfig, DigitClassifier, load_or_train, predict
-from latentsweep.evaluate import binarize, iwae_nll
+from latentsweep.data import binarize
+from latentsweep.evaluate import iwae_nll
 from latentsweep.model import ConvVAE, VAEConfig, vae_loss_terms
 from latentsweep.selection import select_combined
 

@@ -16,7 +16,7 @@ from conftest import cli
 from latentsweep.architectures import ModelSpec, model_from_checkpoint
 from latentsweep.errors import CheckpointError, ConfigError
 from latentsweep.model import ConvVAE, VAEConfig
-from latentsweep.train import state_dict_sha256
+from latentsweep.storage import state_dict_sha256
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TINY_RUN = ["--no-verify-data", "--latent-dims", "2,3", "--seeds", "0", "--train-subset", "100", "--val-size", "50", "--epochs", "2",

@@ -10,7 +10,7 @@ from latentsweep.errors import LatentsweepError
 from latentsweep.architectures import ModelSpec
 from latentsweep.export import DecoderToImage, export_model, load_exported
 from latentsweep.model import ConvVAE, VAEConfig
-from latentsweep.train import state_dict_sha256
+from latentsweep.storage import state_dict_sha256
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,17 @@ from latentsweep.metrics import (active_units, class_histogram, confident_share,
                                  inception_score, kernel_distance, kl_per_dimension)
 
 
+class FeatureExtractor(torch.nn.Module):
+    """A classifier's penultimate features as torchmetrics' FrechetInceptionDistance(feature=...) takes them."""
+
+    def __init__(self, classifier) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, images):
+        return self.classifier.features(images)
+
+
 @pytest.fixture
 def features():
     rng = np.random.default_rng(0)
@@ -32,7 +43,7 @@ def test_frechet_distance_of_gaussians_matches_the_closed_form():
 def test_frechet_distance_matches_torchmetrics_with_our_feature_network():
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    from latentsweep.classifier import DigitClassifier, FeatureExtractor, predict
+    from latentsweep.classifier import DigitClassifier, predict
 
     torch.manual_seed(0)
     classifier = DigitClassifier().eval()

@@ -10,7 +10,7 @@ from torch.profiler import profile
 
 from latentsweep.kernels import AtenConvTranspose2d, use_fast_cpu_kernels
 from latentsweep.model import ConvVAE, VAEConfig
-from latentsweep.train import state_dict_sha256
+from latentsweep.storage import state_dict_sha256
 
 
 def _image_layers(channels_out=1):

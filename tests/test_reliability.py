@@ -18,7 +18,8 @@ from conftest import idx_bytes, write_fake_dataset
 from latentsweep.cli import main
 from latentsweep.storage import LOCK_FILE
 from fault_injection import command as faulty_command
-from latentsweep.train import load_checkpoint, state_dict_sha256
+from latentsweep.storage import state_dict_sha256
+from latentsweep.train import load_checkpoint
 
 FAST_EVAL = ["--num-samples", "4", "--generation-samples", "100", "--iwae-samples", "4", "--iwae-images", "20",
              "--tsne-points", "60", "--classifier-epochs", "1", "--representatives-per-class", "2"]

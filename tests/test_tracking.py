@@ -9,7 +9,8 @@ from latentsweep.cli import main
 from latentsweep.model import ConvVAE, VAEConfig
 from latentsweep.storage import read_json
 from latentsweep.tracking import TrialLog, image_grid
-from latentsweep.train import load_checkpoint, state_dict_sha256
+from latentsweep.storage import state_dict_sha256
+from latentsweep.train import load_checkpoint
 
 from test_plan import TINY
 

@@ -7,8 +7,9 @@ import torch
 from latentsweep.architectures import ModelSpec, model_from_checkpoint as rebuild, register_builder
 from latentsweep.errors import CheckpointError, TrainingDiverged
 from latentsweep.model import ConvVAE, VAEConfig
+from latentsweep.storage import state_dict_sha256
 from latentsweep.train import (BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT, TrainConfig, epoch_permutation,
-                               evaluate_loss, learning_rate_at, load_checkpoint, state_dict_sha256, train_epoch,
+                               evaluate_loss, learning_rate_at, load_checkpoint, train_epoch,
                                train_model)
 
 SMALL_CONFIG = VAEConfig(latent_dim=3, conv_channels=(4, 8), hidden_dim=16)

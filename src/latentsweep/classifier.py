@@ -26,7 +26,7 @@ from torch import nn
 from latentsweep.data import fingerprint
 from latentsweep.errors import LatentsweepError
 from latentsweep.storage import atomic_torch_save, atomic_write_text
-from latentsweep.train import state_dict_sha256
+from latentsweep.storage import state_dict_sha256
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +62,6 @@ class DigitClassifier(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(images))
-
-
-class FeatureExtractor(nn.Module):
-    """Wraps a classifier for torchmetrics' FrechetInceptionDistance(feature=...), used in the tests."""
-
-    def __init__(self, classifier: DigitClassifier) -> None:
-        super().__init__()
-        self.classifier = classifier
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classifier.features(images)
 
 
 @torch.no_grad()

@@ -115,7 +115,6 @@ def build_parser() -> argparse.ArgumentParser:
                      "mean test-set PSNR (default 0.5)")
     run.add_argument("--fd-tolerance", help="combined rule: prior samples' Fréchet distance within this fraction of the "
                      "best size's (default 0.10)")
-    run.add_argument("--resume", action="store_true", help="continue an interrupted study (the default behaviour of a re-run)")
     run.add_argument("--dry-run", action="store_true", help="print the plan (trials, data, what is already done) and "
                      "its estimated time, from a few timed training steps on this machine; train nothing")
     group = run.add_argument_group("execution")
@@ -234,7 +233,7 @@ def add_log_file(path: Path) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from latentsweep.layout import STUDY_LOG, prepare_study_dir
     from latentsweep.study import execute
-    from latentsweep.trial import locate_data
+    from latentsweep.data import locate_data
 
     config = config_from_args(args)
     locate_data(config.data)  # fail on bad data before creating --out
@@ -340,7 +339,8 @@ def cmd_likelihood(args: argparse.Namespace) -> int:
     from latentsweep.metrics import mean_confidence_interval
     from latentsweep.storage import read_json
     from latentsweep.train import BEST_CHECKPOINT, resolve_device
-    from latentsweep.trial import binarize_scored_images, load_data, set_threads
+    from latentsweep.data import binarize_scored_images, load_data
+    from latentsweep.trial import set_threads
 
     folder = Path(args.run_dir)
     if not (folder / "config.json").is_file():
@@ -442,7 +442,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
     from latentsweep.evaluate import reconstruct, representative_indices
     from latentsweep.plots import reconstruction_grid
-    from latentsweep.trial import load_data
+    from latentsweep.data import load_data
 
     per_class = int_option(args.per_class, "--per-class", 1)
     out = _output_png(args.out)

@@ -9,6 +9,7 @@ from the training split, stratified by class and seeded.
 from __future__ import annotations
 
 import gzip
+import logging
 import hashlib
 import os
 import urllib.error
@@ -21,8 +22,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from latentsweep.errors import DataError
+from latentsweep.config import DataConfig
+from latentsweep.errors import ConfigError, DataError
 from latentsweep.storage import atomic_write_bytes
+
+log = logging.getLogger(__name__)
 
 # IDX type codes (http://yann.lecun.com/exdb/mnist/): all multi-byte values are big-endian.
 IDX_DTYPES: dict[int, np.dtype] = {
@@ -450,3 +454,47 @@ def fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
     digest = hashlib.sha256(images.detach().mul(255).round().to(torch.uint8).cpu().numpy().tobytes())
     digest.update(labels.detach().cpu().numpy().astype(np.int64).tobytes())
     return digest.hexdigest()[:12]
+
+
+# ----------------------------------------------------------------------------------------
+# A study's data, from its settings
+
+
+def locate_data(data: DataConfig) -> Path:
+    """The data folder: --data-dir for a folder of images; for MNIST-style sets also the environment
+    variable or the download cache (see data.resolve_data_dir)."""
+    if data.dataset != FOLDER_DATASET:
+        return resolve_data_dir(DATASETS[data.dataset], data.data_dir)
+    if not data.data_dir:
+        raise ConfigError(f"--dataset {FOLDER_DATASET}: needs --data-dir, the folder with {LABELS_FILE} and the PNGs")
+    folder = Path(data.data_dir).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"{folder} (--data-dir): folder does not exist")
+    return folder
+
+
+def load_data(data: DataConfig) -> tuple[Dataset, Path]:
+    data_dir = locate_data(data)
+    log.info("loading %s from %s", data.dataset, data_dir)
+    if data.dataset == FOLDER_DATASET:
+        dataset = load_image_folder(data_dir, val_size=data.val_size, train_subset=data.train_subset,
+                                    split_seed=data.split_seed)
+    else:
+        dataset = load_dataset(DATASETS[data.dataset], data_dir, val_size=data.val_size,
+                               train_subset=data.train_subset, split_seed=data.split_seed, verify=data.verify_data)
+    log.info("%d training, %d validation, %d test images", len(dataset.train), len(dataset.val), len(dataset.test))
+    return dataset, data_dir
+
+
+def binarize(images: torch.Tensor, seed: int) -> torch.Tensor:
+    """A fixed stochastic binarisation: each pixel is 1 with probability its intensity."""
+    generator = torch.Generator(device=images.device).manual_seed(seed)
+    return torch.bernoulli(images, generator=generator)
+
+
+def binarize_scored_images(dataset: Dataset, data: DataConfig) -> None:
+    """In binarised mode, the validation and test images as every model is scored on them: binarised
+    once, with seeds fixed by the split seed. Grey images stay as they are."""
+    if data.binarize:
+        dataset.val.images = binarize(dataset.val.images, data.split_seed + 1)
+        dataset.test.images = binarize(dataset.test.images, data.split_seed + 2)

@@ -218,12 +218,6 @@ def likelihood_scores(model: nn.Module, images: torch.Tensor, samples: int, seed
     return nll, (terms.reconstruction + terms.kl).double().cpu().numpy()
 
 
-def binarize(images: torch.Tensor, seed: int) -> torch.Tensor:
-    """A fixed stochastic binarisation: each pixel is 1 with probability its intensity."""
-    generator = torch.Generator(device=images.device).manual_seed(seed)
-    return torch.bernoulli(images, generator=generator)
-
-
 # ----------------------------------------------------------------------------------------
 # Generation quality, likelihood and the latent space, measured against a study-wide reference
 

@@ -60,7 +60,26 @@ class LossTerms(NamedTuple):
     kl: torch.Tensor  # (N,) KL(q(z|x) || N(0, I)), nats
 
 
-class ConvVAE(nn.Module):
+class VAE(nn.Module):
+    """What every built-in network shares: an `encoder` whose output is split into mean and log-variance,
+    a `decoder` from latent codes to Bernoulli logits, and the training forward pass."""
+
+    encoder: nn.Module
+    decoder: nn.Module
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_var = self.encoder(images).chunk(2, dim=1)
+        return mean, log_var
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Bernoulli logits; `torch.sigmoid` of them is the reconstructed image in [0, 1]."""
+        return self.decoder(latents)
+
+    def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:
+        return vae_forward(self, images, generator)
+
+
+class ConvVAE(VAE):
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
         self.config = config
@@ -89,17 +108,6 @@ class ConvVAE(nn.Module):
             nn.ConvTranspose2d(c1, config.image_channels, kernel_size=4, stride=2, padding=1),
         )
 
-    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_var = self.encoder(images).chunk(2, dim=1)
-        return mean, log_var
-
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Bernoulli logits; `torch.sigmoid` of them is the reconstructed image in [0, 1]."""
-        return self.decoder(latents)
-
-    def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:
-        return vae_forward(self, images, generator)
-
 
 @dataclass(frozen=True)
 class MlpConfig:
@@ -113,7 +121,7 @@ class MlpConfig:
             raise ValueError(f"every size of an MLP VAE must be positive, got {self}")
 
 
-class MlpVAE(nn.Module):
+class MlpVAE(VAE):
     """The fully connected VAE of pytorch/examples (mnist VAE): one hidden layer of 400 units each way."""
 
     def __init__(self, config: MlpConfig) -> None:
@@ -125,16 +133,6 @@ class MlpVAE(nn.Module):
                                      nn.Linear(config.hidden_dim, 2 * config.latent_dim))
         self.decoder = nn.Sequential(nn.Linear(config.latent_dim, config.hidden_dim), nn.ReLU(),
                                      nn.Linear(config.hidden_dim, pixels), nn.Unflatten(1, self.image_shape))
-
-    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_var = self.encoder(images).chunk(2, dim=1)
-        return mean, log_var
-
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.decoder(latents)
-
-    def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:
-        return vae_forward(self, images, generator)
 
 
 def vae_forward(model: nn.Module, images: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:

@@ -29,15 +29,14 @@ import torch
 from latentsweep.architectures import IMAGE_SHAPE, ModelSpec
 from latentsweep.classifier import ClassifierConfig, cache_key, train_classifier
 from latentsweep.config import StudyConfig
-from latentsweep.data import Dataset, cache_root
+from latentsweep.data import Dataset, cache_root, load_data
 from latentsweep.errors import LatentsweepError
 from latentsweep.kernels import use_fast_cpu_kernels
-from latentsweep.layout import METRICS_FILE, Trial, check_same_training_settings, is_done, plan_trials, trial_dir
+from latentsweep.layout import Trial, check_same_training_settings, plan_trials, trial_dir
 from latentsweep.runner import Arrangement, choose_arrangement
-from latentsweep.storage import read_json
 from latentsweep.train import (LAST_CHECKPOINT, epoch_permutation, evaluate_loss, load_checkpoint,
                                make_noise_generator, resolve_device, train_epoch)
-from latentsweep.trial import evaluation_settings, load_data, set_threads
+from latentsweep.trial import set_threads, trial_action
 
 TIMED_STEPS = 40
 
@@ -73,14 +72,11 @@ def plan_study(config: StudyConfig) -> list[TrialPlan]:
     plans = []
     for trial in plan_trials(config):
         folder = trial_dir(config.out, trial)
-        if is_done(folder):
-            saved = read_json(folder / METRICS_FILE).get("evaluation")
-            plans.append(TrialPlan(trial, "skip" if saved == evaluation_settings(config) else "re-evaluate", 0))
-        elif (folder / LAST_CHECKPOINT).exists():
-            done = load_checkpoint(folder / LAST_CHECKPOINT)["epoch"]
-            plans.append(TrialPlan(trial, "resume", max(0, config.training.epochs - done)))
-        else:
-            plans.append(TrialPlan(trial, "train", config.training.epochs))
+        action = trial_action(folder, config)
+        epochs_left = {"skip": 0, "re-evaluate": 0, "train": config.training.epochs}.get(action)
+        if action == "resume":
+            epochs_left = max(0, config.training.epochs - load_checkpoint(folder / LAST_CHECKPOINT)["epoch"])
+        plans.append(TrialPlan(trial, action, epochs_left))
     return plans
 
 

@@ -8,6 +8,7 @@ new one, never half of one.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -204,3 +205,14 @@ class FolderLock:
         if self.held:
             self.path.unlink(missing_ok=True)
             self.held = False
+
+
+def state_dict_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the names and exact bytes of every tensor: equal hashes mean bit-identical weights."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()

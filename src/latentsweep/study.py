@@ -39,7 +39,8 @@ def check_architectures(config: StudyConfig) -> None:
 
 
 def execute(config: StudyConfig) -> dict[str, Any]:
-    """Train and evaluate every trial, write the results table, render the report."""
+    """Train and evaluate every trial, write the results table, render the report, in a study folder that
+    layout.prepare_study_dir has checked and whose lock the caller holds (cli.cmd_run, run_study)."""
     from latentsweep.explorer import write_explorer
     from latentsweep.report import render_report  # report imports plotting; keep this module light to import
 
@@ -49,7 +50,6 @@ def execute(config: StudyConfig) -> dict[str, Any]:
 
         require_tensorboard()
     study_dir = config.out
-    prepare_study_dir(study_dir, config)
     remove_temp_files(study_dir)
     check_architectures(config)
     trials = plan_trials(config)

@@ -20,7 +20,6 @@ Files in a run folder:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import math
 import time
@@ -181,17 +180,6 @@ def evaluate_loss(
         totals += torch.stack([terms.reconstruction.sum(), terms.kl.sum()]).double()
     reconstruction, kl = (totals / len(images)).tolist()
     return {"loss": reconstruction + beta * kl, "reconstruction": reconstruction, "kl": kl}
-
-
-def state_dict_sha256(state_dict: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over the names and exact bytes of every tensor: equal hashes mean bit-identical weights."""
-    digest = hashlib.sha256()
-    for name in sorted(state_dict):
-        tensor = state_dict[name].detach().cpu().contiguous()
-        digest.update(name.encode())
-        digest.update(str(tensor.dtype).encode())
-        digest.update(tensor.numpy().tobytes())
-    return digest.hexdigest()
 
 
 def save_last_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:

@@ -27,10 +27,9 @@ from latentsweep import __version__
 from latentsweep.architectures import IMAGE_SHAPE, ModelSpec, model_from_checkpoint
 from latentsweep.classifier import ClassifierConfig, load_or_train, predict
 from latentsweep.config import DataConfig, EvaluationConfig, StudyConfig
-from latentsweep.data import (DATASETS, FOLDER_DATASET, LABELS_FILE, Dataset, cache_root, load_dataset,
-                              load_image_folder, resolve_data_dir)
-from latentsweep.errors import ConfigError, DataError, TrainingDiverged
-from latentsweep.evaluate import (PER_IMAGE_FIELDS, AnalysisSettings, Reference, binarize, evaluate_model,
+from latentsweep.data import Dataset, binarize_scored_images, cache_root, load_data
+from latentsweep.errors import TrainingDiverged
+from latentsweep.evaluate import (PER_IMAGE_FIELDS, AnalysisSettings, Reference, evaluate_model,
                                   representative_indices)
 from latentsweep.kernels import use_fast_cpu_kernels
 from latentsweep.layout import (DONE_MARKER, FAILED_MARKER, METRICS_FILE, TIMING_FILE, TRIAL_LOG, Trial, is_done,
@@ -56,32 +55,6 @@ class StudyInputs:
 
 # ----------------------------------------------------------------------------------------
 # Inputs, loaded once per process
-
-
-def locate_data(data: DataConfig) -> Path:
-    """The data folder: --data-dir for a folder of images; for MNIST-style sets also the environment
-    variable or the download cache (see data.resolve_data_dir)."""
-    if data.dataset != FOLDER_DATASET:
-        return resolve_data_dir(DATASETS[data.dataset], data.data_dir)
-    if not data.data_dir:
-        raise ConfigError(f"--dataset {FOLDER_DATASET}: needs --data-dir, the folder with {LABELS_FILE} and the PNGs")
-    folder = Path(data.data_dir).expanduser()
-    if not folder.is_dir():
-        raise DataError(f"{folder} (--data-dir): folder does not exist")
-    return folder
-
-
-def load_data(data: DataConfig) -> tuple[Dataset, Path]:
-    data_dir = locate_data(data)
-    log.info("loading %s from %s", data.dataset, data_dir)
-    if data.dataset == FOLDER_DATASET:
-        dataset = load_image_folder(data_dir, val_size=data.val_size, train_subset=data.train_subset,
-                                    split_seed=data.split_seed)
-    else:
-        dataset = load_dataset(DATASETS[data.dataset], data_dir, val_size=data.val_size,
-                               train_subset=data.train_subset, split_seed=data.split_seed, verify=data.verify_data)
-    log.info("%d training, %d validation, %d test images", len(dataset.train), len(dataset.val), len(dataset.test))
-    return dataset, data_dir
 
 
 def build_reference(evaluation: EvaluationConfig, dataset: Dataset, device: torch.device) -> Reference:
@@ -112,14 +85,6 @@ def load_inputs(data: DataConfig, evaluation: EvaluationConfig, device_name: str
     reference = build_reference(evaluation, dataset, device)
     binarize_scored_images(dataset, data)
     return StudyInputs(dataset, data_dir, reference, device)
-
-
-def binarize_scored_images(dataset: Dataset, data: DataConfig) -> None:
-    """In binarised mode, the validation and test images as every model is scored on them: binarised
-    once, with seeds fixed by the split seed. Grey images stay as they are."""
-    if data.binarize:
-        dataset.val.images = binarize(dataset.val.images, data.split_seed + 1)
-        dataset.test.images = binarize(dataset.test.images, data.split_seed + 2)
 
 
 def study_inputs(config: StudyConfig) -> StudyInputs:
@@ -179,17 +144,17 @@ def trial_task(trial: Trial, config: StudyConfig, in_worker: bool = False) -> di
 
 
 def run_trial(trial: Trial, config: StudyConfig, inputs: StudyInputs, folder: Path, trusted: Iterable[str] = (),
-              label: str = "", show_progress: bool = True) -> dict[str, Any]:
+              show_progress: bool = True) -> dict[str, Any]:
     """Train and evaluate one model in `folder`, or return the saved metrics of a finished one.
 
     An unfinished model in `folder` is resumed from its last checkpoint; a finished one whose
     evaluation settings differ from `config`'s is re-evaluated without retraining.
     """
-    if is_done(folder):
-        saved = read_json(folder / METRICS_FILE)
-        if saved.get("evaluation") == evaluation_settings(config):
-            log.info("%s already done, skipping", trial.name)
-            return {**saved, **read_timing(folder)}
+    action = trial_action(folder, config)
+    if action == "skip":
+        log.info("%s already done, skipping", trial.name)
+        return {**read_json(folder / METRICS_FILE), **read_timing(folder)}
+    if action == "re-evaluate":
         log.info("%s trained; re-evaluating with the current evaluation settings", trial.name)
         return evaluate_trial(folder, config, inputs, trusted)
     spec, train_config = prepare_trial_folder(trial, config, folder)
@@ -198,14 +163,11 @@ def run_trial(trial: Trial, config: StudyConfig, inputs: StudyInputs, folder: Pa
     try:
         train_model(folder, spec, train_config, dataset.train.images, dataset.val.images, inputs.device,
                     resume=True, extra_metadata={"dataset": dataset.name, "trial": trial.name},
-                    progress_label=label or trial.label(), on_epoch_end=tracker.epoch_end if tracker else None,
+                    progress_label=trial.label(), on_epoch_end=tracker.epoch_end if tracker else None,
                     show_progress=show_progress)
         metrics = evaluate_trial(folder, config, inputs, trusted)
         if tracker is not None:
-            tracker.finish({**trial.axes(), "epochs": config.training.epochs, "batch_size": config.training.batch_size,
-                            "learning_rate": config.training.learning_rate, "schedule": config.training.schedule,
-                            "warmup_fraction": config.training.warmup_fraction, "binarize": config.data.binarize,
-                            "precision": config.training.precision}, metrics["rows"])
+            tracker.finish({**trial.axes(), **dataclasses.asdict(train_config)}, metrics["rows"])
     finally:
         if tracker is not None:
             tracker.close()
@@ -213,11 +175,22 @@ def run_trial(trial: Trial, config: StudyConfig, inputs: StudyInputs, folder: Pa
     return metrics
 
 
+def trial_action(folder: Path, config: StudyConfig) -> str:
+    """What running the trial in `folder` does: "skip" (finished and evaluated with `config`'s settings),
+    "re-evaluate" (finished, other evaluation settings), "resume" (from its last checkpoint) or "train".
+    The runner (run_trial) and the dry run (plan.plan_study) both decide by this."""
+    if is_done(folder):
+        saved = read_json(folder / METRICS_FILE).get("evaluation")
+        return "skip" if saved == evaluation_settings(config) else "re-evaluate"
+    return "resume" if (folder / LAST_CHECKPOINT).exists() else "train"
+
+
 def train_config_for(trial: Trial, config: StudyConfig) -> TrainConfig:
-    training = config.training
-    return TrainConfig(epochs=training.epochs, batch_size=training.batch_size, learning_rate=training.learning_rate,
-                       beta=trial.beta, seed=trial.seed, binarize=config.data.binarize, precision=training.precision,
-                       schedule=training.schedule, warmup_fraction=training.warmup_fraction)
+    """The trainer's settings: the training section's recipe (every TrainConfig field it has), the trial's beta
+    and seed, and the data's binarisation."""
+    recipe = {f.name: getattr(config.training, f.name) for f in dataclasses.fields(TrainConfig)
+              if hasattr(config.training, f.name)}
+    return TrainConfig(**recipe, beta=trial.beta, seed=trial.seed, binarize=config.data.binarize)
 
 
 def prepare_trial_folder(trial: Trial, config: StudyConfig, folder: Path) -> tuple[ModelSpec, TrainConfig]:
