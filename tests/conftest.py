@@ -110,10 +110,52 @@ def idx_data(request, tmp_path_factory) -> IdxData:
     return IdxData("mnist", folder, True, 60_000, 10_000)
 
 
-# Small evaluation settings keep the suite fast; the defaults are measured in benchmarks/.
-SMALL_EVAL = ["--num-samples", "16", "--generation-samples", "300", "--iwae-samples", "20", "--iwae-images", "50",
-              "--tsne-points", "100", "--classifier-epochs", "1"]
-SMALL_RUN = ["--latent-dims", "2,4", "--seeds", "0", "--train-subset", "500", "--val-size", "200", "--epochs", "2", *SMALL_EVAL]
+# The tiny-run settings, in one place: small evaluation settings keep the suite fast (the defaults are measured in
+# benchmarks/); each test that needs other values names only what it changes.
+TINY_EVALUATION = {"num_samples": 16, "generation_samples": 300, "iwae_samples": 20, "iwae_images": 50, "tsne_points": 100,
+                   "classifier_epochs": 1}
+TINY_TRAINING = {"latent_dims": "2,4", "seeds": 0, "train_subset": 500, "val_size": 200, "epochs": 2}
+
+
+def tiny_options(evaluation_only: bool = False, **changes) -> list[str]:
+    """The tiny run's settings as command-line flags, with `changes` (option names as in StudyConfig; None drops one).
+    With `evaluation_only`, the evaluation settings alone (for 'train', which takes its own latent size)."""
+    values = {**TINY_EVALUATION, **({} if evaluation_only else TINY_TRAINING), **changes}
+    flags = []
+    for key, value in values.items():
+        if value is True:
+            flags.append("--" + key.replace("_", "-"))
+        elif value is not None and value is not False:
+            flags += ["--" + key.replace("_", "-"), str(value)]
+    return flags
+
+
+SMALL_EVAL = tiny_options(evaluation_only=True)
+SMALL_RUN = tiny_options()
+# The smallest runs: 100 training images, sizes 2 and 3, a few images per measure.
+TINIEST = dict(latent_dims="2,3", train_subset=100, val_size=50, generation_samples=100, iwae_samples=5, iwae_images=20,
+               tsne_points=50, num_samples=4, no_verify_data=True)
+
+
+def expected_answers(rows, tolerance_db: float = 0.5, fd_tolerance: float = 0.10) -> dict:
+    """The study's rule written again from its definition, independently of selection.py: per (architecture, beta),
+    each size's whole-test-set PSNR and prior-sample FD averaged over seeds; the smallest size within `tolerance_db`
+    of the best PSNR whose FD is within `fd_tolerance` of the lowest; if none passes both, the smallest within the
+    PSNR tolerance."""
+    values: dict = {}
+    for row in rows:
+        if row["class"] == "all" and (row["protocol"], row["metric"]) in (("test_set", "psnr"), ("prior_samples", "fd")):
+            key = (row["architecture"], float(row["beta"]))
+            values.setdefault(key, {}).setdefault(row["metric"], {}).setdefault(int(row["latent_dim"]), []).append(float(row["mean"]))
+    answers = {}
+    for key, metrics in values.items():
+        psnr = {size: sum(v) / len(v) for size, v in metrics["psnr"].items()}
+        fd = {size: sum(v) / len(v) for size, v in metrics.get("fd", {}).items()}
+        good_psnr = [size for size in sorted(psnr) if psnr[size] >= max(psnr.values()) - tolerance_db]
+        good_fd = [size for size in fd if fd[size] <= min(fd.values()) * (1 + fd_tolerance)] if set(fd) == set(psnr) else []
+        both = [size for size in good_psnr if size in good_fd]
+        answers[key] = both[0] if both else good_psnr[0]
+    return answers
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

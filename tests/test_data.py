@@ -46,13 +46,6 @@ def test_parse_idx_rejects_damage_with_a_message_naming_the_file(mutate, message
     assert "\n" not in str(info.value)
 
 
-def test_damaged_gzip_is_a_data_error(tmp_path):
-    path = tmp_path / "x.gz"
-    path.write_bytes(gzip.compress(idx_bytes(np.zeros((5, 28, 28), np.uint8)))[:-20])
-    with pytest.raises(DataError, match=r"x\.gz: damaged gzip data"):
-        read_idx(path)
-
-
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=64))
 def test_parse_idx_never_fails_with_anything_but_data_error(content):
@@ -70,20 +63,6 @@ def test_parse_idx_round_trips_random_shapes(shape, dtype):
 
 
 # --- Loading and validating pairs ----------------------------------------------------------
-
-def test_mismatched_counts_are_reported(fake_data):
-    write_idx(fake_data / "t10k-labels-idx1-ubyte.gz", np.zeros(7, np.uint8))
-    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte\.gz: 7 labels for 120 images"):
-        load_dataset(MNIST, fake_data, val_size=50, verify=False)
-
-
-def test_labels_outside_0_9_are_reported(fake_data):
-    labels = np.full(120, 3, np.uint8)
-    labels[5] = 12
-    write_idx(fake_data / "t10k-labels-idx1-ubyte.gz", labels)
-    with pytest.raises(DataError, match="label 12 outside 0-9"):
-        load_dataset(MNIST, fake_data, val_size=50, verify=False)
-
 
 def test_wrong_image_size_is_reported(fake_data):
     write_idx(fake_data / "t10k-images-idx3-ubyte.gz", np.zeros((120, 32, 32), np.uint8))

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from conftest import TINIEST, tiny_options
 from latentsweep.cli import main
 from latentsweep.config import build_config
 from latentsweep.data import DATASETS, load_dataset
@@ -13,9 +14,7 @@ from latentsweep.plan import (Rates, TrialPlan, estimate_seconds, format_seconds
                              torch_threads)
 from latentsweep.layout import Trial
 
-TINY = ["--no-verify-data", "--latent-dims", "2,3", "--seeds", "0", "--train-subset", "100", "--val-size", "50", "--epochs", "3",
-        "--generation-samples", "100", "--iwae-samples", "5", "--iwae-images", "20", "--tsne-points", "50",
-        "--classifier-epochs", "1", "--num-samples", "4", "--threads", "1"]
+TINY = tiny_options(**TINIEST, epochs=3, threads=1)
 
 
 def test_estimate_scales_measured_rates_by_the_work_left(fake_data):
