@@ -2,7 +2,7 @@
 PYTHON ?= python3
 DATA_DIR ?= ../shared/datasets/mnist
 
-.PHONY: setup study quick test bench docs
+.PHONY: setup study quick test test-fast bench docs
 
 # torch==2.13.0 first: this machine carries that CPU build locally, and an unpinned torch
 # would pull a multi-GB CUDA build from PyPI.
@@ -18,6 +18,10 @@ quick:
 
 test:
 	LATENTSWEEP_DATA_DIR=$${LATENTSWEEP_DATA_DIR:-$(abspath $(DATA_DIR))} $(PYTHON) -m pytest -q
+
+# The tier to run while working: every module, no subprocess, browser, Dask or real-data end-to-end test.
+test-fast:
+	LATENTSWEEP_DATA_DIR=$${LATENTSWEEP_DATA_DIR:-$(abspath $(DATA_DIR))} $(PYTHON) -m pytest -q -m "not slow"
 
 bench:
 	$(PYTHON) benchmarks/bench_train.py --data-dir $(DATA_DIR) --quick-study

@@ -58,6 +58,17 @@ def fake_data(tmp_path: Path) -> Path:
     return write_fake_dataset(tmp_path / "fake-mnist")
 
 
+# Tests that use these fixtures are end-to-end (the real command, a browser, real MNIST or a Dask cluster):
+# they are marked slow, and `make test-fast` leaves them out. Other slow tests carry @pytest.mark.slow.
+SLOW_FIXTURES = {"study", "browser", "idx_data", "mnist_dir", "sequential"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def real_mnist_dir() -> Path | None:
     folder = os.environ.get("LATENTSWEEP_DATA_DIR")
     return Path(folder) if folder and (Path(folder) / "t10k-labels-idx1-ubyte.gz").is_file() else None

@@ -97,6 +97,7 @@ def test_a_user_checkpoint_is_rebuilt_only_when_its_architecture_is_named():
     assert state_dict_sha256(rebuilt.state_dict()) == state_dict_sha256(model.state_dict())
 
 
+@pytest.mark.slow  # a subprocess or several trainings
 def test_the_example_architecture_runs_end_to_end_and_its_checkpoints_need_it_named(fake_data, tmp_path):
     out = tmp_path / "study"
     env = {"PYTHONPATH": os.pathsep.join([str(EXAMPLES), os.environ.get("PYTHONPATH", "")])}
@@ -121,6 +122,7 @@ def test_the_example_architecture_runs_end_to_end_and_its_checkpoints_need_it_na
     assert (tmp_path / "s.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # a subprocess or several trainings
 def test_a_protocol_error_stops_the_run_before_training_with_exit_2(fake_data, tmp_path):
     env = {"PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
     result = cli("run", "--data-dir", str(fake_data), "--out", str(tmp_path / "study"), *TINY_RUN,
@@ -137,6 +139,7 @@ def small_mlp(latent_dim, image_shape):
     return MlpVAE(MlpConfig(latent_dim=latent_dim, hidden_dim=32))
 
 
+@pytest.mark.slow  # a subprocess or several trainings
 def test_python_entry_points_run_and_load_a_study(fake_data, tmp_path):
     """The README's example: run_study with a callable and two betas, load_study of the folder."""
     import latentsweep

@@ -237,6 +237,7 @@ def test_bad_input_gives_one_line_and_exit_2(bad_inputs, args, message, capsys, 
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
+@pytest.mark.slow  # a subprocess or several trainings
 def test_the_installed_command_prints_no_traceback_on_bad_data(tmp_path):
     result = subprocess.run([sys.executable, "-m", "latentsweep", "run", "--data-dir", str(tmp_path / "missing")],
                             capture_output=True, text=True, cwd=tmp_path, timeout=600)
@@ -245,6 +246,7 @@ def test_the_installed_command_prints_no_traceback_on_bad_data(tmp_path):
     assert not (tmp_path / "runs").exists()  # nothing created for a run that could not start
 
 
+@pytest.mark.slow  # a subprocess or several trainings
 def test_version_and_help():
     result = cli("--version")
     assert result.returncode == 0 and result.stdout.startswith("latentsweep ")
@@ -325,6 +327,7 @@ FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 @pytest.mark.skipif(not (FASHION_DIR / "t10k-labels-idx1-ubyte.gz").is_file(),
                     reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist (.ci/run does)")
+@pytest.mark.slow  # real Fashion-MNIST end to end
 def test_fashion_mnist_end_to_end_uses_class_names(tmp_path):
     out = tmp_path / "fashion"
     assert main(["run", "--dataset", "fashion-mnist", "--data-dir", str(FASHION_DIR), "--out", str(out), *SMALL_RUN]) == 0

@@ -25,6 +25,7 @@ from conftest import SMALL_RUN, IdxData, cli
 from test_architectures import EXAMPLES, TINY_RUN
 
 distributed = pytest.importorskip("distributed")
+pytestmark = pytest.mark.slow  # a real Dask scheduler and workers
 
 RUN = [*SMALL_RUN, "--epochs", "3", "--threads", "1"]  # 3 epochs: room to die after the 2nd
 # Everything a run writes that must not depend on where its trials ran.
@@ -164,6 +165,7 @@ def test_executor_options_are_checked(options, message, tmp_path, capsys):
 FAULT_COUNT = """
 import resource, torch
 from latentsweep.runner import undo_malloc_trim_threshold
+
 
 def faults():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

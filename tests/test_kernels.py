@@ -48,7 +48,9 @@ def test_the_image_layer_is_the_plain_layer_under_autocast_and_in_float64():
     plain, native = _image_layers()
     x = torch.rand(4, 16, 14, 14)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert "aten::slow_conv_transpose2d" not in _aten_ops(lambda: native(x))
+        # The plain layer's own kernels, whichever the CPU's backend picks for bf16 (on a CPU without bf16
+        # instructions oneDNN declines and ATen's slow_conv_transpose2d serves the plain layer too).
+        assert _aten_ops(lambda: native(x)) == _aten_ops(lambda: plain(x))
         expected, got = plain(x), native(x)
     assert got.dtype == torch.bfloat16
     assert torch.equal(got, expected)

@@ -64,6 +64,7 @@ def test_dry_run_plans_without_writing_and_then_sees_what_is_done(fake_data, tmp
     assert "conv_beta1_latent002_seed0  resume: 0 epochs left" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a subprocess or several trainings
 def test_dry_run_refuses_a_folder_trained_with_other_settings(fake_data, tmp_path, capsys):
     out = tmp_path / "study"
     assert main(["run", "--data-dir", str(fake_data), "--out", str(out), *TINY]) == 0

@@ -21,6 +21,8 @@ from fault_injection import command as faulty_command
 from latentsweep.storage import state_dict_sha256
 from latentsweep.train import load_checkpoint
 
+pytestmark = pytest.mark.slow  # real processes killed, real workers, a real full disk
+
 FAST_EVAL = tiny_options(evaluation_only=True, num_samples=4, generation_samples=100, iwae_samples=4, iwae_images=20,
                          tsne_points=60, representatives_per_class=2)
 

@@ -31,6 +31,7 @@ def test_image_grid_places_images_row_by_row():
     assert grid[0, 0, ::3].tolist() == [0, 1, 2] and grid[0, 2, ::3].tolist() == [3, 4, 5]
 
 
+@pytest.mark.slow  # a subprocess or several trainings
 def test_run_with_tensorboard_logs_every_epoch_and_trains_the_same_weights(fake_data, tmp_path):
     logged, plain = tmp_path / "logged", tmp_path / "plain"
     assert main(["-q", "run", "--data-dir", str(fake_data), "--out", str(logged), *TINY, "--tensorboard"]) == 0
