@@ -1,11 +1,13 @@
+import dataclasses
 import json
 
 import pytest
 
 from conftest import write_fake_dataset
-from latentsweep.config import build_config
+from latentsweep.config import AXES, StudyConfig, build_config, flat_values
 from latentsweep.errors import ConfigError, LatentsweepError
-from latentsweep.layout import Trial, plan_trials, prepare_study_dir
+from latentsweep.layout import Trial, plan_trials, prepare_study_dir, variant_name, variant_slug
+from latentsweep.metrics import combine_seeds, variants
 from latentsweep.study import execute
 
 
@@ -17,6 +19,25 @@ def test_plan_is_every_latent_size_and_seed_in_order():
     assert Trial("conv", 1.0, 5, 1).name == "conv_beta1_latent005_seed1"
     assert Trial("my.pkg:build", 0.5, 20, 0).name == "my.pkg-build_beta0.5_latent020_seed0"
 
+
+
+def test_the_axes_specification_is_what_trials_settings_and_variants_follow():
+    assert [f.name for f in dataclasses.fields(Trial)] == [axis.name for axis in AXES]
+    defaults = flat_values(StudyConfig())
+    assert [defaults[axis.option] for axis in AXES] == [axis.default for axis in AXES]
+    assert defaults["latent_dims"] == (5, 10, 15, 20) and defaults["architecture"] == ("conv",)
+    variant = Trial("my.pkg:build", 0.5, 20, 0).variant
+    assert variant == ("my.pkg:build", 0.5)
+    assert variant_name(variant) == "architecture my.pkg:build, beta 0.5" and variant_slug(variant) == "my.pkg-build_beta0.5"
+
+
+def test_rows_written_before_the_architecture_and_beta_axes_existed_are_conv_at_beta_1():
+    old = {"latent_dim": 5, "seed": 0, "protocol": "test_set", "class": "all", "metric": "psnr", "mean": 20.0,
+           "ci_low": 19.0, "ci_high": 21.0, "n": 10}
+    new = {**old, "architecture": "conv", "beta": 1.0, "seed": 1, "mean": 22.0}
+    (combined,) = combine_seeds([old, new])
+    assert (combined["architecture"], combined["beta"], combined["n"], combined["mean"]) == ("conv", 1.0, 2, 21.0)
+    assert variants([old]) == [("conv", 1.0)]
 
 def test_study_folder_problems_are_config_errors(tmp_path):
     (tmp_path / "file").write_text("x")

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from latentsweep.config import BUILTIN_ARCHITECTURES
+from latentsweep.config import BUILTIN_ARCHITECTURES, LEGACY_AXIS_VALUES
 from latentsweep.errors import CheckpointError, ConfigError
 from latentsweep.model import ConvVAE, MlpConfig, MlpVAE, VAEConfig
 
@@ -138,7 +138,7 @@ def _call(method: Callable, argument: torch.Tensor, what: str) -> Any:
 
 def spec_from_checkpoint(checkpoint: dict[str, Any], source: Any, trusted: Iterable[str] = ()) -> ModelSpec:
     """The ModelSpec a checkpoint was made with; checkpoints from before architectures are conv."""
-    name = checkpoint.get("architecture", "conv")
+    name = checkpoint.get("architecture", LEGACY_AXIS_VALUES["architecture"])
     config = checkpoint["model_config"]
     if name not in BUILTIN_ARCHITECTURES and name not in set(trusted):
         raise CheckpointError(f"{source}: made with the user architecture {name}; pass --architecture {name} "

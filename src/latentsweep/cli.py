@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from latentsweep import __version__
-from latentsweep.config import (BUILTIN_ARCHITECTURES, DATASET_NAMES, DEVICES, FIELD_NAMES, PRESETS, SCHEDULES,
+from latentsweep.config import (AXIS_BY_NAME, BUILTIN_ARCHITECTURES, DATASET_NAMES, DEVICES, FIELD_NAMES, PRESETS, SCHEDULES,
                                 StudyConfig, build_config, from_dict, load_toml)
 from latentsweep.errors import ConfigError, LatentsweepError
 from latentsweep.storage import FolderLock
@@ -28,6 +28,12 @@ ARCHITECTURE_HELP = (f"the network: {' or '.join(BUILTIN_ARCHITECTURES)} (built 
                      "(see examples/my_vae.py; the module must be importable, e.g. via PYTHONPATH)")
 TRUST_HELP = ("a user's architecture (package.module:function) the checkpoint was made with: latentsweep imports a "
               "module named in a file only when you name it here")
+
+
+def default_values(axis: str) -> str:
+    """An axis's default values as --help shows them, from config.AXES."""
+    spec = AXIS_BY_NAME[axis]
+    return ",".join(spec.as_text(value) for value in spec.default)
 
 
 class Parser(argparse.ArgumentParser):
@@ -105,12 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
                   "finished models and resumes unfinished ones.", cmd_run)
     run.add_argument("--config", help="TOML file of options (keys as the flags, e.g. latent_dims = [5, 10]); flags override it")
     run.add_argument("--out", help="study folder (default runs/study)")
-    run.add_argument("--latent-dims", help="comma-separated latent sizes (default 5,10,15,20)")
+    run.add_argument("--latent-dims", help=f"comma-separated latent sizes (default {default_values('latent_dim')})")
     run.add_argument("--seeds", help="comma-separated training seeds (default: from the preset; full: 0,1,2, so the "
                      "intervals and the selection bootstrap cover training randomness; quick: 0)")
-    run.add_argument("--betas", help="comma-separated weights of the KL term in the training loss (default 1, the plain "
+    run.add_argument("--betas", help=f"comma-separated weights of the KL term in the training loss (default {default_values('beta')}, the plain "
                      "VAE); likelihoods are always reported for the plain VAE, so they compare across betas")
-    run.add_argument("--architecture", help=ARCHITECTURE_HELP + "; comma-separated to compare several (default conv)")
+    run.add_argument("--architecture", help=ARCHITECTURE_HELP + f"; comma-separated to compare several (default {default_values('architecture')})")
     run.add_argument("--tolerance-db", help="selection rule: the smallest latent size within this many dB of the best "
                      "mean test-set PSNR (default 0.5)")
     run.add_argument("--fd-tolerance", help="combined rule: prior samples' Fréchet distance within this fraction of the "
@@ -133,9 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="TOML file of options; flags override it")
     train.add_argument("--out", required=True, help="run folder for this model")
     train.add_argument("--latent-dim", required=True, help="latent size")
-    train.add_argument("--seed", help="training seed (default 0)")
-    train.add_argument("--beta", help="weight of the KL term in the training loss (default 1)")
-    train.add_argument("--architecture", help=ARCHITECTURE_HELP + " (default conv)")
+    train.add_argument("--seed", help=f"training seed (default {default_values('seed')})")
+    train.add_argument("--beta", help=f"weight of the KL term in the training loss (default {default_values('beta')})")
+    train.add_argument("--architecture", help=ARCHITECTURE_HELP + f" (default {default_values('architecture')})")
     train.add_argument("--resume", action="store_true", help="continue from the folder's last checkpoint")
     add_data_options(train)
     add_training_options(train)
@@ -279,8 +285,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from latentsweep.trial import run_trial, set_threads, study_inputs
 
     latent_dim = int_option(args.latent_dim, "--latent-dim", 1)
-    seed = int_option(getattr(args, "seed", "0"), "--seed", 0)
-    beta = float_option(getattr(args, "beta", "1"), "--beta")
+    seed = int_option(getattr(args, "seed", default_values("seed")), "--seed", 0)
+    beta = float_option(getattr(args, "beta", default_values("beta")), "--beta")
     resume = getattr(args, "resume", False)
     config = config_from_args(args, latent_dims=(latent_dim,), seeds=(seed,), betas=(beta,))
     if len(config.model.architecture) != 1:

@@ -55,9 +55,40 @@ PRESETS: dict[str, dict[str, Any]] = {
 DEFAULT_PRESET = "full"
 
 
-def axis(default: tuple) -> Any:
-    """A field that is an axis of the trial grid: every trial takes one of its values."""
-    return field(default=default, metadata={"axis": True})
+@dataclass(frozen=True)
+class Axis:
+    """One axis of the trial grid: every trial takes one of its values. The grid is the product of the axes."""
+
+    name: str  # a trial's coordinate and the results table's column, e.g. "beta"
+    option: str  # the settings field (and --flag) that lists its values, e.g. "betas"
+    default: tuple  # what a new study takes; its first value is what a file from before the axis existed means
+    folder_format: str  # how a value prints in a trial folder's name, e.g. "beta{:g}" -> beta1
+    text_format: str  # how a value prints in tables and sentences, e.g. "{:g}"
+    per_variant: bool  # the answer is given for each value (every axis but latent size and seed)
+
+    def in_folder_name(self, value: Any) -> str:
+        return self.folder_format.format(value).replace(":", "-")  # a builder's module:function
+
+    def as_text(self, value: Any) -> str:
+        return self.text_format.format(value)
+
+
+# In folder-name order. A new axis is an entry here, a field below and a field of layout.Trial.
+AXES: tuple[Axis, ...] = (
+    Axis("architecture", "architecture", ("conv",), "{}", "{}", per_variant=True),
+    Axis("beta", "betas", (1.0,), "beta{:g}", "{:g}", per_variant=True),
+    Axis("latent_dim", "latent_dims", (5, 10, 15, 20), "latent{:03d}", "{}", per_variant=False),
+    Axis("seed", "seeds", (0,), "seed{}", "{}", per_variant=False),
+)
+AXIS_BY_NAME = {axis.name: axis for axis in AXES}
+VARIANT_AXES = tuple(axis.name for axis in AXES if axis.per_variant)  # what "a variant" is: (architecture, beta)
+# What a row, checkpoint or config.json written before an axis existed means for it (its default's first value).
+LEGACY_AXIS_VALUES = {axis.name: axis.default[0] for axis in AXES}
+
+
+def axis(name: str) -> Any:
+    """The settings field listing the values of axis `name`, with the axis's default."""
+    return field(default=AXIS_BY_NAME[name].default, metadata={"axis": name})
 
 
 @dataclass(frozen=True)
@@ -73,8 +104,8 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    architecture: tuple[str, ...] = axis(("conv",))
-    latent_dims: tuple[int, ...] = axis((5, 10, 15, 20))
+    architecture: tuple[str, ...] = axis("architecture")
+    latent_dims: tuple[int, ...] = axis("latent_dim")
 
 
 @dataclass(frozen=True)
@@ -83,8 +114,8 @@ class TrainingConfig:
     rate 1e-3, batch 128, 30 epochs): from_dict fills a field an older config.json lacks with them.
     A new study takes its recipe from its preset (PRESETS)."""
 
-    betas: tuple[float, ...] = axis((1.0,))
-    seeds: tuple[int, ...] = axis((0,))
+    betas: tuple[float, ...] = axis("beta")
+    seeds: tuple[int, ...] = axis("seed")
     epochs: int = 30
     batch_size: int = 128
     learning_rate: float = 1e-3  # the peak rate, with a schedule other than constant
@@ -180,7 +211,6 @@ def _is_axis(section: Any, name: str) -> bool:
 # Every flat option name -> its section. Names are unique across sections, so flags and TOML stay flat.
 SECTION_OF: dict[str, str] = {f.name: section for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
 FIELD_NAMES = ("preset", *SECTION_OF)
-AXES = ("architecture", "beta", "latent_dim", "seed")  # a trial's coordinates (layout.Trial), in folder-name order
 
 
 def flat_values(config: StudyConfig) -> dict[str, Any]:

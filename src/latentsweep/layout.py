@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from latentsweep.config import AXES, StudyConfig, from_dict
+from latentsweep.config import AXES, AXIS_BY_NAME, VARIANT_AXES, StudyConfig, flat_values, from_dict
 from latentsweep.errors import ConfigError
 from latentsweep.storage import read_json
 from latentsweep.train import BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT  # noqa: F401 - a run folder's, train.py's
@@ -52,7 +52,7 @@ EXPLORER_FILE = "explorer.html"
 
 @dataclass(frozen=True, order=True)
 class Trial:
-    """One point of the grid: a model trained with these axis values."""
+    """One point of the grid: a model trained with these axis values (one field per config.AXES entry)."""
 
     architecture: str
     beta: float
@@ -62,36 +62,41 @@ class Trial:
     @property
     def name(self) -> str:
         """The trial's folder name, e.g. conv_beta1_latent005_seed0 (':' of a builder becomes '-')."""
-        return f"{self.architecture.replace(':', '-')}_beta{self.beta:g}_latent{self.latent_dim:03d}_seed{self.seed}"
+        return "_".join(axis.in_folder_name(getattr(self, axis.name)) for axis in AXES)
 
     @property
-    def variant(self) -> tuple[str, float]:
-        """What the selection rule is applied within: (architecture, beta)."""
-        return self.architecture, self.beta
+    def variant(self) -> tuple:
+        """What the selection rule is applied within: the trial's value of every per-variant axis."""
+        return tuple(getattr(self, name) for name in VARIANT_AXES)
 
     def axes(self) -> dict[str, Any]:
-        return {axis: getattr(self, axis) for axis in AXES}
+        return {axis.name: getattr(self, axis.name) for axis in AXES}
 
     def label(self) -> str:
         return f"{self.architecture}, beta {self.beta:g}, latent {self.latent_dim}, seed {self.seed}"
 
 
-def variant_name(variant: tuple[str, float]) -> str:
-    """How the report and the command line name a variant (Trial.variant)."""
-    architecture, beta = variant
-    return f"architecture {architecture}, beta {beta:g}"
+def variant_name(variant: tuple) -> str:
+    """How the report and the command line name a variant (Trial.variant), e.g. 'architecture conv, beta 1'."""
+    return ", ".join(f"{name} {AXIS_BY_NAME[name].as_text(value)}" for name, value in zip(VARIANT_AXES, variant))
 
 
-def variant_slug(variant: tuple[str, float]) -> str:
-    """A variant in file names: the trial folder name without latent size and seed."""
-    architecture, beta = variant
-    return f"{architecture.replace(':', '-')}_beta{beta:g}"
+def variant_slug(variant: tuple) -> str:
+    """A variant in file names: the trial folder name without latent size and seed, e.g. conv_beta1."""
+    return "_".join(AXIS_BY_NAME[name].in_folder_name(value) for name, value in zip(VARIANT_AXES, variant))
+
+
+def axis_values(config: StudyConfig) -> dict[str, tuple]:
+    """{axis name: the values the study's settings list for it}."""
+    flat = flat_values(config)
+    return {axis.name: flat[axis.option] for axis in AXES}
 
 
 def plan_trials(config: StudyConfig) -> list[Trial]:
-    """The grid: every architecture x beta x latent size (ascending) x seed, in that order."""
-    return [Trial(architecture, beta, latent_dim, seed) for architecture, beta, latent_dim, seed in itertools.product(
-        config.model.architecture, config.training.betas, sorted(config.model.latent_dims), config.training.seeds)]
+    """The grid: the product of the axes in their order (AXES), latent sizes ascending."""
+    values = axis_values(config)
+    values["latent_dim"] = tuple(sorted(values["latent_dim"]))
+    return [Trial(**dict(zip(values, point))) for point in itertools.product(*values.values())]
 
 
 def trial_dir(study_dir: Path, trial: Trial) -> Path:
@@ -163,10 +168,5 @@ def merged_axes(config: StudyConfig, study_dir: Path) -> StudyConfig:
         return config
     previous = from_dict(read_json(existing)["config"])
 
-    def union(old: tuple, new: tuple) -> tuple:
-        return tuple(dict.fromkeys((*old, *new)))
-
-    return config.replace(architecture=union(previous.model.architecture, config.model.architecture),
-                          betas=union(previous.training.betas, config.training.betas),
-                          latent_dims=union(previous.model.latent_dims, config.model.latent_dims),
-                          seeds=union(previous.training.seeds, config.training.seeds))
+    before, now = axis_values(previous), axis_values(config)
+    return config.replace(**{axis.option: tuple(dict.fromkeys((*before[axis.name], *now[axis.name]))) for axis in AXES})

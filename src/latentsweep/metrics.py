@@ -21,12 +21,14 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 from scipy import stats
+
+from latentsweep.config import AXES, LEGACY_AXIS_VALUES, VARIANT_AXES
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 PSNR_CAP_DB = 100.0
 MSE_FLOOR = 10 ** (-PSNR_CAP_DB / 10)  # MSE at which PSNR reaches the cap (data range 1)
 
-AXIS_FIELDS = ["architecture", "beta", "latent_dim", "seed"]  # config.AXES, the trial's coordinates
+AXIS_FIELDS = [axis.name for axis in AXES]  # the trial's coordinates
 TIDY_FIELDS = [*AXIS_FIELDS, "protocol", "class", "n", "metric", "mean", "ci_low", "ci_high"]
 
 
@@ -126,7 +128,7 @@ def summarize_by_class(
 
 
 def combine_seeds(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Collapse tidy rows over seeds: one row per (architecture, beta, latent_dim, protocol, class, metric).
+    """Collapse tidy rows over seeds: one row per (variant, latent_dim, protocol, class, metric).
 
     With one seed the rows pass through (their CI is over images). With several, the mean is the
     mean of the seeds' means and the CI is the Student-t interval across seeds, so it reflects
@@ -134,19 +136,19 @@ def combine_seeds(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """
     grouped: dict[tuple, list[Mapping[str, Any]]] = defaultdict(list)
     for row in rows:
-        key = (row.get("architecture", "conv"), row.get("beta", 1.0), row["latent_dim"], row["protocol"], row["class"],
-               row["metric"])
+        key = (*variant_of(row), row["latent_dim"], row["protocol"], row["class"], row["metric"])
         grouped[key].append(row)
     combined = []
-    for (architecture, beta, latent_dim, protocol, name, metric), members in grouped.items():
+    for key, members in grouped.items():
+        variant, (latent_dim, protocol, name, metric) = key[:len(VARIANT_AXES)], key[len(VARIANT_AXES):]
         if len(members) == 1:
             combined.append({**members[0], "seeds": [members[0]["seed"]], "ci_over": "images"})
             continue
         mean, low, high = mean_confidence_interval([m["mean"] for m in members])
-        combined.append({"architecture": architecture, "beta": beta, "latent_dim": latent_dim, "protocol": protocol,
+        combined.append({**dict(zip(VARIANT_AXES, variant)), "latent_dim": latent_dim, "protocol": protocol,
                          "class": name, "metric": metric, "n": len(members), "mean": mean, "ci_low": low,
                          "ci_high": high, "seeds": sorted(m["seed"] for m in members), "ci_over": "seeds"})
-    return sorted(combined, key=lambda r: (r.get("architecture", "conv"), r.get("beta", 1.0), r["latent_dim"],
+    return sorted(combined, key=lambda r: (*variant_of(r), r["latent_dim"],
                                            r["protocol"], r["metric"], _class_order(r["class"])))
 
 
@@ -164,12 +166,17 @@ def lookup(rows: Iterable[Mapping[str, Any]], **where: Any) -> list[Mapping[str,
 
 def variants(rows: Iterable[Mapping[str, Any]]) -> list[tuple[str, float]]:
     """The (architecture, beta) pairs in tidy rows, in order: what the selection rule is applied within."""
-    return sorted({(row.get("architecture", "conv"), row.get("beta", 1.0)) for row in rows})
+    return sorted({variant_of(row) for row in rows})
 
 
 def variant_rows(rows: Iterable[Mapping[str, Any]], variant: tuple[str, float]) -> list[Mapping[str, Any]]:
-    architecture, beta = variant
-    return [row for row in rows if row.get("architecture", "conv") == architecture and row.get("beta", 1.0) == beta]
+    return [row for row in rows if variant_of(row) == tuple(variant)]
+
+
+def variant_of(row: Mapping[str, Any]) -> tuple:
+    """A tidy row's variant: its value of every per-variant axis (config.VARIANT_AXES); rows written before an
+    axis existed take its legacy value."""
+    return tuple(row.get(name, LEGACY_AXIS_VALUES[name]) for name in VARIANT_AXES)
 
 
 # ----------------------------------------------------------------------------------------

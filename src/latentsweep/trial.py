@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 from latentsweep import __version__
 from latentsweep.architectures import IMAGE_SHAPE, ModelSpec, model_from_checkpoint
 from latentsweep.classifier import ClassifierConfig, load_or_train, predict
-from latentsweep.config import DataConfig, EvaluationConfig, StudyConfig
+from latentsweep.config import LEGACY_AXIS_VALUES, DataConfig, EvaluationConfig, StudyConfig
 from latentsweep.data import Dataset, binarize_scored_images, cache_root, load_data
 from latentsweep.errors import TrainingDiverged
 from latentsweep.evaluate import (PER_IMAGE_FIELDS, AnalysisSettings, Reference, evaluate_model,
@@ -227,7 +227,7 @@ def evaluate_trial(folder: Path, config: StudyConfig, inputs: StudyInputs, trust
     model, spec = model_from_checkpoint(best, folder / BEST_CHECKPOINT, trusted)
     model = use_fast_cpu_kernels(model).to(device)
     train_config = last["train_config"]
-    seed, beta = train_config["seed"], train_config.get("beta", 1.0)
+    seed, beta = train_config["seed"], train_config.get("beta", LEGACY_AXIS_VALUES["beta"])
     axes = {"architecture": spec.architecture, "beta": beta, "latent_dim": spec.latent_dim, "seed": seed}
     started = time.perf_counter()
     result = evaluate_model(model, dataset.test.images, dataset.test.labels, spec.latent_dim, seed, axes,
