@@ -320,13 +320,14 @@ def trusted_architectures(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from latentsweep.layout import CONFIG_FILE
     from latentsweep.storage import read_json
     from latentsweep.trial import evaluate_trial, set_threads, study_inputs
 
     folder = Path(args.run_dir)
-    if not (folder / "config.json").is_file():
+    if not (folder / CONFIG_FILE).is_file():
         raise ConfigError(f"{folder}: not a run folder (no config.json)")
-    run_config = read_json(folder / "config.json")
+    run_config = read_json(folder / CONFIG_FILE)
     saved = from_dict(run_config["study"])
     overrides = {key: getattr(args, key) for key in ("data_dir", "device") if key in vars(args)}
     config = saved.replace(**overrides) if overrides else saved
@@ -340,19 +341,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_likelihood(args: argparse.Namespace) -> int:
+    from latentsweep.data import binarize_scored_images, load_data
     from latentsweep.evaluate import likelihood_scores
     from latentsweep.kernels import use_fast_cpu_kernels
+    from latentsweep.layout import BEST_CHECKPOINT, CONFIG_FILE
     from latentsweep.metrics import mean_confidence_interval
     from latentsweep.storage import read_json
-    from latentsweep.train import BEST_CHECKPOINT, resolve_device
-    from latentsweep.data import binarize_scored_images, load_data
+    from latentsweep.train import resolve_device
     from latentsweep.trial import set_threads
 
     folder = Path(args.run_dir)
-    if not (folder / "config.json").is_file():
+    if not (folder / CONFIG_FILE).is_file():
         raise ConfigError(f"{folder}: not a run folder (no config.json)")
     samples = int_option(args.samples, "--samples", 1)
-    run_config = read_json(folder / "config.json")
+    run_config = read_json(folder / CONFIG_FILE)
     saved = from_dict(run_config["study"])
     config = saved.replace(**{key: getattr(args, key) for key in ("data_dir", "device") if key in vars(args)})
     set_threads(config.execution.threads)

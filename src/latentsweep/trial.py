@@ -32,7 +32,8 @@ from latentsweep.errors import TrainingDiverged
 from latentsweep.evaluate import (PER_IMAGE_FIELDS, AnalysisSettings, Reference, evaluate_model,
                                   representative_indices)
 from latentsweep.kernels import use_fast_cpu_kernels
-from latentsweep.layout import (DONE_MARKER, FAILED_MARKER, METRICS_FILE, TIMING_FILE, TRIAL_LOG, Trial, is_done,
+from latentsweep.layout import (ANALYSIS_FILE, CONFIG_FILE, DONE_MARKER, FAILED_MARKER, IMAGES_FILE, METRICS_FILE,
+                                PER_IMAGE_FILE, TIMING_FILE, TRIAL_LOG, Trial, is_done,
                                 read_timing, trial_dir)
 from latentsweep.model import count_parameters
 from latentsweep.storage import atomic_savez, atomic_write_text, read_json, remove_temp_files, write_csv, write_json
@@ -200,7 +201,7 @@ def prepare_trial_folder(trial: Trial, config: StudyConfig, folder: Path) -> tup
     (folder / FAILED_MARKER).unlink(missing_ok=True)
     spec = ModelSpec(trial.architecture, trial.latent_dim, IMAGE_SHAPE)
     train_config = train_config_for(trial, config)
-    write_json(folder / "config.json", {**trial.axes(), **spec.checkpoint_fields(),
+    write_json(folder / CONFIG_FILE, {**trial.axes(), **spec.checkpoint_fields(),
                                         "train_config": dataclasses.asdict(train_config), "study": config.to_dict()})
     return spec, train_config
 
@@ -263,12 +264,12 @@ def evaluate_trial(folder: Path, config: StudyConfig, inputs: StudyInputs, trust
 def save_evaluation(folder: Path, evaluation, metrics: dict[str, Any]) -> None:
     columns = evaluation.per_image
     rows = ({field: columns[field][i].item() for field in PER_IMAGE_FIELDS} for i in range(len(columns["index"])))
-    write_csv(folder / "per_image.csv", rows, PER_IMAGE_FIELDS)
-    atomic_savez(folder / "images.npz", representatives=evaluation.representatives,
+    write_csv(folder / PER_IMAGE_FILE, rows, PER_IMAGE_FIELDS)
+    atomic_savez(folder / IMAGES_FILE, representatives=evaluation.representatives,
                  originals=evaluation.representative_originals,
                  reconstructions=evaluation.representative_reconstructions, samples=evaluation.samples)
     if evaluation.analysis is not None:
-        atomic_savez(folder / "analysis.npz", **evaluation.analysis)
+        atomic_savez(folder / ANALYSIS_FILE, **evaluation.analysis)
     write_json(folder / METRICS_FILE, metrics)
 
 
