@@ -18,7 +18,7 @@ from latentsweep.metrics import combine_seeds, variant_rows, variants
 from latentsweep.selection import Answer, decide
 from latentsweep.storage import read_json
 
-Variant = tuple[str, float]  # (architecture, beta): every axis but latent size and seed (layout.Trial.variant)
+Variant = tuple  # a value of each per-variant axis, config.VARIANT_AXES (layout.Trial.variant)
 
 
 def class_noun(dataset: str) -> str:

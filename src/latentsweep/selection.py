@@ -141,10 +141,6 @@ class Answer:
     sentences: tuple[str, ...]  # the conclusion, every number from the rows
     headline: tuple[str, ...]  # its first lines: the answer and how far it is from the best
 
-    @property
-    def threshold_db(self) -> float:
-        return self.reconstruction.threshold_db
-
 
 def _answer_sentences(combined: Sequence[Mapping[str, Any]], psnr: Mapping[int, float], fd: Mapping[int, float],
                       reconstruction: Selection, selected: int, tolerance_db: float, fd_tolerance: float,
