@@ -125,7 +125,8 @@ def idx_data(request, tmp_path_factory) -> IdxData:
 # benchmarks/); each test that needs other values names only what it changes.
 TINY_EVALUATION = {"num_samples": 16, "generation_samples": 300, "iwae_samples": 20, "iwae_images": 50, "tsne_points": 100,
                    "classifier_epochs": 1}
-TINY_TRAINING = {"latent_dims": "2,4", "seeds": 0, "train_subset": 500, "val_size": 200, "epochs": 2}
+# No refinement unless a test asks for it (no_refine=None, refine=True): the grid's answer is what most tests check.
+TINY_TRAINING = {"latent_dims": "2,4", "seeds": 0, "train_subset": 500, "val_size": 200, "epochs": 2, "no_refine": True}
 
 
 def tiny_options(evaluation_only: bool = False, **changes) -> list[str]:

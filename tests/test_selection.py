@@ -61,7 +61,9 @@ def test_the_answer_sentences_carry_the_measured_numbers():
     assert "The next smaller size, 5, reaches 17.00 dB, 3.00 dB below the best" in text
     assert "easiest digit is 1 (24.25 dB) and the hardest is 2 (16.50 dB)" in text
     assert "5->10: +2.60 dB" in text
-    assert list(answer.headline) == list(answer.sentences[:2])
+    assert list(answer.headline) == list(answer.sentences[:3])
+    assert answer.headline[2].startswith("Resolution: the smallest adequate size lies in 6..9 or is 10: 5 fails by "
+                                         "2.50 dB (threshold 19.50 dB); 10 passes (+0.10 dB against the threshold)")
 
 
 def test_the_answer_when_the_selected_size_is_also_the_best():

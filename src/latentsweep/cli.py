@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "mean test-set PSNR (default 0.5)")
     run.add_argument("--fd-tolerance", help="combined rule: prior samples' Fréchet distance within this fraction of the "
                      "best size's (default 0.10)")
+    run.add_argument("--refine", action=argparse.BooleanOptionalAction, help="after the grid, train the sizes between "
+                     "its answer and the largest smaller grid size that fails (bisection, every seed, ordinary trials), "
+                     "until the smallest adequate size is known to one dimension; the grid's best PSNR and lowest "
+                     "Fréchet distance stay the reference (default: on in the full preset, off in quick)")
     run.add_argument("--dry-run", action="store_true", help="print the plan (trials, data, what is already done) and "
                      "its estimated time, from a few timed training steps on this machine; train nothing")
     group = run.add_argument_group("execution")

@@ -7,7 +7,8 @@ settings are grouped by what they change:
   model       the architectures and latent sizes tried       (axes)
   training    the recipe, with the betas and seeds tried     (changes what a model is, but for the axes)
   evaluation  how much is measured                           (a finished model is re-evaluated when it changes)
-  selection   the rule that picks the latent size            (the report only)
+  selection   the rule that picks the latent size, and        (the report, and the probes of --refine)
+              whether the answer is refined to one dimension
   execution   where and how the trials run                   (changes nothing but speed and the last bits)
 
 Each field's annotation drives parsing: flags and TOML values are coerced to it, and errors name
@@ -49,8 +50,8 @@ BUILTIN_ARCHITECTURES = ("conv", "mlp")  # model.py; anything else is a user's "
 # quick preset trains one seed on a 10,000-image subset with the same schedule.
 RECIPE = {"schedule": "cosine", "learning_rate": 2e-3, "warmup_fraction": 0.05, "batch_size": 64}
 PRESETS: dict[str, dict[str, Any]] = {
-    "quick": {**RECIPE, "epochs": 10, "train_subset": 10_000, "seeds": (0,)},
-    "full": {**RECIPE, "epochs": 12, "train_subset": None, "seeds": (0, 1, 2)},
+    "quick": {**RECIPE, "epochs": 10, "train_subset": 10_000, "seeds": (0,), "refine": False},
+    "full": {**RECIPE, "epochs": 12, "train_subset": None, "seeds": (0, 1, 2), "refine": True},
 }
 DEFAULT_PRESET = "full"
 
@@ -140,6 +141,10 @@ class EvaluationConfig:
 class SelectionConfig:
     tolerance_db: float = 0.5
     fd_tolerance: float = 0.10
+    # After the grid, train the sizes between its answer and the largest failing grid size below it until
+    # the answer is known to one dimension (study.refine). Adds trials, so it is more than the report's
+    # business; off for studies whose config.json predates it.
+    refine: bool = False
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,10 @@ import torch
 from torch import nn
 
 from latentsweep.architectures import model_from_checkpoint
-from latentsweep.config import BUILTIN_ARCHITECTURES, StudyConfig
+from latentsweep.config import BUILTIN_ARCHITECTURES
 from latentsweep.errors import LatentsweepError
 from latentsweep.layout import (BEST_CHECKPOINT, EXPLORER_FILE, IMAGES_FILE, METRICS_FILE, PER_IMAGE_FILE, Trial, is_done,
-                                plan_trials, trial_dir)
+                                trial_dir)
 from latentsweep.metrics import ACTIVE_UNIT_THRESHOLD, lookup
 from latentsweep.results import read_results
 from latentsweep.storage import atomic_write_text, read_json
@@ -83,10 +83,10 @@ def describe_model(model: nn.Module) -> dict[str, Any]:
     return {"encoder": describe_layers(model.encoder), "decoder": describe_layers(model.decoder)}
 
 
-def chosen_trials(study_dir: Path, config: StudyConfig) -> dict[tuple[str, float, int], Trial]:
-    """For each (architecture, beta, latent size), the trial the page shows: the first seed that finished."""
+def chosen_trials(study_dir: Path, trials: list[Trial]) -> dict[tuple[str, float, int], Trial]:
+    """For each (architecture, beta, latent size), grid or probe, the trial the page shows: the first seed that finished."""
     chosen: dict[tuple[str, float, int], Trial] = {}
-    for trial in plan_trials(config):
+    for trial in trials:
         key = (trial.architecture, trial.beta, trial.latent_dim)
         if key not in chosen and is_done(trial_dir(study_dir, trial)):
             chosen[key] = trial
@@ -99,7 +99,7 @@ def page_data(study_dir: Path) -> dict[str, Any]:
     info, config = results.info, results.config
     selection = config.selection
     variants_data, representatives = [], None
-    chosen = chosen_trials(study_dir, config)
+    chosen = chosen_trials(study_dir, results.trials)
     for variant, answer in results.answers.items():
         rows, selected = results.rows_of(variant), answer.selected
         sizes = []

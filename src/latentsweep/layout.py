@@ -1,12 +1,13 @@
 """The study folder's layout: trial names and paths, markers, and reading results back.
 
-  config.json              the study's settings, class names, split sizes, the environment and how the
-                           trials were run (executor, workers, threads)
+  config.json              the study's settings, class names, split sizes, the environment, how the
+                           trials were run (executor, workers, threads) and the refinement's probes
   study.log                the log of every run of the study in this folder
   models/<trial>/          one folder per trial, named by its axis values, e.g. conv_beta1_latent005_seed0:
       config.json  history.csv  last.pt  best.pt  metrics.json  timing.json  per_image.csv  images.npz
       analysis.npz  DONE (or FAILED)  trial.log (when a worker process ran it)
-  results.csv, results.json  the tidy table of every finished trial, one column per axis
+  results.csv, results.json  the tidy table of every finished trial, one column per axis, and the data's
+                           intrinsic dimension (rows without axis values)
   summary.json             wall time and status of each trial
   figures/, report.md, report.html   written by latentsweep.report from the files above only
 
@@ -25,7 +26,7 @@ from typing import Any, Iterable
 
 from latentsweep.config import AXES, AXIS_BY_NAME, VARIANT_AXES, StudyConfig, flat_values, from_dict
 from latentsweep.errors import ConfigError
-from latentsweep.storage import read_json
+from latentsweep.storage import read_json, write_json
 from latentsweep.train import BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT  # noqa: F401 - a run folder's, train.py's
 
 # Every file name of a study folder. A trial folder is also a run folder (train.py names its checkpoints
@@ -48,6 +49,7 @@ FIGURES = "figures"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 EXPLORER_FILE = "explorer.html"
+PROBES_KEY = "probes"  # config.json's list of the refinement's probes: {architecture, beta, latent_dim}
 
 
 @dataclass(frozen=True, order=True)
@@ -97,6 +99,30 @@ def plan_trials(config: StudyConfig) -> list[Trial]:
     values = axis_values(config)
     values["latent_dim"] = tuple(sorted(values["latent_dim"]))
     return [Trial(**dict(zip(values, point))) for point in itertools.product(*values.values())]
+
+
+def probe_trials(config: StudyConfig, probes: Iterable[dict[str, Any]]) -> list[Trial]:
+    """The trials of the refinement's probes: each probe (a variant's axis values and a latent size, as
+    config.json's "probes" lists them) at every seed of the study."""
+    return [Trial(**{**probe, "seed": seed}) for probe in probes for seed in config.training.seeds]
+
+
+def study_trials(config: StudyConfig, probes: Iterable[dict[str, Any]] = ()) -> list[Trial]:
+    """Every trial of the study: the grid, then the probes that refined its answer (none without --refine)."""
+    grid = plan_trials(config)
+    return grid + [trial for trial in probe_trials(config, probes) if trial not in set(grid)]
+
+
+def read_probes(study_dir: Path) -> list[dict[str, Any]]:
+    """The probes recorded in a study folder's config.json ("probes"; none before the folder was refined)."""
+    path = Path(study_dir) / CONFIG_FILE
+    return list(read_json(path).get(PROBES_KEY, [])) if path.is_file() else []
+
+
+def record_probes(study_dir: Path, probes: list[dict[str, Any]]) -> None:
+    """Write the probes into the study folder's config.json (before they run, so a killed round is found again)."""
+    path = Path(study_dir) / CONFIG_FILE
+    write_json(path, {**read_json(path), PROBES_KEY: probes})
 
 
 def trial_dir(study_dir: Path, trial: Trial) -> Path:

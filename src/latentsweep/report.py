@@ -20,7 +20,7 @@ import numpy as np
 from latentsweep import plots
 from latentsweep.config import flat_values
 from latentsweep.layout import (ANALYSIS_FILE, EXPLORER_FILE, FIGURES, HISTORY_FILE, IMAGES_FILE, METRICS_FILE,
-                                PER_IMAGE_FILE, REPORT_HTML, REPORT_MD, SUMMARY_FILE, TIMING_FILE, plan_trials, trial_dir,
+                                PER_IMAGE_FILE, REPORT_HTML, REPORT_MD, SUMMARY_FILE, TIMING_FILE, trial_dir,
                                 variant_name, variant_slug)
 from latentsweep.metrics import (GENERATION_METRICS, GENERATION_PROTOCOLS, HEADLINE_METRICS, REGISTRY, lookup,
                                  variant_rows)
@@ -170,7 +170,7 @@ def read_study(results: Results) -> StudyFiles:
     config = flat_values(study_config)
     summary = read_json(study_dir / SUMMARY_FILE) if (study_dir / SUMMARY_FILE).is_file() else None
     trials, histories, images, analysis = [], {}, {}, {}
-    for trial in plan_trials(study_config):
+    for trial in results.trials:  # the grid's and the refinement's probes
         folder = trial_dir(study_dir, trial)
         if not (folder / METRICS_FILE).is_file():
             trials.append({"status": "missing", **trial.axes(), "folder": folder})
@@ -253,7 +253,7 @@ def gather_evidence(files: StudyFiles, selected: int, replicates: int = 2000) ->
     seeds_of = {size: sorted(seed for dim, seed in psnr if dim == size) for size in sizes}
     complete = sorted(set.intersection(*(set(seeds) for seeds in seeds_of.values())))
     with_fd = all(key in fd for key in psnr)
-    rule = selection_rule(files.config["tolerance_db"], files.config["fd_tolerance"])
+    rule = selection_rule(files.config["tolerance_db"], files.config["fd_tolerance"], files.config["latent_dims"])
 
     def stacked(seeds_of_size: dict[int, list[int]]) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray] | None]:
         per_image = {size: np.stack([psnr[(size, seed)] for seed in seeds]) for size, seeds in seeds_of_size.items()}

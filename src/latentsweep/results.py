@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from latentsweep.config import StudyConfig, from_dict
+from latentsweep.config import VARIANT_AXES, StudyConfig, from_dict
 from latentsweep.errors import ConfigError, LatentsweepError
-from latentsweep.layout import RESULTS_JSON, read_study_info
+from latentsweep.layout import PROBES_KEY, RESULTS_JSON, Trial, read_study_info, study_trials
 from latentsweep.metrics import combine_seeds, variant_rows, variants
 from latentsweep.selection import Answer, decide
 from latentsweep.storage import read_json
@@ -34,6 +34,8 @@ class Results:
     rows: list[dict[str, Any]]  # results.json: every finished trial's tidy rows
     combined: list[dict[str, Any]]  # the same combined over seeds (metrics.combine_seeds)
     answers: dict[Variant, Answer]  # in variant order
+    probes: list[dict[str, Any]]  # the refinement's probes (config.json), each a variant's axis values and a size
+    trials: list[Trial]  # the grid's and the probes' (layout.study_trials)
 
     def rows_of(self, variant: Variant) -> list[Mapping[str, Any]]:
         """One variant's seed-combined rows."""
@@ -52,7 +54,19 @@ def read_results(study_dir: str | Path) -> Results:
         raise LatentsweepError(f"{study_dir}: no finished model to report on")
     combined = combine_seeds(rows)
     selection = config.selection
-    answers = {variant: decide(variant_rows(combined, variant), selection.tolerance_db, selection.fd_tolerance,
-                               info["class_names"], class_noun(config.data.dataset))
-               for variant in variants(combined)}
-    return Results(study_dir, info, config, rows, combined, answers)
+    probes = list(info.get(PROBES_KEY, []))
+    answers = {}
+    for variant in variants(combined):
+        mine = variant_rows(combined, variant)
+        tested = {row["latent_dim"] for row in mine}
+        untestable = [probe["latent_dim"] for probe in probes if probe_variant(probe) == variant
+                      and probe["latent_dim"] not in tested]
+        answers[variant] = decide(mine, selection.tolerance_db, selection.fd_tolerance, info["class_names"],
+                                  class_noun(config.data.dataset), grid_sizes=config.model.latent_dims,
+                                  untestable=untestable)
+    return Results(study_dir, info, config, rows, combined, answers, probes, study_trials(config, probes))
+
+
+def probe_variant(probe: Mapping[str, Any]) -> Variant:
+    """The variant a probe of config.json refines."""
+    return tuple(probe[name] for name in VARIANT_AXES)

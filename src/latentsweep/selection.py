@@ -99,36 +99,155 @@ def combined_rule_applies(psnr: Mapping[int, float], fd: Mapping[int, float] | N
     return bool(fd) and set(fd) == set(psnr)
 
 
+# ----------------------------------------------------------------------------------------
+# Refinement: the answer to one dimension
+#
+# The grid (the study's --latent-dims) fixes the rule's reference, the best size's PSNR and the lowest
+# Fréchet distance, and its answer. Sizes tested beyond the grid (probes, between the answer and the
+# largest grid size below it that fails) are judged against that frozen reference by the same test
+# that chose the grid's answer. The answer is the smallest tested size that passes while every larger
+# tested size up to the grid's answer passes too; a passing size below a failing one is named.
+
+
+@dataclass(frozen=True)
+class Refined:
+    selected: int
+    grid_selected: int  # the answer on the grid sizes alone
+    below: int  # the largest tested size under the answer that fails, or the grid size under it, or 0
+    out_of_order: tuple[int, ...]  # tested sizes under `below` (and above the grid size under it) that pass
+
+
+def refine_answer(passes: Mapping[int, bool], grid_selected: int, grid_below: int) -> Refined:
+    """Walk down from the grid's answer over the tested sizes in (grid_below, grid_selected) while they pass.
+
+    `passes` holds every tested size's verdict against the grid's frozen reference; `grid_below` is the
+    largest grid size under the grid's answer (all of which fail), or 0 when the smallest grid size passed."""
+    inside = sorted((size for size in passes if grid_below < size < grid_selected), reverse=True)
+    selected, below = grid_selected, grid_below
+    for size in inside:
+        if not passes[size]:
+            below = size
+            break
+        selected = size
+    out_of_order = tuple(sorted(size for size in inside if size < below and passes[size]))
+    return Refined(selected, grid_selected, below, out_of_order)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The rule applied to tested sizes against the grid's reference: what `decide` and the bootstrap share."""
+
+    refined: Refined
+    reconstruction: Selection  # the reconstruction rule on the grid: the best size, its PSNR, the threshold
+    reconstruction_refined: Refined  # the reconstruction rule alone, refined the same way
+    combined: CombinedSelection | None  # None where the combined rule does not apply (no FD for every grid size)
+
+    @property
+    def selected(self) -> int:
+        return self.refined.selected
+
+
+def apply_rule(psnr: Mapping[int, float], fd: Mapping[int, float] | None, tolerance_db: float, fd_tolerance: float,
+               grid_sizes: Sequence[int] | None = None) -> Decision:
+    """The study's rule on {size: mean PSNR} and {size: mean FD} (or None) of every tested size; the grid's
+    sizes (default: all) fix the reference and the answer that probes refine."""
+    grid = sorted(size for size in (grid_sizes if grid_sizes is not None else psnr) if size in psnr)
+    grid_psnr = {size: psnr[size] for size in grid}
+    grid_fd = {size: fd[size] for size in grid if size in fd} if fd else {}
+    reconstruction = select_latent_dim(grid_psnr, tolerance_db)
+    threshold = reconstruction.threshold_db
+
+    def refined(grid_selected: int, test) -> Refined:
+        below = max((size for size in grid if size < grid_selected), default=0)
+        return refine_answer({size: test(size) for size in psnr}, grid_selected, below)
+
+    def psnr_passes(size: int) -> bool:
+        return psnr[size] >= threshold
+
+    reconstruction_refined = refined(reconstruction.selected, psnr_passes)
+    chosen = None
+    if combined_rule_applies(grid_psnr, grid_fd) and all(size in fd for size in psnr):
+        chosen = select_combined(grid_psnr, grid_fd, tolerance_db, fd_tolerance)
+    if chosen is None or chosen.fell_back:
+        return Decision(reconstruction_refined, reconstruction, reconstruction_refined, chosen)
+    lowest_fd = grid_fd[chosen.best_fd_size]
+    both = refined(chosen.selected, lambda size: psnr_passes(size) and fd[size] <= lowest_fd * (1 + fd_tolerance))
+    return Decision(both, reconstruction, reconstruction_refined, chosen)
+
+
+def probe_sizes(refined: Refined, attempted: Iterable[int], count: int) -> list[int]:
+    """Up to `count` untried sizes between `refined.below` and the answer that split the possible answers
+    into count + 1 near-equal runs (count 1: bisection); none once the answer is known to one dimension,
+    or when every size between was tried (a size whose every trial failed is not tried again)."""
+    attempted = set(attempted)
+    candidates = [size for size in range(refined.below + 1, refined.selected) if size not in attempted]
+    count = min(count, len(candidates))
+    if count == 0:
+        return []
+    outcomes = [*candidates, refined.selected]  # the answer is one of these
+    runs = [run for run in _split(outcomes, count + 1)]
+    return [run[-1] for run in runs[:-1]]
+
+
+def _split(items: list[int], parts: int) -> list[list[int]]:
+    """`items` in `parts` consecutive runs whose lengths differ by at most one, the longer first."""
+    size, extra = divmod(len(items), parts)
+    runs, start = [], 0
+    for index in range(parts):
+        end = start + size + (index < extra)
+        runs.append(items[start:end])
+        start = end
+    return runs
+
+
+def worst_case_rounds(candidates: int, count: int) -> int:
+    """Rounds of `probe_sizes(..., count)` needed in the worst case to settle `candidates` untried sizes."""
+    if candidates <= 0:
+        return 0
+    parts = min(count, candidates) + 1
+    longest = -(-(candidates + 1) // parts)
+    return 1 + worst_case_rounds(longest - 1, count)
+
+
 def decide(combined: Sequence[Mapping[str, Any]], tolerance_db: float, fd_tolerance: float,
-           class_names: Sequence[str], noun: str = "digit") -> Answer:
+           class_names: Sequence[str], noun: str = "digit", grid_sizes: Sequence[int] | None = None,
+           untestable: Iterable[int] = ()) -> Answer:
     """The study's answer for one variant's seed-combined rows, and every sentence that states it.
 
     The combined rule decides where every size has a Fréchet distance of its prior samples, else the
-    reconstruction rule alone (combined_rule_applies). This is the only place the answer is decided:
-    the report, the explorer, the command line's summary, export and load_study all read it from here
-    (results.read_results)."""
+    reconstruction rule alone (combined_rule_applies); `grid_sizes` (default: every size in the rows) fix
+    its reference, and the other sizes refine the grid's answer (apply_rule). `untestable`: probe sizes
+    whose every trial failed. This is the only place the answer is decided: the report, the explorer,
+    the command line's summary, export and load_study all read it from here (results.read_results)."""
     psnr = overall_psnr(combined)
     fd = {r["latent_dim"]: r["mean"] for r in lookup(combined, metric="fd", protocol="prior_samples", cls="all")}
-    reconstruction = select_latent_dim(psnr, tolerance_db)
+    decision = apply_rule(psnr, fd, tolerance_db, fd_tolerance, grid_sizes)
+    grid = sorted(size for size in (grid_sizes if grid_sizes is not None else psnr) if size in psnr)
+    reconstruction, chosen = decision.reconstruction, decision.combined
+    combined_decides = chosen is not None and not chosen.fell_back
     rule_sentences: list[str] = []
-    chosen = None
-    if combined_rule_applies(psnr, fd):
-        chosen = select_combined(psnr, fd, tolerance_db, fd_tolerance)
+    if chosen is not None:
         rule_sentences = [
-            f"Combined selection (reconstruction and generation): latent size {chosen.selected}. Rule: "
+            f"Combined selection (reconstruction and generation): latent size {decision.selected}. Rule: "
             f"{combined_rule_text(tolerance_db, fd_tolerance)}.",
-            f"Sizes passing the reconstruction test: {', '.join(map(str, chosen.passes_reconstruction))}; passing the "
-            f"generation test: {', '.join(map(str, chosen.passes_generation))} (lowest Fréchet distance "
+            f"Grid sizes passing the reconstruction test: {', '.join(map(str, chosen.passes_reconstruction))}; passing "
+            f"the generation test: {', '.join(map(str, chosen.passes_generation))} (lowest Fréchet distance "
             f"{fd[chosen.best_fd_size]:.2f} at size {chosen.best_fd_size})."
             + (" No size passes both, so the reconstruction rule decides." if chosen.fell_back else ""),
         ]
-    selected = chosen.selected if chosen else reconstruction.selected
+    selected = decision.selected
     label = "Reconstruction rule alone, latent size" if chosen else "Selected latent size"
-    sentences = _answer_sentences(combined, psnr, fd if chosen else {}, reconstruction, selected, tolerance_db,
-                                  fd_tolerance, class_names, noun, label)
+    sentences = _answer_sentences(combined, psnr, fd if combined_decides else {}, reconstruction,
+                                  decision.reconstruction_refined.selected, selected, tolerance_db, fd_tolerance,
+                                  class_names, noun, label)
+    probes = tuple(size for size in sorted(psnr) if size not in grid)
+    untestable = tuple(sorted(set(untestable) - set(psnr)))
+    resolution = _resolution_sentence(decision.refined, psnr, fd if combined_decides else {}, reconstruction,
+                                      fd_tolerance, probes, untestable, noun)
     headline = (rule_sentences[:1] + sentences[1:2]) if chosen else sentences[:2]
-    return Answer(selected, "combined" if chosen else "reconstruction", reconstruction,
-                  tuple(rule_sentences + sentences), tuple(headline))
+    return Answer(selected, "combined" if combined_decides else "reconstruction", reconstruction,
+                  tuple(rule_sentences + sentences[:2] + [resolution] + sentences[2:]), tuple(headline + [resolution]),
+                  decision.refined, tuple(grid), probes, untestable)
 
 
 @dataclass(frozen=True)
@@ -137,14 +256,56 @@ class Answer:
 
     selected: int
     rule: str  # "combined" (reconstruction and generation) or "reconstruction"
-    reconstruction: Selection  # what the reconstruction rule alone picks, and the best size's PSNR
+    reconstruction: Selection  # the reconstruction rule on the grid: the best size's PSNR and the threshold
     sentences: tuple[str, ...]  # the conclusion, every number from the rows
-    headline: tuple[str, ...]  # its first lines: the answer and how far it is from the best
+    headline: tuple[str, ...]  # its first lines: the answer, how far it is from the best, its resolution
+    refined: Refined  # the grid's answer and the tested size under the answer that fails
+    grid: tuple[int, ...] = ()  # the study's --latent-dims that have results
+    probes: tuple[int, ...] = ()  # the other tested sizes, tried to refine the answer
+    untestable: tuple[int, ...] = ()  # probe sizes whose every trial failed
+
+    @property
+    def below(self) -> int:
+        return self.refined.below
+
+    @property
+    def exact(self) -> bool:
+        """The answer is known to one dimension: the size under it fails (or it is 1)."""
+        return self.selected - self.below == 1
+
+
+def _resolution_sentence(refined: Refined, psnr: Mapping[int, float], fd: Mapping[int, float],
+                         reconstruction: Selection, fd_tolerance: float, probes: Sequence[int],
+                         untestable: Sequence[int], noun: str) -> str:
+    """How precisely the answer is known, e.g. "13 is exact to one dimension: 12 fails by 0.20 dB, 13 passes"."""
+    selected, below = refined.selected, refined.below
+    threshold = reconstruction.threshold_db
+    if below == 0:
+        why_below = "no smaller size exists" if selected == 1 else "no smaller size was tested"
+    elif psnr[below] < threshold:
+        why_below = f"{below} fails by {threshold - psnr[below]:.2f} dB (threshold {threshold:.2f} dB)"
+    else:
+        lowest = min(fd.values())
+        why_below = (f"{below} is within the PSNR tolerance but its Fréchet distance, {fd[below]:.2f}, is more than "
+                     f"{100 * fd_tolerance:g}% above the lowest ({lowest:.2f})")
+    passes = f"{selected} passes ({psnr[selected] - threshold:+.2f} dB against the threshold)"
+    tested = (f" Sizes tried beyond the grid to refine it: {', '.join(map(str, probes))}." if probes else "")
+    if selected - below == 1:
+        text = f"Resolution: {selected} is exact to one dimension: {why_below}; {passes}."
+    else:
+        gap = f"{below + 1}..{selected - 1}"
+        reason = (f"sizes {', '.join(map(str, untestable))} could not be trained (every trial failed)" if untestable
+                  else "those sizes were not tested (run with --refine to test them)")
+        text = f"Resolution: the smallest adequate size lies in {gap} or is {selected}: {why_below}; {passes}; {reason}."
+    if refined.out_of_order:
+        text += (f" Not monotone: tested size(s) {', '.join(map(str, refined.out_of_order))} pass although {below}, "
+                 "larger, fails; the answer keeps to the sizes from which every larger tested size passes.")
+    return text + tested
 
 
 def _answer_sentences(combined: Sequence[Mapping[str, Any]], psnr: Mapping[int, float], fd: Mapping[int, float],
-                      reconstruction: Selection, selected: int, tolerance_db: float, fd_tolerance: float,
-                      class_names: Sequence[str], noun: str, label: str) -> list[str]:
+                      reconstruction: Selection, reconstruction_selected: int, selected: int, tolerance_db: float,
+                      fd_tolerance: float, class_names: Sequence[str], noun: str, label: str) -> list[str]:
     """The reconstruction rule's pick, then the answer (`selected`) against the best size, the next smaller
     size and why it fails, the easiest and hardest class at the answer, and the gains between sizes."""
     best, best_psnr, threshold = reconstruction.best, reconstruction.best_psnr, reconstruction.threshold_db
@@ -155,7 +316,7 @@ def _answer_sentences(combined: Sequence[Mapping[str, Any]], psnr: Mapping[int, 
 
     sizes = sorted(psnr)
     sentences = [
-        f"{label}: {reconstruction.selected}. Rule: {rule_text(tolerance_db)}.",
+        f"{label}: {reconstruction_selected}. Rule: {rule_text(tolerance_db)}.",
         (f"Latent size {selected} is also the best, with {best_psnr:.2f} dB." if selected == best else
          f"The best latent size is {best} with {best_psnr:.2f} dB; latent size {selected} reaches "
          f"{psnr[selected]:.2f} dB, {best_psnr - psnr[selected]:.2f} dB below it (threshold {threshold:.2f} dB)."),

@@ -17,13 +17,16 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from latentsweep.architectures import IMAGE_SHAPE, ModelSpec, register_builder
-from latentsweep.config import StudyConfig, build_config
+from latentsweep.config import VARIANT_AXES, StudyConfig, build_config
 from latentsweep.errors import LatentsweepError
-from latentsweep.layout import (CONFIG_FILE, FAILED_MARKER, RESULTS_CSV, RESULTS_JSON, STUDY_LOG, SUMMARY_FILE, Trial,
-                                collect_results, is_done, merged_axes, plan_trials, prepare_study_dir, trial_dir)
-from latentsweep.metrics import TIDY_FIELDS
+from latentsweep.layout import (CONFIG_FILE, FAILED_MARKER, PROBES_KEY, RESULTS_CSV, RESULTS_JSON, STUDY_LOG,
+                                SUMMARY_FILE, Trial, collect_results, is_done, merged_axes, plan_trials,
+                                prepare_study_dir, probe_trials, read_probes, record_probes, study_trials, trial_dir,
+                                variant_name)
+from latentsweep.metrics import TIDY_FIELDS, combine_seeds, lookup, variant_rows
 from latentsweep.results import read_results
-from latentsweep.runner import choose_arrangement, run_trials
+from latentsweep.runner import Arrangement, choose_arrangement, run_trials
+from latentsweep.selection import apply_rule, overall_psnr, probe_sizes
 from latentsweep.storage import remove_temp_files, write_csv, write_json
 from latentsweep.trial import environment, set_threads, study_inputs
 
@@ -58,19 +61,25 @@ def execute(config: StudyConfig) -> dict[str, Any]:
         set_threads(arrangement.threads)
     inputs = study_inputs(config)  # trains and caches the classifier once, before any worker needs it
     recorded = merged_axes(config, study_dir)  # earlier trials of this folder stay in its results
+    probes = read_probes(study_dir)  # an earlier run's probes stay part of the study
     write_json(study_dir / CONFIG_FILE, {
         "config": recorded.to_dict(), "data_source": str(inputs.data_dir),
         "class_names": list(inputs.dataset.class_names),
         "split_sizes": {"train": len(inputs.dataset.train), "val": len(inputs.dataset.val), "test": len(inputs.dataset.test)},
-        "environment": environment(inputs.device), "execution": arrangement.to_dict()})
+        "environment": environment(inputs.device), "execution": arrangement.to_dict(), PROBES_KEY: probes})
     statuses = run_trials(trials, config, arrangement)
-    all_trials = plan_trials(recorded)
+    grid_seconds = time.perf_counter() - started
+    if config.selection.refine:
+        probes, probe_statuses = refine(recorded, arrangement, probes)
+        statuses += probe_statuses
+    all_trials = study_trials(recorded, probes)
     rows = collect_results(study_dir, all_trials)
     if not rows:
         raise LatentsweepError(f"{study_dir}: no model finished training; see {study_dir / STUDY_LOG}")
     write_csv(study_dir / RESULTS_CSV, rows, TIDY_FIELDS)
     write_json(study_dir / RESULTS_JSON, rows)
     write_json(study_dir / SUMMARY_FILE, {"wall_seconds": time.perf_counter() - started,
+                                            "grid_seconds": grid_seconds,  # the grid's trials, before any probe
                                             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "trials": statuses,
                                             "execution": arrangement.to_dict(), "command": " ".join(sys.argv)})
     try:
@@ -79,6 +88,69 @@ def execute(config: StudyConfig) -> dict[str, Any]:
         log.warning("explorer.html not written: %s", exc)
     report_paths = render_report(study_dir)
     return {"study_dir": str(study_dir), "trials": statuses, "report": [str(p) for p in report_paths]}
+
+
+# ----------------------------------------------------------------------------------------
+# Refinement: probes between the grid's answer and the failing size below it, round after round
+
+
+def refine(config: StudyConfig, arrangement: Arrangement,
+           probes: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Train probe sizes, every variant's in one round, until each variant's answer is known to one
+    dimension (selection.apply_rule, selection.probe_sizes). Each round is recorded in config.json
+    before it runs, and is the same round again after a kill: it follows from the finished trials alone.
+    Returns the probes and the status lines of their trials."""
+    statuses: list[dict[str, Any]] = []
+    while True:
+        wanted = next_probes(config, probes, arrangement)
+        if not wanted:
+            return probes, statuses
+        new = [{**dict(zip(VARIANT_AXES, variant)), "latent_dim": size}
+               for variant, sizes in wanted.items() for size in sizes]
+        probes = [*probes, *(probe for probe in new if probe not in probes)]
+        record_probes(config.out, probes)
+        log.info("refining: probe sizes %s", "; ".join(f"{variant_name(v)}: {', '.join(map(str, sizes))}"
+                                                      for v, sizes in wanted.items()))
+        statuses += run_trials(probe_trials(config, new), config, arrangement)
+
+
+def next_probes(config: StudyConfig, probes: list[dict[str, Any]], arrangement: Arrangement) -> dict[tuple, list[int]]:
+    """{variant: the sizes its next round probes}, from the trials finished so far; empty when done."""
+    trials = study_trials(config, probes)
+    combined = combine_seeds(collect_results(config.out, trials))
+    grid = config.model.latent_dims
+    refined, attempted = {}, {}
+    for variant in dict.fromkeys(trial.variant for trial in plan_trials(config)):
+        rows = variant_rows(combined, variant)
+        psnr = overall_psnr(rows)
+        if not psnr:  # every grid trial of the variant failed: nothing to refine
+            continue
+        fd = {r["latent_dim"]: r["mean"] for r in lookup(rows, metric="fd", protocol="prior_samples", cls="all")}
+        selection = config.selection
+        refined[variant] = apply_rule(psnr, fd, selection.tolerance_db, selection.fd_tolerance, grid).refined
+        mine = [trial for trial in trials if trial.variant == variant]
+        failed = {trial.latent_dim for trial in mine if (trial_dir(config.out, trial) / FAILED_MARKER).exists()}
+        unfinished = {trial.latent_dim for trial in mine if not is_done(trial_dir(config.out, trial))
+                      and not (trial_dir(config.out, trial) / FAILED_MARKER).exists()}
+        attempted[variant] = set(psnr) | (failed - unfinished)  # a size whose every trial failed is not tried again
+    needing = [v for v in refined if probe_sizes(refined[v], attempted[v], 1)]
+    count = probes_per_round(len(needing), len(config.training.seeds), arrangement.workers)
+    return {v: probe_sizes(refined[v], attempted[v], count) for v in needing}
+
+
+def probes_per_round(variants: int, seeds: int, workers: int | None) -> int:
+    """Probe sizes per variant in one round: the fewest that keep every worker busy to the round's end (one
+    variant, three seeds, two workers: two sizes, six trials), at most one more than it takes to give each
+    worker a trial. Every probe is trained at every seed."""
+    per_size = max(1, variants * seeds)
+    if not workers or workers <= 1:
+        return 1
+
+    def idle_share(count: int) -> float:
+        trials = per_size * count
+        return 1 - trials / (-(-trials // workers) * workers)
+
+    return min(range(1, -(-workers // per_size) + 2), key=lambda count: (idle_share(count), count))
 
 
 # ----------------------------------------------------------------------------------------
@@ -134,7 +206,7 @@ def load_study(folder: str | Path) -> StudyResults:
     results = read_results(folder)
     folder = results.study_dir
     records = []
-    for trial in plan_trials(results.config):
+    for trial in results.trials:
         path = trial_dir(folder, trial)
         status = "done" if is_done(path) else "failed" if (path / FAILED_MARKER).exists() else "missing"
         records.append(TrialRecord(trial, path, status))

@@ -18,24 +18,22 @@ Pure functions of arrays; the report (report.py) reads the arrays from the study
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from latentsweep.metrics import mean_confidence_interval
-from latentsweep.selection import combined_rule_applies, select_combined, select_latent_dim
+from latentsweep.selection import apply_rule
 
 # {latent size: mean PSNR}, {latent size: mean FD} or None -> the selected size
 Rule = Callable[[Mapping[int, float], Mapping[int, float] | None], int]
 
 
-def selection_rule(tolerance_db: float, fd_tolerance: float) -> Rule:
-    """The study's rule as a function of the means: the combined rule where every size has an FD, else the
-    reconstruction rule alone, decided as selection.final_selection decides it."""
+def selection_rule(tolerance_db: float, fd_tolerance: float, grid_sizes: Sequence[int] | None = None) -> Rule:
+    """The study's rule as a function of the means of every tested size, decided as selection.decide decides
+    it: the grid's sizes (default: all) fix the reference, the others refine the grid's answer."""
     def rule(psnr: Mapping[int, float], fd: Mapping[int, float] | None) -> int:
-        if not combined_rule_applies(psnr, fd):
-            return select_latent_dim(psnr, tolerance_db).selected
-        return select_combined(psnr, fd, tolerance_db, fd_tolerance).selected
+        return apply_rule(psnr, fd, tolerance_db, fd_tolerance, grid_sizes).selected
     return rule
 
 

@@ -1,0 +1,113 @@
+"""Intrinsic dimension: how many dimensions the data, and a model's codes, really span.
+
+Estimated with scikit-dimension (skdim, BSD-3), the field's library of estimators:
+  TwoNN  Facco et al. (2017): from the ratio of each point's second to first nearest-neighbour
+         distance; skdim's defaults (the 10% largest ratios discarded, the linear fit)
+  MLE    Levina and Bickel (2004): the maximum-likelihood estimate from each point's K = 20 nearest
+         neighbours, averaged over points; skdim's defaults otherwise
+Each image is one point: its pixels as a vector (784 values for MNIST), intensities in [0, 1].
+
+The data's dimension is estimated on the whole official test split and on each class's test images;
+its interval is the range of the same estimate on 10 random halves (seeded), which shows how much it
+moves with the sample (estimates on half the points also run somewhat lower, a known bias of both
+estimators). It depends on the images only, so it is computed once per data set (by content) and
+cached. A model's code dimension is TwoNN on the test set's posterior means (evaluate.analyse).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from latentsweep.errors import ConfigError
+from latentsweep.storage import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+MLE_NEIGHBOURS = 20
+HALVES = 10
+ESTIMATORS = ("twonn", "mle")
+DATA_METRICS = tuple(f"intrinsic_dimension_{name}" for name in ESTIMATORS)  # results.csv's metric column
+VERSION = 1  # of the cached numbers: raise it when an estimator's settings change
+
+
+def _skdim():
+    try:
+        import skdim
+    except ImportError:  # pragma: no cover - a dependency; only a broken install lacks it
+        raise ConfigError("intrinsic dimension: scikit-dimension is not installed; pip install scikit-dimension") from None
+    return skdim
+
+
+def estimate(points: np.ndarray, estimator: str) -> float:
+    """The intrinsic dimension of `points` (n, features) by `estimator` ("twonn" or "mle")."""
+    skdim = _skdim()
+    points = np.asarray(points, np.float64)
+    if estimator == "twonn":
+        model = skdim.id.TwoNN()
+    elif estimator == "mle":
+        model = skdim.id.MLE(K=MLE_NEIGHBOURS)
+    else:
+        raise ValueError(f"unknown estimator {estimator!r}; choose from {', '.join(ESTIMATORS)}")
+    with np.errstate(divide="ignore", invalid="ignore"):  # duplicate points give zero distances; the estimate says so
+        return float(model.fit(points).dimension_)
+
+
+def code_dimension(means: np.ndarray) -> float:
+    """TwoNN of posterior means (n, latent size): how many dimensions the codes really span."""
+    means = np.asarray(means, np.float64)
+    if len(np.unique(means, axis=0)) < 3:  # TwoNN needs two distinct neighbours
+        return math.nan
+    return estimate(means, "twonn")
+
+
+def dimension_rows(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str], seed: int = 0,
+                   halves: int = HALVES) -> list[dict[str, Any]]:
+    """Tidy rows (no axis values): each estimator on all images and on each class, the estimate on every
+    point as the mean and the range over `halves` random halves as the interval."""
+    points = np.asarray(images, np.float32).reshape(len(images), -1)
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    groups = [("all", np.arange(len(points)))] + [(str(index), np.flatnonzero(labels == index))
+                                                   for index in range(len(class_names))]
+    rows = []
+    for name, members in groups:
+        draws = [rng.choice(members, len(members) // 2, replace=False) for _ in range(halves)]
+        for estimator, metric in zip(ESTIMATORS, DATA_METRICS):
+            if len(members) < 2 * (MLE_NEIGHBOURS + 1):  # too few points for K = 20 neighbours in a half
+                continue
+            on_halves = [estimate(points[draw], estimator) for draw in draws]
+            rows.append({"protocol": "test_set", "class": name, "n": int(len(members)), "metric": metric,
+                         "mean": estimate(points[members], estimator),
+                         "ci_low": float(min(on_halves)), "ci_high": float(max(on_halves))})
+    return rows
+
+
+def data_fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
+    """The test split's identity by content (8-bit intensities and labels)."""
+    digest = hashlib.sha256(np.round(np.asarray(images, np.float32) * 255).astype(np.uint8).tobytes())
+    digest.update(np.asarray(labels, np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def cached_dimension_rows(cache_dir: Path, name: str, images: np.ndarray, labels: np.ndarray,
+                          class_names: Sequence[str]) -> list[dict[str, Any]]:
+    """dimension_rows, computed once per data set content and kept in `cache_dir` (a damaged file is recomputed)."""
+    path = Path(cache_dir) / f"{name}-v{VERSION}-k{MLE_NEIGHBOURS}-h{HALVES}-{data_fingerprint(images, labels)}.json"
+    if path.is_file():
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            log.warning("%s: damaged, computing the intrinsic dimension again", path)
+    log.info("intrinsic dimension of the %s test split (%d images): TwoNN and MLE (K = %d), all and per class",
+             name, len(images), MLE_NEIGHBOURS)
+    rows = dimension_rows(images, labels, class_names)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(rows, indent=1) + "\n")
+    return rows

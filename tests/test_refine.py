@@ -1,0 +1,133 @@
+"""Refining the answer to one dimension: the rule against the grid's frozen reference, the probe sizes of each
+round, and the sentences, on crafted result tables with known answers."""
+
+import math
+
+import pytest
+
+from latentsweep.selection import Refined, apply_rule, decide, probe_sizes, refine_answer, worst_case_rounds
+from latentsweep.study import probes_per_round
+
+from test_selection import DIGITS, table, with_fd
+
+
+def refine_to_the_end(grid, truth, count=1, fd=None, tolerance_db=0.5, fd_tolerance=0.10, failing=()):
+    """Run the refinement's rounds against `truth` ({size: mean PSNR}; sizes in `failing` cannot be trained):
+    test the grid, then each round's probes, until none is left. Returns the decision and the rounds taken."""
+    tested = {size: truth[size] for size in grid}
+    attempted, rounds = set(grid), 0
+    while True:
+        decision = apply_rule(tested, fd and {s: fd[s] for s in tested}, tolerance_db, fd_tolerance, grid)
+        sizes = probe_sizes(decision.refined, attempted, count)
+        if not sizes:
+            return decision, rounds
+        rounds += 1
+        assert all(decision.refined.below < size < decision.refined.selected for size in sizes)
+        assert not set(sizes) & attempted, "a size is never tried twice"
+        attempted |= set(sizes)
+        tested.update({size: truth[size] for size in sizes if size not in failing})
+
+
+def smooth_truth(crossing):
+    """PSNR rising with size, by 1 dB at `crossing`: with a 0.5 dB tolerance, the sizes from `crossing` on pass."""
+    return {size: (22.0 if size >= crossing else 21.0) + 0.001 * size for size in range(1, 41)}
+
+
+@pytest.mark.parametrize("width", range(1, 11))
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_bisection_finds_every_answer_in_an_interval_of_every_width(width, count):
+    """Grid sizes 10 and 10 + width: whatever size in between first passes, the rounds find it, within the
+    worst case computed for the dry run."""
+    grid = (10, 10 + width)
+    for crossing in range(11, 10 + width + 1):
+        decision, rounds = refine_to_the_end(grid, smooth_truth(crossing), count)
+        assert decision.selected == crossing and decision.refined.below == crossing - 1
+        assert decision.refined.grid_selected == 10 + width
+        assert rounds <= worst_case_rounds(width - 1, count)
+
+
+def test_the_worst_case_rounds():
+    assert [worst_case_rounds(c, 1) for c in range(8)] == [0, 1, 2, 2, 3, 3, 3, 3]  # ceil(log2(c + 1))
+    assert [worst_case_rounds(c, 2) for c in range(9)] == [0, 1, 1, 2, 2, 2, 2, 2, 2]  # ceil(log3(c + 1))
+
+
+def test_the_smallest_grid_size_passing_is_refined_down_to_one():
+    decision, rounds = refine_to_the_end((5, 10, 15, 20), smooth_truth(1))
+    assert (decision.selected, decision.refined.below) == (1, 0)
+    decision, _ = refine_to_the_end((5, 10, 15, 20), smooth_truth(3))
+    assert (decision.selected, decision.refined.below) == (3, 2)
+
+
+def test_probe_sizes_split_the_possible_answers_evenly():
+    interval = Refined(selected=15, grid_selected=15, below=10, out_of_order=())
+    assert probe_sizes(interval, {10, 15}, 1) == [13]  # answers 11..15: {11, 12, 13} | {14, 15}
+    assert probe_sizes(interval, {10, 15}, 2) == [12, 14]  # {11, 12} | {13, 14} | {15}
+    assert probe_sizes(interval, {10, 15}, 9) == [11, 12, 13, 14]  # no more than there are sizes to try
+    assert probe_sizes(interval, {10, 12, 15}, 1) == [13]  # 12 was tried (every trial failed): not again
+    assert probe_sizes(Refined(13, 15, 12, ()), {12, 13}, 2) == []  # exact
+
+
+def test_the_reference_is_the_grids_and_frozen():
+    """A probe better than the grid's best does not raise the threshold: 12 is judged against 15's PSNR."""
+    psnr = {5: 15.0, 10: 20.0, 12: 23.0, 11: 21.4, 15: 22.0, 20: 21.9}
+    decision = apply_rule(psnr, None, 0.5, 0.10, grid_sizes=(5, 10, 15, 20))
+    assert decision.reconstruction.best == 15 and decision.reconstruction.threshold_db == pytest.approx(21.5)
+    assert (decision.selected, decision.refined.below) == (12, 11)
+    everything = apply_rule(psnr, None, 0.5, 0.10)  # all sizes as the grid: 12 would be the best, 11 still fails
+    assert everything.reconstruction.best == 12
+
+
+def test_a_non_monotone_probe_is_named_and_does_not_become_the_answer():
+    """11 passes, 12 fails, 13 passes: the answer is 13, and 11 is named out of order."""
+    refined = refine_answer({10: False, 11: True, 12: False, 13: True, 15: True}, grid_selected=15, grid_below=10)
+    assert (refined.selected, refined.below, refined.out_of_order) == (13, 12, (11,))
+    rows = table({10: 20.0, 11: 21.6, 12: 21.0, 13: 21.7, 15: 22.0, 20: 21.8})
+    answer = decide(rows, 0.5, 0.10, DIGITS, grid_sizes=(10, 15, 20))
+    assert answer.selected == 13 and answer.exact and answer.probes == (11, 12, 13)
+    text = " ".join(answer.sentences)
+    assert "Not monotone: tested size(s) 11 pass although 12, larger, fails" in text
+    assert "Resolution: 13 is exact to one dimension: 12 fails by 0.50 dB (threshold 21.50 dB); 13 passes (+0.20 dB" in text
+    assert "Sizes tried beyond the grid to refine it: 11, 12, 13." in text
+
+
+def test_a_probe_whose_every_trial_failed_is_left_out_and_said():
+    """Size 12 diverges (NaN: no rows, as a failed grid trial has none); the rounds go on around it."""
+    decision, _ = refine_to_the_end((10, 15), smooth_truth(12), count=1, failing={12})
+    assert (decision.selected, decision.refined.below) == (13, 11)
+    rows = table({10: 20.0, 11: 21.0, 13: 21.6, 15: 22.0})
+    answer = decide(rows, 0.5, 0.10, DIGITS, grid_sizes=(10, 15), untestable=(12,))
+    assert (answer.selected, answer.below, answer.exact, answer.untestable) == (13, 11, False, (12,))
+    assert "lies in 12..12 or is 13" in answer.sentences[2] and "sizes 12 could not be trained" in answer.sentences[2]
+
+
+def test_one_variant_refined_while_another_is_already_exact():
+    """Two variants' grids: (1, 2) is exact as it stands (1 fails, 2 passes), (5, 10) needs rounds; the round
+    probes only the second, and its workers' share follows."""
+    exact = apply_rule({1: 10.0, 2: 20.0}, None, 0.5, 0.10, (1, 2)).refined
+    open_interval = apply_rule({5: 10.0, 10: 20.0}, None, 0.5, 0.10, (5, 10)).refined
+    assert probe_sizes(exact, {1, 2}, 2) == [] and probe_sizes(open_interval, {5, 10}, 2) == [7, 9]
+    assert probes_per_round(variants=1, seeds=3, workers=2) == 2  # six trials on two workers, none idle
+    assert probes_per_round(variants=2, seeds=1, workers=2) == 1
+    assert probes_per_round(variants=4, seeds=1, workers=2) == 1
+    assert probes_per_round(variants=1, seeds=3, workers=16) == 5  # 15 trials: one worker idle, not 14 of 32
+    assert probes_per_round(variants=1, seeds=3, workers=1) == 1 and probes_per_round(1, 3, None) == 1
+
+
+def test_the_combined_rule_refines_with_both_tests():
+    """The generation test refuses 12 (FD 30% above the lowest) although its PSNR passes: the answer is 13."""
+    psnr = {10: 20.0, 12: 21.8, 13: 21.8, 15: 22.0}
+    fd = {10: 40.0, 12: 13.0, 13: 10.5, 15: 10.0}
+    decision = apply_rule(psnr, fd, 0.5, 0.10, (10, 15))
+    assert decision.combined is not None and (decision.selected, decision.refined.below) == (13, 12)
+    assert decision.reconstruction_refined.selected == 12  # the reconstruction rule alone would take 12
+    answer = decide(with_fd(table(psnr), fd), 0.5, 0.10, DIGITS, grid_sizes=(10, 15))
+    assert answer.rule == "combined" and answer.selected == 13
+    assert "12 is within the PSNR tolerance but its Fréchet distance, 13.00, is more than 10% above the lowest (10.00)" \
+        in " ".join(answer.sentences)
+
+
+def test_without_probes_the_rule_is_the_grids():
+    """No probes: apply_rule gives what select_latent_dim gives, and the answer says how wide its interval is."""
+    psnr = {5: 17.0, 10: 19.6, 15: 20.0, 20: 19.9}
+    assert apply_rule(psnr, None, 0.5, 0.10).selected == 10 == apply_rule(psnr, None, 0.5, 0.10, (5, 10, 15, 20)).selected
+    assert not math.isnan(apply_rule(psnr, None, 0.5, 0.10).reconstruction.best_psnr)
