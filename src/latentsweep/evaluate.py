@@ -32,6 +32,7 @@ from torch import nn
 
 from latentsweep import latent
 from latentsweep.classifier import DigitClassifier, predict
+from latentsweep.dimension import code_dimension
 from latentsweep.metrics import (PER_IMAGE_METRICS, active_units, class_histogram, confident_share, entropy_bits, frechet_distance,
                                  inception_score, kernel_distance, kl_per_dimension, mse_per_image, psnr_from_mse,
                                  ssim_per_image, summarize_by_class)
@@ -294,7 +295,7 @@ def analyse(model: nn.Module, latent_dim: int, test_images: torch.Tensor, labels
             rows.append({"protocol": "likelihood", **row})
         extra["iwae_samples"] = settings.iwae_samples
 
-    # The latent space: KL per dimension, active units, the linear probe.
+    # The latent space: KL per dimension, active units, the codes' intrinsic dimension, the linear probe.
     with timed(seconds, "latent_space"):
         means, log_vars = latent.posterior_parameters(model, test_images)
         per_dimension = kl_per_dimension(means, log_vars)
@@ -302,6 +303,8 @@ def analyse(model: nn.Module, latent_dim: int, test_images: torch.Tensor, labels
         extra["posterior_mean_variance"] = np.asarray(means, np.float64).var(0).tolist()  # > 0.01: an active unit
         rows.append({"protocol": "test_set", "class": "all", "n": len(means), "metric": "active_units",
                      "mean": float(active_units(means)), "ci_low": math.nan, "ci_high": math.nan})
+        rows.append({"protocol": "test_set", "class": "all", "n": len(means), "metric": "code_dimension",
+                     "mean": code_dimension(means), "ci_low": math.nan, "ci_high": math.nan})
         train_means, _ = latent.posterior_parameters(model, reference.train_images.to(device))
         correct = latent.linear_probe(train_means, reference.train_labels, means, labels)
         rows += [{"protocol": "test_set", **row} for row in summarize_by_class({"probe_accuracy": correct}, labels)]

@@ -75,6 +75,7 @@ REGISTRY: dict[str, Metric] = {metric.name: metric for metric in (
     Metric("iwae_nll", "IWAE -log p(x), nats", "IWAE -log p(x), nats (lower is better)", 2, "lower", ("likelihood",),
            tensorboard={"likelihood": "test/iwae_nll"}),
     Metric("active_units", "active units", "active units", 1, None, ("test_set",)),
+    Metric("code_dimension", "code dimension", "code dimension (TwoNN of the posterior means)", 1, None, ("test_set",)),
     Metric("probe_accuracy", "probe test accuracy", "linear probe accuracy", 4, "higher", ("test_set",)),
 )}
 # The headline columns, in the order the report's results table, the overall figure and the summary show them.

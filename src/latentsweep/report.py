@@ -542,13 +542,17 @@ def analysis_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: dict
         units = _value(combined, size, "test_set", "active_units")
         kl = _value(combined, size, "test_set", "kl")
         reconstruction = _value(combined, size, "test_set", "reconstruction")
-        rows.append([str(size), _cell(units, "active_units", interval=False), _cell(kl, "kl"),
-                     _cell(reconstruction, "reconstruction")])
+        codes = _value(combined, size, "test_set", "code_dimension")
+        rows.append([str(size), _cell(units, "active_units", interval=False), _cell(codes, "code_dimension", interval=False),
+                     _cell(kl, "kl"), _cell(reconstruction, "reconstruction")])
     blocks.append(Paragraph("A latent dimension is active when its posterior mean varies across test images "
                             "(variance above 0.01, after Burda et al. 2016). Once extra dimensions stay inactive, their "
                             "KL is near zero and a larger latent size buys nothing: the rate (KL) and the distortion "
-                            "(reconstruction term) stop moving."))
-    blocks.append(Table(["latent size", *(REGISTRY[m].label for m in ("active_units", "kl", "reconstruction"))], rows,
+                            "(reconstruction term) stop moving. The code dimension is TwoNN's intrinsic dimension "
+                            "(scikit-dimension) of the test set's posterior means: how many dimensions the codes "
+                            "really span, whatever their count."))
+    blocks.append(Table(["latent size", *(REGISTRY[m].label for m in ("active_units", "code_dimension", "kl",
+                                                                      "reconstruction"))], rows,
                         f"Whole test set, mean [95% CI across {seeds_n} seeds]" if seeds_n > 1 else "Whole test set, mean [95% CI]"))
     for key, caption in (("kl_per_dimension", "Mean KL of each latent dimension, sorted, per latent size."),
                          ("rate_distortion", "Rate (KL) against distortion (reconstruction term) across latent sizes.")):

@@ -32,6 +32,7 @@ class Results:
     info: dict[str, Any]  # config.json: settings, class names, split sizes, environment
     config: StudyConfig
     rows: list[dict[str, Any]]  # results.json: every finished trial's tidy rows
+    data_rows: list[dict[str, Any]]  # results.json's rows without a trial: the data's intrinsic dimension
     combined: list[dict[str, Any]]  # the same combined over seeds (metrics.combine_seeds)
     answers: dict[Variant, Answer]  # in variant order
     probes: list[dict[str, Any]]  # the refinement's probes (config.json), each a variant's axis values and a size
@@ -49,7 +50,9 @@ def read_results(study_dir: str | Path) -> Results:
     config = from_dict(info["config"])
     if not (study_dir / RESULTS_JSON).is_file():
         raise ConfigError(f"{study_dir}: no {RESULTS_JSON} yet; run the study to the end first")
-    rows = read_json(study_dir / RESULTS_JSON)
+    everything = read_json(study_dir / RESULTS_JSON)
+    rows = [row for row in everything if row.get("latent_dim") is not None]
+    data_rows = [row for row in everything if row.get("latent_dim") is None]
     if not rows:
         raise LatentsweepError(f"{study_dir}: no finished model to report on")
     combined = combine_seeds(rows)
@@ -64,7 +67,7 @@ def read_results(study_dir: str | Path) -> Results:
         answers[variant] = decide(mine, selection.tolerance_db, selection.fd_tolerance, info["class_names"],
                                   class_noun(config.data.dataset), grid_sizes=config.model.latent_dims,
                                   untestable=untestable)
-    return Results(study_dir, info, config, rows, combined, answers, probes, study_trials(config, probes))
+    return Results(study_dir, info, config, rows, data_rows, combined, answers, probes, study_trials(config, probes))
 
 
 def probe_variant(probe: Mapping[str, Any]) -> Variant:

@@ -18,6 +18,8 @@ from typing import Any, Callable, Sequence
 
 from latentsweep.architectures import IMAGE_SHAPE, ModelSpec, register_builder
 from latentsweep.config import VARIANT_AXES, StudyConfig, build_config
+from latentsweep.data import Dataset, cache_root
+from latentsweep.dimension import cached_dimension_rows
 from latentsweep.errors import LatentsweepError
 from latentsweep.layout import (CONFIG_FILE, FAILED_MARKER, PROBES_KEY, RESULTS_CSV, RESULTS_JSON, STUDY_LOG,
                                 SUMMARY_FILE, Trial, collect_results, is_done, merged_axes, plan_trials,
@@ -67,19 +69,23 @@ def execute(config: StudyConfig) -> dict[str, Any]:
         "class_names": list(inputs.dataset.class_names),
         "split_sizes": {"train": len(inputs.dataset.train), "val": len(inputs.dataset.val), "test": len(inputs.dataset.test)},
         "environment": environment(inputs.device), "execution": arrangement.to_dict(), PROBES_KEY: probes})
+    setup_seconds = time.perf_counter() - started  # data, and the classifier when it was not cached
     statuses = run_trials(trials, config, arrangement)
-    grid_seconds = time.perf_counter() - started
+    grid_seconds = time.perf_counter() - started - setup_seconds
     if config.selection.refine:
         probes, probe_statuses = refine(recorded, arrangement, probes)
         statuses += probe_statuses
+    refine_seconds = time.perf_counter() - started - setup_seconds - grid_seconds
     all_trials = study_trials(recorded, probes)
     rows = collect_results(study_dir, all_trials)
     if not rows:
         raise LatentsweepError(f"{study_dir}: no model finished training; see {study_dir / STUDY_LOG}")
+    rows += data_dimension_rows(inputs.dataset)
     write_csv(study_dir / RESULTS_CSV, rows, TIDY_FIELDS)
     write_json(study_dir / RESULTS_JSON, rows)
     write_json(study_dir / SUMMARY_FILE, {"wall_seconds": time.perf_counter() - started,
-                                            "grid_seconds": grid_seconds,  # the grid's trials, before any probe
+                                            "setup_seconds": setup_seconds, "grid_seconds": grid_seconds,
+                                            "refine_seconds": refine_seconds,  # the probe rounds
                                             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "trials": statuses,
                                             "execution": arrangement.to_dict(), "command": " ".join(sys.argv)})
     try:
@@ -88,6 +94,13 @@ def execute(config: StudyConfig) -> dict[str, Any]:
         log.warning("explorer.html not written: %s", exc)
     report_paths = render_report(study_dir)
     return {"study_dir": str(study_dir), "trials": statuses, "report": [str(p) for p in report_paths]}
+
+
+def data_dimension_rows(dataset: Dataset) -> list[dict[str, Any]]:
+    """The test split's intrinsic dimension (dimension.py) as results rows without axis values; cached."""
+    test = dataset.test
+    return cached_dimension_rows(cache_root() / "dimension", dataset.name, test.images.numpy(), test.labels.numpy(),
+                                 dataset.class_names)
 
 
 # ----------------------------------------------------------------------------------------
