@@ -6,7 +6,7 @@ import math
 import pytest
 
 from latentsweep.selection import Refined, apply_rule, decide, probe_sizes, refine_answer, worst_case_rounds
-from latentsweep.study import probes_per_round
+from latentsweep.runner import probes_per_round
 
 from test_selection import DIGITS, table, with_fd
 
@@ -131,3 +131,26 @@ def test_without_probes_the_rule_is_the_grids():
     psnr = {5: 17.0, 10: 19.6, 15: 20.0, 20: 19.9}
     assert apply_rule(psnr, None, 0.5, 0.10).selected == 10 == apply_rule(psnr, None, 0.5, 0.10, (5, 10, 15, 20)).selected
     assert not math.isnan(apply_rule(psnr, None, 0.5, 0.10).reconstruction.best_psnr)
+
+
+def test_the_worst_case_of_the_probes():
+    from latentsweep.selection import widest_gap, worst_case_probes
+
+    assert widest_gap((5, 10, 15, 20)) == 4 and widest_gap((2, 3)) == 1 and widest_gap((1, 2)) == 0
+    assert worst_case_probes(4, 2) == [2, 1] and worst_case_probes(4, 1) == [1, 1, 1] and worst_case_probes(0, 2) == []
+
+
+def test_the_dry_run_estimates_the_grid_and_the_probes_worst_case(fake_data, tmp_path, capsys):
+    from latentsweep.cli import main
+    from conftest import TINIEST, tiny_options
+
+    out = tmp_path / "study"
+    flags = tiny_options(**{**TINIEST, "latent_dims": "2,6", "no_refine": None, "refine": True, "workers": 2})
+    assert main(["run", "--data-dir", str(fake_data), "--out", str(out), *flags, "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert not out.exists()
+    # gap 3..5 (three sizes) with one variant, one seed, two workers: two sizes per round, then one
+    assert "Refinement (--refine), worst case: 2 round(s) of probes after the grid, 3 probe size(s) per variant (2, 1 " \
+           "per round), 3 trial(s) at every seed" in printed
+    assert main(["run", "--data-dir", str(fake_data), "--out", str(out), *flags, "--no-refine", "--dry-run"]) == 0
+    assert "Refinement" not in capsys.readouterr().out

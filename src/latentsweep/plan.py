@@ -33,7 +33,8 @@ from latentsweep.data import Dataset, cache_root, load_data
 from latentsweep.errors import LatentsweepError
 from latentsweep.kernels import use_fast_cpu_kernels
 from latentsweep.layout import Trial, check_same_training_settings, plan_trials, trial_dir
-from latentsweep.runner import Arrangement, choose_arrangement
+from latentsweep.runner import Arrangement, choose_arrangement, probes_per_round
+from latentsweep.selection import widest_gap, worst_case_probes
 from latentsweep.train import (LAST_CHECKPOINT, epoch_permutation, evaluate_loss, load_checkpoint,
                                make_noise_generator, resolve_device, train_epoch)
 from latentsweep.trial import set_threads, trial_action
@@ -236,4 +237,31 @@ def dry_run(config: StudyConfig) -> list[str]:
         per_trial = [sum(trial_seconds(config, dataset, plan, rates).values()) for plan in plans]
         estimate = ClusterEstimate(arrangement.workers, arrangement.threads,
                                    seconds["classifier"] + parallel_seconds(per_trial, arrangement.workers))
-    return describe(config, dataset, data_dir, device, plans, rates, seconds, arrangement, estimate)
+    lines = describe(config, dataset, data_dir, device, plans, rates, seconds, arrangement, estimate)
+    if config.selection.refine:
+        lines += refinement_lines(config, dataset, plans, rates, arrangement)
+    return lines
+
+
+def refinement_lines(config: StudyConfig, dataset: Dataset, plans: list[TrialPlan], rates: Rates,
+                     arrangement: Arrangement) -> list[str]:
+    """The worst case of --refine's probe rounds: every variant's answer in the grid's widest gap, and every
+    round's outcome leaving the longest run of sizes (selection.worst_case_probes), each probe trained afresh."""
+    variants = len({plan.trial.variant for plan in plans})
+    seeds = len(config.training.seeds)
+    gap = widest_gap(config.model.latent_dims)
+    count = probes_per_round(variants, seeds, arrangement.workers)
+    rounds = worst_case_probes(gap, count)
+    if not rounds:
+        return ["Refinement (--refine): none needed, the grid's sizes leave no size untried between them"]
+    workers = arrangement.workers or 1
+    wall = 0.0
+    largest = max(plans, key=lambda plan: plan.trial.latent_dim).trial
+    per_trial = sum(trial_seconds(config, dataset, TrialPlan(largest, "train", config.training.epochs), rates).values())
+    for probed in rounds:
+        wall += parallel_seconds([per_trial] * (variants * probed * seeds), workers)
+    trials = variants * sum(rounds) * seeds
+    return [f"Refinement (--refine), worst case: {len(rounds)} round(s) of probes after the grid, {sum(rounds)} probe "
+            f"size(s) per variant ({', '.join(map(str, rounds))} per round), {trials} trial(s) at every seed, about "
+            f"{format_seconds(wall)} more on {workers} worker(s); the grid's widest gap leaves {gap} size(s) untried "
+            "(the actual rounds depend on where the answer falls)"]

@@ -103,6 +103,21 @@ def run_trials(trials: list[Trial], config: StudyConfig, arrangement: Arrangemen
     return [statuses[trial] for trial in trials]
 
 
+def probes_per_round(variants: int, seeds: int, workers: int | None) -> int:
+    """Probe sizes per variant in one round: the fewest that keep every worker busy to the round's end (one
+    variant, three seeds, two workers: two sizes, six trials), at most one more than it takes to give each
+    worker a trial. Every probe is trained at every seed."""
+    per_size = max(1, variants * seeds)
+    if not workers or workers <= 1:
+        return 1
+
+    def idle_share(count: int) -> float:
+        trials = per_size * count
+        return 1 - trials / (-(-trials // workers) * workers)
+
+    return min(range(1, -(-workers // per_size) + 2), key=lambda count: (idle_share(count), count))
+
+
 def worker_paths(config: StudyConfig) -> dict[str, str]:
     """Absolute paths: workers may start in other folders."""
     changes = {"out": str(config.out.resolve())}

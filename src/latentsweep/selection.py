@@ -202,11 +202,23 @@ def _split(items: list[int], parts: int) -> list[list[int]]:
 
 def worst_case_rounds(candidates: int, count: int) -> int:
     """Rounds of `probe_sizes(..., count)` needed in the worst case to settle `candidates` untried sizes."""
-    if candidates <= 0:
-        return 0
-    parts = min(count, candidates) + 1
-    longest = -(-(candidates + 1) // parts)
-    return 1 + worst_case_rounds(longest - 1, count)
+    return len(worst_case_probes(candidates, count))
+
+
+def worst_case_probes(candidates: int, count: int) -> list[int]:
+    """The probe sizes of each round of `probe_sizes(..., count)` when every answer lands in the longest run left."""
+    rounds = []
+    while candidates > 0:
+        probed = min(count, candidates)
+        rounds.append(probed)
+        candidates = -(-(candidates + 1) // (probed + 1)) - 1  # the longest run's untried sizes
+    return rounds
+
+
+def widest_gap(grid_sizes: Iterable[int]) -> int:
+    """The most untried sizes between two neighbouring grid sizes (or under the smallest): the refinement's worst case."""
+    sizes = sorted(grid_sizes)
+    return max(upper - lower - 1 for lower, upper in zip([0, *sizes], sizes))
 
 
 def decide(combined: Sequence[Mapping[str, Any]], tolerance_db: float, fd_tolerance: float,

@@ -27,7 +27,7 @@ from latentsweep.layout import (CONFIG_FILE, FAILED_MARKER, PROBES_KEY, RESULTS_
                                 variant_name)
 from latentsweep.metrics import TIDY_FIELDS, combine_seeds, lookup, variant_rows
 from latentsweep.results import read_results
-from latentsweep.runner import Arrangement, choose_arrangement, run_trials
+from latentsweep.runner import Arrangement, choose_arrangement, probes_per_round, run_trials
 from latentsweep.selection import apply_rule, overall_psnr, probe_sizes
 from latentsweep.storage import remove_temp_files, write_csv, write_json
 from latentsweep.trial import environment, set_threads, study_inputs
@@ -149,21 +149,6 @@ def next_probes(config: StudyConfig, probes: list[dict[str, Any]], arrangement: 
     needing = [v for v in refined if probe_sizes(refined[v], attempted[v], 1)]
     count = probes_per_round(len(needing), len(config.training.seeds), arrangement.workers)
     return {v: probe_sizes(refined[v], attempted[v], count) for v in needing}
-
-
-def probes_per_round(variants: int, seeds: int, workers: int | None) -> int:
-    """Probe sizes per variant in one round: the fewest that keep every worker busy to the round's end (one
-    variant, three seeds, two workers: two sizes, six trials), at most one more than it takes to give each
-    worker a trial. Every probe is trained at every seed."""
-    per_size = max(1, variants * seeds)
-    if not workers or workers <= 1:
-        return 1
-
-    def idle_share(count: int) -> float:
-        trials = per_size * count
-        return 1 - trials / (-(-trials // workers) * workers)
-
-    return min(range(1, -(-workers // per_size) + 2), key=lambda count: (idle_share(count), count))
 
 
 # ----------------------------------------------------------------------------------------
