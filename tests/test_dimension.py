@@ -37,7 +37,6 @@ def test_code_dimension_of_codes_that_span_two_of_five_axes():
 
 
 def test_rows_for_all_images_and_every_class_with_an_interval_around_the_estimate():
-    rng = np.random.default_rng(2)
     labels = np.repeat(np.arange(3), 400)
     # class c lives on a (2 + 2c)-d Gaussian, so the classes' dimensions differ and rank 0 < 1 < 2
     images = np.concatenate([embedded_gaussian(2 + 2 * c, 400, 64, seed=c) for c in range(3)])

@@ -21,13 +21,17 @@ import pytest
 from latentsweep.cli import main
 from fault_injection import command as faulty_command
 
-from conftest import SMALL_RUN, IdxData, cli
+from conftest import IdxData, cli, tiny_options
 from test_architectures import EXAMPLES, TINY_RUN
 
 distributed = pytest.importorskip("distributed")
-pytestmark = pytest.mark.slow  # a real Dask scheduler and workers
+# A real Dask scheduler and workers. On the generated data set only: where trials run is what these tests vary,
+# not the images (real MNIST's end-to-end runs are in test_cli.py).
+pytestmark = pytest.mark.slow
+generated_only = pytest.mark.parametrize("idx_data", ["generated"], indirect=True)
 
-RUN = [*SMALL_RUN, "--epochs", "3", "--threads", "1"]  # 3 epochs: room to die after the 2nd
+# 3 epochs: room to die after the 2nd. With --refine, so the probe rounds run on the executor too.
+RUN = [*tiny_options(no_refine=None, refine=True), "--epochs", "3", "--threads", "1"]
 # Everything a run writes that must not depend on where its trials ran.
 COMPARED = ["results.csv", "results.json", *(f"models/{model}/{name}" for model in ("conv_beta1_latent002_seed0", "conv_beta1_latent004_seed0")
                                              for name in ("metrics.json", "per_image.csv", "history.csv"))]
@@ -58,6 +62,7 @@ def drop_seconds(path: Path) -> list[list[str]]:
     return [row[:column] + row[column + 1:] for row in rows]
 
 
+@generated_only
 def test_local_dask_cluster_gives_the_sequential_results(idx_data, sequential, tmp_path):
     out = tmp_path / "study"
     with contextlib.ExitStack() as stack:
@@ -69,7 +74,10 @@ def test_local_dask_cluster_gives_the_sequential_results(idx_data, sequential, t
     assert "Register worker" not in result.stderr and "Scheduler closing" not in result.stderr  # Dask's INFO chatter
     assert "starting a local Dask cluster: 2 workers, 1 torch threads each" in result.stderr
     assert_same_results(out, sequential)
-    assert [t["status"] for t in json.loads((out / "summary.json").read_text())["trials"]] == ["done", "done"]
+    statuses = [t["status"] for t in json.loads((out / "summary.json").read_text())["trials"]]
+    probes = json.loads((out / "config.json").read_text())["probes"]
+    assert probes and probes == json.loads((sequential / "config.json").read_text())["probes"]
+    assert statuses == ["done"] * (2 + len(probes))  # the grid's two trials, then one per probe (one seed)
     log = (out / "models" / "conv_beta1_latent004_seed0" / "trial.log").read_text()
     assert "epoch 3/3" in log  # the worker's progress is kept beside the model
 
@@ -90,6 +98,7 @@ def wait_for_workers(scheduler_file: Path, count: int) -> str:
     return address
 
 
+@generated_only
 def test_a_worker_killed_mid_trial_is_retried_on_another_and_the_sweep_completes(idx_data, sequential, tmp_path):
     """A real scheduler and two real worker processes; worker A kills itself with SIGKILL halfway
     through writing a checkpoint (the reliability tests' fault hook), so its trial dies mid-training.
@@ -142,6 +151,7 @@ def test_a_worker_that_cannot_import_the_users_architecture_names_the_module(fak
     assert "Traceback" not in result.stderr
 
 
+@generated_only
 def test_unreachable_scheduler_is_a_one_line_error(idx_data, tmp_path):
     result = cli("run", *data_options(idx_data), "--out", str(tmp_path / "study"), *RUN,
                  "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9", env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"})

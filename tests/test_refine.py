@@ -154,3 +154,40 @@ def test_the_dry_run_estimates_the_grid_and_the_probes_worst_case(fake_data, tmp
            "per round), 3 trial(s) at every seed" in printed
     assert main(["run", "--data-dir", str(fake_data), "--out", str(out), *flags, "--no-refine", "--dry-run"]) == 0
     assert "Refinement" not in capsys.readouterr().out
+
+
+@pytest.mark.slow  # several trainings
+def test_a_refined_study_end_to_end(fake_data, tmp_path):
+    """Grid 2 and 6, then probes until the answer is exact; the probes are ordinary trials everywhere: their
+    folders, results rows, load_study, the report (marked as probes) and the explorer."""
+    import json
+
+    import latentsweep
+    from latentsweep.cli import main
+    from conftest import TINIEST, expected_answers, tiny_options
+
+    out = tmp_path / "study"
+    flags = tiny_options(**{**TINIEST, "latent_dims": "2,6", "no_refine": None, "refine": True})
+    assert main(["run", "--data-dir", str(fake_data), "--out", str(out), *flags]) == 0
+    probes = json.loads((out / "config.json").read_text())["probes"]
+    sizes = sorted(probe["latent_dim"] for probe in probes)
+    assert sizes and all(size in (1, 3, 4, 5) for size in sizes)
+    rows = json.loads((out / "results.json").read_text())
+    assert {row["latent_dim"] for row in rows if row["latent_dim"] is not None} == {2, 6, *sizes}
+    results = latentsweep.load_study(out)
+    (answer,) = results.selection.values()
+    assert {record.trial.latent_dim for record in results.trials} == {2, 6, *sizes}
+    assert {record.status for record in results.trials} == {"done"}
+    grid_rows = [row for row in rows if row["latent_dim"] in (2, 6)]
+    assert answer in (1, 2, 3, 4, 5, 6) and (answer == expected_answers(grid_rows)[("conv", 1.0)] or answer in sizes)
+    report = (out / "report.md").read_text()
+    assert f"Resolution: {answer} is exact to one dimension" in report
+    assert "Sizes tried beyond the grid to refine it: " + ", ".join(map(str, sizes)) in report
+    assert (out / "figures" / "psnr_refinement.png").is_file()
+    # 120 test images: the data's dimension over all of them; 12 per class are too few for MLE's 20 neighbours
+    dimension = [row for row in rows if row["metric"].startswith("intrinsic_dimension")]
+    assert {(row["class"], row["n"], row["latent_dim"]) for row in dimension} == {("all", 120, None)} and len(dimension) == 2
+    assert not (out / "figures" / "dimension_vs_psnr.png").exists()
+    page = (out / "explorer.html").read_text()
+    shown = json.loads(page.split('id="study-data">', 1)[1].split("</script>", 1)[0])
+    assert sorted(size["latent_dim"] for size in shown["variants"][0]["sizes"]) == sorted({2, 6, *sizes})

@@ -4,6 +4,7 @@ training processes, a real full filesystem, real damaged files, a real second pr
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -116,7 +117,41 @@ def test_sigkill_during_a_checkpoint_write_keeps_the_previous_one_and_resumes_bi
 
 def sweep_args(data: Path, out: Path) -> list[str]:
     return ["run", "--data-dir", str(data), "--no-verify-data", "--out", str(out), "--latent-dims", "2,3", "--seeds", "0",
-            "--epochs", "3", "--val-size", "500", *FAST_EVAL]
+            "--epochs", "3", "--val-size", "500", "--no-refine", *FAST_EVAL]
+
+
+def refine_args(data: Path, out: Path) -> list[str]:
+    """Grid sizes 2 and 5: whatever the grid answers, a probe follows (1 under 2, or 3 or 4 between)."""
+    return ["run", "--data-dir", str(data), "--no-verify-data", "--out", str(out), "--latent-dims", "2,5", "--seeds", "0",
+            "--epochs", "3", "--val-size", "500", "--refine", *FAST_EVAL]
+
+
+def probe_training(out: Path) -> bool:
+    """A probe is recorded in config.json and its first epoch is checkpointed."""
+    config = out / "config.json"
+    try:
+        probes = json.loads(config.read_text()).get("probes", []) if config.is_file() else []
+    except json.JSONDecodeError:  # written atomically, but read while it is replaced
+        return False
+    return bool(probes) and history_rows(out / "models" / f"conv_beta1_latent{probes[0]['latent_dim']:03d}_seed0") >= 1
+
+
+def test_sigkill_during_a_probe_then_a_plain_rerun_is_bit_identical(data, tmp_path):
+    """Killed while the refinement's first probe trains, the same command again ends with the uninterrupted
+    study's probes and byte-identical results."""
+    straight = tmp_path / "straight"
+    assert finish(refine_args(data, straight)).returncode == 0
+    out = tmp_path / "killed"
+    process = start(refine_args(data, out))
+    wait_for(lambda: probe_training(out), timeout=300)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    result = finish(refine_args(data, out))
+    assert result.returncode == 0, result.stderr
+    probes = json.loads((out / "config.json").read_text())["probes"]
+    assert probes and probes == json.loads((straight / "config.json").read_text())["probes"]
+    for name in ("results.json", "results.csv"):
+        assert (out / name).read_bytes() == (straight / name).read_bytes(), name
 
 
 def test_sigkill_of_a_sweep_then_a_plain_rerun_is_bit_identical(data, tmp_path):

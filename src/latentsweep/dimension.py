@@ -67,6 +67,8 @@ def code_dimension(means: np.ndarray) -> float:
     means = np.asarray(means, np.float64)
     if len(np.unique(means, axis=0)) < 3:  # TwoNN needs two distinct neighbours
         return math.nan
+    if means.shape[1] == 1:  # scikit-learn's neighbour search wants two features; a zero column keeps the distances
+        means = np.hstack([means, np.zeros_like(means)])
     return estimate(means, "twonn")
 
 

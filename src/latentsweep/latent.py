@@ -59,7 +59,8 @@ def tsne_2d(codes: np.ndarray, seed: int) -> np.ndarray:
     from sklearn.manifold import TSNE
 
     perplexity = min(30.0, max(2.0, (len(codes) - 1) / 3))
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(codes)
+    init = "pca" if codes.shape[1] >= 2 else "random"  # one latent dimension has no second principal component
+    return TSNE(n_components=2, perplexity=perplexity, init=init, random_state=seed).fit_transform(codes)
 
 
 @torch.no_grad()

@@ -314,3 +314,47 @@ def variants_vs_latent(rows: Sequence[Mapping[str, Any]], names: Mapping[tuple[s
     axes[0].legend(fontsize=8)
     axes[1].legend(fontsize=8)
     return save(figure, path)
+
+
+def psnr_refinement(psnr_rows: Sequence[Mapping[str, Any]], grid: Sequence[int], threshold_db: float, selected: int,
+                    path: Path) -> Path:
+    """Whole-test-set PSNR (95% CI) against latent size: grid sizes as circles, the refinement's probes as
+    diamonds, the rule's threshold as a dashed line and the answer circled."""
+    rows = sorted(psnr_rows, key=lambda row: row["latent_dim"])
+    figure = Figure(figsize=(7, 4.2))
+    axis = figure.subplots()
+    sizes = [row["latent_dim"] for row in rows]
+    means = [row["mean"] for row in rows]
+    axis.plot(sizes, means, color="0.6", linewidth=1, zorder=1)
+    for is_grid, marker, label in ((True, "o", "grid size"), (False, "D", "probe (refinement)")):
+        mine = [row for row in rows if (row["latent_dim"] in grid) == is_grid]
+        if mine:
+            axis.errorbar([r["latent_dim"] for r in mine], [r["mean"] for r in mine], yerr=_error_bars(mine), fmt=marker,
+                          capsize=3, label=label, zorder=2)
+    axis.axhline(threshold_db, color="tab:red", linestyle="--", linewidth=1, label=f"threshold {threshold_db:.2f} dB")
+    chosen = next(row for row in rows if row["latent_dim"] == selected)
+    axis.scatter([selected], [chosen["mean"]], s=260, facecolors="none", edgecolors="black", linewidths=1.5,
+                 label=f"answer: {selected}", zorder=3)
+    axis.set_xlabel("latent size")
+    axis.set_ylabel(REGISTRY["psnr"].axis_label)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return save(figure, path)
+
+
+def dimension_vs_psnr(dimension: Mapping[str, Mapping[str, Any]], psnr: Mapping[str, Mapping[str, Any]],
+                      class_names: Sequence[str], estimator_label: str, selected: int, path: Path) -> Path:
+    """Per class: the data's intrinsic dimension (95% interval) against the class's whole-test-set PSNR at the answer."""
+    classes = [name for name in dimension if name in psnr]
+    figure = Figure(figsize=(6.5, 4.5))
+    axis = figure.subplots()
+    x = [psnr[name]["mean"] for name in classes]
+    y = [dimension[name]["mean"] for name in classes]
+    axis.errorbar(x, y, yerr=_error_bars([dimension[name] for name in classes]), fmt="o", capsize=3)
+    for name, px, py in zip(classes, x, y):
+        axis.annotate(class_names[int(name)], (px, py), textcoords="offset points", xytext=(5, 4), fontsize=9)
+    axis.set_xlabel(f"PSNR at latent size {selected}, dB (whole test set)")
+    axis.set_ylabel(f"intrinsic dimension of the class ({estimator_label})")
+    axis.grid(alpha=0.3)
+    return save(figure, path)

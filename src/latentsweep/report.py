@@ -19,6 +19,7 @@ import numpy as np
 
 from latentsweep import plots
 from latentsweep.config import flat_values
+from latentsweep.dimension import HALVES, MLE_NEIGHBOURS
 from latentsweep.layout import (ANALYSIS_FILE, EXPLORER_FILE, FIGURES, HISTORY_FILE, IMAGES_FILE, METRICS_FILE,
                                 PER_IMAGE_FILE, REPORT_HTML, REPORT_MD, SUMMARY_FILE, TIMING_FILE, trial_dir,
                                 variant_name, variant_slug)
@@ -28,7 +29,7 @@ from latentsweep.results import Results, class_noun, read_results
 from latentsweep.selection import Answer, overall_psnr, rule_text
 from latentsweep.storage import atomic_write_text, read_json
 from latentsweep.uncertainty import (PairedComparison, SeedComparison, paired_comparison, seed_comparison,
-                                     selected_per_seed, selection_probabilities, selection_rule)
+                                     p_text, selected_per_seed, selection_probabilities, selection_rule)
 
 # ----------------------------------------------------------------------------------------
 # Blocks
@@ -356,7 +357,7 @@ def make_figures(files: StudyFiles, combined: list[dict[str, Any]], class_names:
 
 
 def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths: dict[str, Path],
-                 evidence: Evidence, answer: Answer) -> list[Block]:
+                 evidence: Evidence, answer: Answer, data_rows: list[dict[str, Any]] = ()) -> list[Block]:
     info, config = files.info, files.config
     class_names = info["class_names"]
     noun = class_noun(config["dataset"])
@@ -373,6 +374,7 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
         Paragraph(" ".join([*answer.headline, *evidence.sentences()]), highlight=True),
         Heading("Conclusion"),
         Bullets([*answer.sentences, *evidence.sentences()]),
+        *dimension_blocks(list(data_rows), combined, answer, class_names, noun, rel),
         Heading("Setup"),
         Bullets([
             f"Data: {config['dataset']} from {info['data_source']}; {info['split_sizes']['train']} training images"
@@ -602,6 +604,81 @@ def evidence_blocks(evidence: Evidence, seeds: Sequence[int], rel: dict[str, str
     return blocks
 
 
+def answer_figures(files: StudyFiles, combined: list[dict[str, Any]], answer: Answer, data_rows: list[dict[str, Any]],
+                   class_names: list[str], prefix: str = "") -> dict[str, Path]:
+    """The answer's figures: PSNR against latent size with the probes and the threshold, and per class the data's
+    intrinsic dimension against PSNR at the answer (where the study measured the data's dimension)."""
+    figures_dir = files.study_dir / FIGURES
+    figures_dir.mkdir(exist_ok=True)
+    paths = {"refinement": plots.psnr_refinement(lookup(combined, protocol="test_set", cls="all", metric="psnr"),
+                                                 answer.grid, answer.reconstruction.threshold_db, answer.selected,
+                                                 figures_dir / f"{prefix}psnr_refinement.png")}
+    dimension = {row["class"]: row for row in lookup(data_rows, metric="intrinsic_dimension_twonn") if row["class"] != "all"}
+    psnr = {row["class"]: row for row in lookup(combined, protocol="test_set", metric="psnr", latent_dim=answer.selected)}
+    if dimension:
+        paths["dimension"] = plots.dimension_vs_psnr(dimension, psnr, class_names, "TwoNN", answer.selected,
+                                                     figures_dir / f"{prefix}dimension_vs_psnr.png")
+    return paths
+
+
+def dimension_blocks(data_rows: list[dict[str, Any]], combined: list[dict[str, Any]], answer: Answer,
+                     class_names: list[str], noun: str, rel: dict[str, str]) -> list[Block]:
+    """The answer to one dimension beside the data's own intrinsic dimension and the codes', in sentences from the numbers."""
+    from scipy import stats
+
+    selected = answer.selected
+    blocks: list[Block] = [Heading("The answer to one dimension, beside the data's own dimension")]
+    tested = (f"Tested sizes: the grid's {', '.join(map(str, answer.grid))}"
+              + (f", and the refinement's probes {', '.join(map(str, answer.probes))}; the answer, {selected}, is "
+                 + ("exact to one dimension." if answer.exact else f"known to lie in {answer.below + 1}..{selected}.")
+                 if answer.probes else "; no probes (the study ran without --refine)."))
+    sentences = [tested]
+    units, codes = (_value(combined, selected, "test_set", metric) for metric in ("active_units", "code_dimension"))
+    overall = {row["metric"]: row for row in lookup(data_rows, cls="all")}
+    if overall:
+        twonn, mle = overall["intrinsic_dimension_twonn"], overall["intrinsic_dimension_mle"]
+        sentences.append(
+            f"The data's own intrinsic dimension (the test split's {twonn['n']:,} images, pixels as vectors; "
+            f"scikit-dimension): TwoNN {_with_ci(twonn, 2)}, MLE (Levina-Bickel, K = {MLE_NEIGHBOURS}) {_with_ci(mle, 2)} "
+            f"(95% intervals from {HALVES} random halves).")
+    if units and codes:
+        against = f", against the data's {overall['intrinsic_dimension_twonn']['mean']:.1f} by the same estimator" if overall else ""
+        sentences.append(f"At the answer, {selected}, the models use {units['mean']:.1f} active units and their codes span "
+                         f"{codes['mean']:.1f} dimensions (TwoNN of the test set's posterior means){against}.")
+    per_class = {row["class"]: row for row in lookup(data_rows, metric="intrinsic_dimension_twonn") if row["class"] != "all"}
+    per_class_mle = {row["class"]: row for row in lookup(data_rows, metric="intrinsic_dimension_mle") if row["class"] != "all"}
+    psnr = {row["class"]: row for row in lookup(combined, protocol="test_set", metric="psnr", latent_dim=selected)}
+    shared = [name for name in per_class if name in psnr]
+    if len(shared) >= 3:
+        ranked = sorted(shared, key=lambda name: per_class[name]["mean"])
+        low, high = ranked[0], ranked[-1]
+        rho, p_value = stats.spearmanr([per_class[n]["mean"] for n in shared], [psnr[n]["mean"] for n in shared])
+        direction = ("reconstructed worse" if rho < 0 else "reconstructed better")
+        verdict = (f"{noun}s of higher dimension are {direction}" if p_value < 0.05 else
+                   f"no clear relation at the 5% level across so few {noun}s")
+        sentences.append(
+            f"By {noun}, the lowest intrinsic dimension (TwoNN) is {class_names[int(low)]}'s, {per_class[low]['mean']:.1f}, "
+            f"and the highest {class_names[int(high)]}'s, {per_class[high]['mean']:.1f}. Across the {len(shared)} {noun}s, "
+            f"Spearman's rank correlation between a {noun}'s intrinsic dimension and its PSNR at latent size {selected} "
+            f"is {rho:+.2f} ({p_text(p_value)}): {verdict}.")
+    blocks.append(Bullets(sentences))
+    if "refinement" in rel:
+        caption = ("Whole-test-set PSNR (95% CI) against latent size: grid sizes and the refinement's probes, the rule's "
+                   "threshold dashed, the answer circled.")
+        blocks.append(Figure(rel["refinement"], caption, caption))
+    if per_class:
+        rows = [[class_names[int(name)], f"{per_class[name]['n']:,}", _with_ci(per_class[name], 2),
+                 _with_ci(per_class_mle[name], 2) if name in per_class_mle else "n/a",
+                 _cell(psnr.get(name), "psnr")] for name in per_class]
+        blocks.append(Table([noun, "test images", "TwoNN", f"MLE (K={MLE_NEIGHBOURS})", f"PSNR dB at {selected}"], rows,
+                            f"Intrinsic dimension of each {noun}'s test images [95% interval from {HALVES} random halves] "
+                            f"beside its PSNR at the answer"))
+    if "dimension" in rel:
+        caption = f"Per {noun}: intrinsic dimension (TwoNN, 95% interval) against PSNR at latent size {selected}."
+        blocks.append(Figure(rel["dimension"], caption, caption))
+    return blocks
+
+
 def learning_rate_text(config: dict[str, Any]) -> str:
     """'learning rate 0.001', or the cosine schedule's peak and warm-up."""
     if config.get("schedule", "constant") == "constant":
@@ -685,8 +762,10 @@ def render_report(study_dir: str | Path) -> list[Path]:
         view, own = for_variant(files, variant), results.rows_of(variant)
         prefix = f"{variant_slug(variant)}_" if several else ""
         evidence = gather_evidence(view, answer.selected)
-        variant_blocks = build_blocks(view, own, make_figures(view, own, files.info["class_names"], evidence, prefix),
-                                      evidence, answer)
+        class_names = files.info["class_names"]
+        figures = {**make_figures(view, own, class_names, evidence, prefix),
+                   **answer_figures(view, own, answer, results.data_rows, class_names, prefix)}
+        variant_blocks = build_blocks(view, own, figures, evidence, answer, results.data_rows)
         blocks += [Heading(variant_name(variant).capitalize()), *demote(variant_blocks)] if several else variant_blocks
     if several:
         (study_dir / FIGURES).mkdir(exist_ok=True)

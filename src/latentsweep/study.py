@@ -25,7 +25,7 @@ from latentsweep.layout import (CONFIG_FILE, FAILED_MARKER, PROBES_KEY, RESULTS_
                                 SUMMARY_FILE, Trial, collect_results, is_done, merged_axes, plan_trials,
                                 prepare_study_dir, probe_trials, read_probes, record_probes, study_trials, trial_dir,
                                 variant_name)
-from latentsweep.metrics import TIDY_FIELDS, combine_seeds, lookup, variant_rows
+from latentsweep.metrics import AXIS_FIELDS, TIDY_FIELDS, combine_seeds, lookup, variant_rows
 from latentsweep.results import read_results
 from latentsweep.runner import Arrangement, choose_arrangement, probes_per_round, run_trials
 from latentsweep.selection import apply_rule, overall_psnr, probe_sizes
@@ -99,8 +99,9 @@ def execute(config: StudyConfig) -> dict[str, Any]:
 def data_dimension_rows(dataset: Dataset) -> list[dict[str, Any]]:
     """The test split's intrinsic dimension (dimension.py) as results rows without axis values; cached."""
     test = dataset.test
-    return cached_dimension_rows(cache_root() / "dimension", dataset.name, test.images.numpy(), test.labels.numpy(),
+    rows = cached_dimension_rows(cache_root() / "dimension", dataset.name, test.images.numpy(), test.labels.numpy(),
                                  dataset.class_names)
+    return [{**dict.fromkeys(AXIS_FIELDS), **row} for row in rows]
 
 
 # ----------------------------------------------------------------------------------------
@@ -114,10 +115,12 @@ def refine(config: StudyConfig, arrangement: Arrangement,
     before it runs, and is the same round again after a kill: it follows from the finished trials alone.
     Returns the probes and the status lines of their trials."""
     statuses: list[dict[str, Any]] = []
+    tried: set[tuple] = set()  # (variant, size) probed by this call: never again, whatever became of its trials
     while True:
-        wanted = next_probes(config, probes, arrangement)
+        wanted = next_probes(config, probes, arrangement, tried)
         if not wanted:
             return probes, statuses
+        tried |= {(variant, size) for variant, sizes in wanted.items() for size in sizes}
         new = [{**dict(zip(VARIANT_AXES, variant)), "latent_dim": size}
                for variant, sizes in wanted.items() for size in sizes]
         probes = [*probes, *(probe for probe in new if probe not in probes)]
@@ -127,8 +130,10 @@ def refine(config: StudyConfig, arrangement: Arrangement,
         statuses += run_trials(probe_trials(config, new), config, arrangement)
 
 
-def next_probes(config: StudyConfig, probes: list[dict[str, Any]], arrangement: Arrangement) -> dict[tuple, list[int]]:
-    """{variant: the sizes its next round probes}, from the trials finished so far; empty when done."""
+def next_probes(config: StudyConfig, probes: list[dict[str, Any]], arrangement: Arrangement,
+                tried: set[tuple] = frozenset()) -> dict[tuple, list[int]]:
+    """{variant: the sizes its next round probes}, from the trials finished so far; empty when done. A size
+    whose every trial failed (FAILED), or that `tried` names, is not probed again."""
     trials = study_trials(config, probes)
     combined = combine_seeds(collect_results(config.out, trials))
     grid = config.model.latent_dims
@@ -145,7 +150,7 @@ def next_probes(config: StudyConfig, probes: list[dict[str, Any]], arrangement: 
         failed = {trial.latent_dim for trial in mine if (trial_dir(config.out, trial) / FAILED_MARKER).exists()}
         unfinished = {trial.latent_dim for trial in mine if not is_done(trial_dir(config.out, trial))
                       and not (trial_dir(config.out, trial) / FAILED_MARKER).exists()}
-        attempted[variant] = set(psnr) | (failed - unfinished)  # a size whose every trial failed is not tried again
+        attempted[variant] = set(psnr) | (failed - unfinished) | {size for v, size in tried if v == variant}
     needing = [v for v in refined if probe_sizes(refined[v], attempted[v], 1)]
     count = probes_per_round(len(needing), len(config.training.seeds), arrangement.workers)
     return {v: probe_sizes(refined[v], attempted[v], count) for v in needing}

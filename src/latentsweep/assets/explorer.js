@@ -31,6 +31,16 @@
     return values;
   }
 
+  // A weight tensor as int8 values with one float32 scale per slice of its first axis (explorer.int8_base64).
+  function int8(weight) {
+    const q = new Int8Array(base64Bytes(weight.q).buffer);
+    const scaleBytes = base64Bytes(weight.scale);
+    const scales = new Float32Array(scaleBytes.buffer, 0, scaleBytes.length / 4);
+    const block = q.length / scales.length, values = new Float32Array(q.length);
+    for (let i = 0; i < q.length; i++) values[i] = q[i] * scales[Math.floor(i / block)];
+    return values;
+  }
+
   // ---------------------------------------------------------------- layers, as PyTorch computes them
 
   function conv2d(x, [channels, height, width], layer) {
@@ -108,7 +118,7 @@
   function prepare(layers) {
     return layers.map((layer) => ({
       ...layer,
-      weight: layer.weight === undefined ? undefined : float16(layer.weight),
+      weight: layer.weight === undefined ? undefined : int8(layer.weight),
       bias: layer.bias === undefined ? undefined : float16(layer.bias),
     }));
   }
