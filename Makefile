@@ -31,5 +31,5 @@ docs:
 	latentsweep report runs/study
 	rm -rf docs/study && mkdir -p docs/study
 	cp -r runs/study/report.md runs/study/figures runs/study/results.csv docs/study/
-	# explorer.html (about 9 MB) stays out of git: point the copied report's link at the command that writes it
-	sed -i 's|\[explorer.html\](explorer.html)|`explorer.html` in the study folder (`latentsweep explore runs/study` writes it; not copied here, it is about 9 MB)|' docs/study/report.md
+	# explorer.html (several MB) stays out of git: point the copied report's link at the command that writes it
+	sed -i 's|\[explorer.html\](explorer.html)|`explorer.html` in the study folder (`latentsweep explore runs/study` writes it; not copied here, it is several MB)|' docs/study/report.md

@@ -17,7 +17,8 @@ RECONSTRUCTION_METRICS = {"mse", "psnr", "ssim", "neg_elbo", "reconstruction", "
 
 FIGURES = ["loss_curves.png", "overall_vs_latent.png", "psnr_by_seed.png", "mse_by_class.png", "psnr_by_class.png", "ssim_by_class.png",
            "reconstructions.png", "samples.png", "generation_vs_latent.png", "class_histogram.png", "rate_distortion.png",
-           "kl_per_dimension.png", "latent_2d.png", "interpolations.png", "traversals.png"]
+           "kl_per_dimension.png", "latent_2d.png", "interpolations.png", "traversals.png", "psnr_refinement.png",
+           "dimension_vs_psnr.png"]
 MODEL_FILES = ["config.json", "history.csv", "metrics.json", "per_image.csv", "images.npz", "analysis.npz", "best.pt",
                "last.pt", "DONE"]
 def test_run_writes_every_report_file(study):
@@ -46,14 +47,22 @@ def test_results_table_is_tidy_and_complete(study, idx_data):
     for row in rows:
         if row["ci_low"]:
             assert float(row["ci_low"]) <= float(row["mean"]) <= float(row["ci_high"])
+    # The data's intrinsic dimension: rows without axis values, for all test images and for each class
+    data = [row for row in rows if row["latent_dim"] == ""]
+    assert {(row["class"], row["metric"]) for row in data} == {
+        (name, metric) for name in ["all", *map(str, range(10))]
+        for metric in ("intrinsic_dimension_twonn", "intrinsic_dimension_mle")}
+    assert {row["architecture"] for row in data} == {""} and {r["n"] for r in data if r["class"] == "all"} == {str(idx_data.test_images)}
     per_model = {}
     for row in rows:
-        per_model.setdefault(row["latent_dim"], set()).add((row["protocol"], row["metric"]))
+        if row["latent_dim"]:
+            per_model.setdefault(row["latent_dim"], set()).add((row["protocol"], row["metric"]))
     for pairs in per_model.values():
         for needed in [("prior_samples", "fd"), ("prior_samples", "kid"), ("prior_samples", "inception_score"),
                        ("prior_samples", "class_share"), ("prior_samples", "class_entropy_bits"),
                        ("prior_samples", "confident_share"), ("reconstructions", "fd"), ("likelihood", "iwae_nll"),
-                       ("likelihood", "neg_elbo"), ("test_set", "active_units"), ("test_set", "probe_accuracy")]:
+                       ("likelihood", "neg_elbo"), ("test_set", "active_units"), ("test_set", "code_dimension"),
+                       ("test_set", "probe_accuracy")]:
             assert needed in pairs, needed
     assert json.loads((out / "results.json").read_text())[0]["metric"] in {"mse", "psnr", "ssim", "neg_elbo"}
 
@@ -301,7 +310,7 @@ def test_several_seeds_give_intervals_across_seeds(idx_data, tmp_path):
     assert "Applied to each seed's models alone, the rule chooses latent size" in report and "of 2 seeds" in report
     assert "bootstrap replicates over training seeds and test images" in report and "Welch's t-test" in report
     rows = json.loads((out / "results.json").read_text())
-    assert {row["seed"] for row in rows} == {0, 1}
+    assert {row["seed"] for row in rows if row["latent_dim"] is not None} == {0, 1}
     # The views of one model (PCA, t-SNE, interpolations, traversals) are drawn for the first seed only.
     with np.load(out / "models" / "conv_beta1_latent002_seed0" / "analysis.npz") as first:
         assert {"tsne", "pca", "interpolations", "traversals"} <= set(first.files)
