@@ -54,6 +54,12 @@ def overall_psnr(combined_rows: Iterable[Mapping[str, Any]]) -> dict[int, float]
             for row in lookup(combined_rows, protocol="test_set", cls="all", metric="psnr")}
 
 
+def overall_fd(combined_rows: Iterable[Mapping[str, Any]]) -> dict[int, float]:
+    """{latent size: mean Fréchet distance of the prior samples} from seed-combined tidy rows."""
+    return {row["latent_dim"]: row["mean"]
+            for row in lookup(combined_rows, protocol="prior_samples", cls="all", metric="fd")}
+
+
 def easiest_and_hardest(combined_rows: Iterable[Mapping[str, Any]], latent_dim: int) -> tuple[str, str]:
     """Classes with the highest and the lowest test-set mean PSNR at `latent_dim`."""
     per_class = {row["class"]: row["mean"] for row in lookup(combined_rows, protocol="test_set", metric="psnr", latent_dim=latent_dim)
@@ -232,7 +238,7 @@ def decide(combined: Sequence[Mapping[str, Any]], tolerance_db: float, fd_tolera
     whose every trial failed. This is the only place the answer is decided: the report, the explorer,
     the command line's summary, export and load_study all read it from here (results.read_results)."""
     psnr = overall_psnr(combined)
-    fd = {r["latent_dim"]: r["mean"] for r in lookup(combined, metric="fd", protocol="prior_samples", cls="all")}
+    fd = overall_fd(combined)
     decision = apply_rule(psnr, fd, tolerance_db, fd_tolerance, grid_sizes)
     grid = sorted(size for size in (grid_sizes if grid_sizes is not None else psnr) if size in psnr)
     reconstruction, chosen = decision.reconstruction, decision.combined

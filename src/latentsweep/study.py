@@ -25,10 +25,10 @@ from latentsweep.layout import (CONFIG_FILE, FAILED_MARKER, PROBES_KEY, RESULTS_
                                 SUMMARY_FILE, Trial, collect_results, is_done, merged_axes, plan_trials,
                                 prepare_study_dir, probe_trials, read_probes, record_probes, study_trials, trial_dir,
                                 variant_name)
-from latentsweep.metrics import AXIS_FIELDS, TIDY_FIELDS, combine_seeds, lookup, variant_rows
+from latentsweep.metrics import AXIS_FIELDS, TIDY_FIELDS, combine_seeds, variant_rows
 from latentsweep.results import read_results
 from latentsweep.runner import Arrangement, choose_arrangement, probes_per_round, run_trials
-from latentsweep.selection import apply_rule, overall_psnr, probe_sizes
+from latentsweep.selection import apply_rule, overall_fd, overall_psnr, probe_sizes
 from latentsweep.storage import remove_temp_files, write_csv, write_json
 from latentsweep.trial import environment, set_threads, study_inputs
 
@@ -143,9 +143,9 @@ def next_probes(config: StudyConfig, probes: list[dict[str, Any]], arrangement: 
         psnr = overall_psnr(rows)
         if not psnr:  # every grid trial of the variant failed: nothing to refine
             continue
-        fd = {r["latent_dim"]: r["mean"] for r in lookup(rows, metric="fd", protocol="prior_samples", cls="all")}
         selection = config.selection
-        refined[variant] = apply_rule(psnr, fd, selection.tolerance_db, selection.fd_tolerance, grid).refined
+        refined[variant] = apply_rule(psnr, overall_fd(rows), selection.tolerance_db, selection.fd_tolerance,
+                                      grid).refined
         mine = [trial for trial in trials if trial.variant == variant]
         failed = {trial.latent_dim for trial in mine if (trial_dir(config.out, trial) / FAILED_MARKER).exists()}
         unfinished = {trial.latent_dim for trial in mine if not is_done(trial_dir(config.out, trial))
