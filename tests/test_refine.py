@@ -3,23 +3,27 @@ round, and the sentences, on crafted result tables with known answers."""
 
 import pytest
 
-from latentsweep.selection import Refined, apply_rule, decide, probe_sizes, refine_answer, worst_case_rounds
+from latentsweep.selection import (Refined, apply_rule, decide, predicted_answer, probe_sizes, refine_answer,
+                                  worst_case_probes, worst_case_rounds)
 from latentsweep.runner import probes_per_round
 
 from test_selection import DIGITS, table, with_fd
 
 
-def refine_to_the_end(grid, truth, count=1, fd=None, tolerance_db=0.5, fd_tolerance=0.10, failing=()):
+def refine_to_the_end(grid, truth, count=1, fd=None, tolerance_db=0.5, fd_tolerance=0.10, failing=(), predict=True):
     """Run the refinement's rounds against `truth` ({size: mean PSNR}; sizes in `failing` cannot be trained):
-    test the grid, then each round's probes, until none is left. Returns the decision and the rounds taken."""
+    test the grid, then each round's probes (placed as study.next_probes places them: around the predicted
+    answer where `predict`), until none is left. Returns the decision and each round's probe sizes."""
     tested = {size: truth[size] for size in grid}
-    attempted, rounds = set(grid), 0
+    attempted, rounds = set(grid), []
     while True:
-        decision = apply_rule(tested, fd and {s: fd[s] for s in tested}, tolerance_db, fd_tolerance, grid)
-        sizes = probe_sizes(decision.refined, attempted, count)
+        tested_fd = fd and {s: fd[s] for s in tested}
+        decision = apply_rule(tested, tested_fd, tolerance_db, fd_tolerance, grid)
+        guess = predicted_answer(tested, tested_fd, decision) if predict else None
+        sizes = probe_sizes(decision.refined, attempted, count, guess)
         if not sizes:
             return decision, rounds
-        rounds += 1
+        rounds.append(sizes)
         assert all(decision.refined.below < size < decision.refined.selected for size in sizes)
         assert not set(sizes) & attempted, "a size is never tried twice"
         attempted |= set(sizes)
@@ -31,17 +35,31 @@ def smooth_truth(crossing):
     return {size: (22.0 if size >= crossing else 21.0) + 0.001 * size for size in range(1, 41)}
 
 
+def saturating(size):
+    """A PSNR curve that saturates as reconstructions do: steep at small sizes, then flat."""
+    import math
+
+    return 24.0 - 8.0 * math.exp(-size / 4.0)
+
+
+def tolerance_for(crossing, best=40):
+    """The tolerance (dB) against `best`'s PSNR that puts the threshold halfway between crossing - 1 and crossing."""
+    return saturating(best) - (saturating(crossing) + saturating(crossing - 1)) / 2
+
+
 @pytest.mark.parametrize("width", range(1, 11))
 @pytest.mark.parametrize("count", [1, 2, 3])
-def test_bisection_finds_every_answer_in_an_interval_of_every_width(width, count):
+@pytest.mark.parametrize("predict", [False, True])
+def test_bisection_finds_every_answer_in_an_interval_of_every_width(width, count, predict):
     """Grid sizes 10 and 10 + width: whatever size in between first passes, the rounds find it, within the
-    worst case computed for the dry run."""
+    worst case computed for the dry run, with the probes placed by k-section alone or around predictions."""
     grid = (10, 10 + width)
     for crossing in range(11, 10 + width + 1):
-        decision, rounds = refine_to_the_end(grid, smooth_truth(crossing), count)
+        decision, rounds = refine_to_the_end(grid, smooth_truth(crossing), count, predict=predict)
         assert decision.selected == crossing and decision.refined.below == crossing - 1
         assert decision.refined.grid_selected == 10 + width
-        assert rounds <= worst_case_rounds(width - 1, count)
+        assert len(rounds) <= worst_case_rounds(width - 1, count)
+        assert sum(map(len, rounds)) <= sum(worst_case_probes(width - 1, count))
 
 
 def test_the_worst_case_rounds():
@@ -50,7 +68,7 @@ def test_the_worst_case_rounds():
 
 
 def test_the_smallest_grid_size_passing_is_refined_down_to_one():
-    decision, rounds = refine_to_the_end((5, 10, 15, 20), smooth_truth(1))
+    decision, _ = refine_to_the_end((5, 10, 15, 20), smooth_truth(1))
     assert (decision.selected, decision.refined.below) == (1, 0)
     decision, _ = refine_to_the_end((5, 10, 15, 20), smooth_truth(3))
     assert (decision.selected, decision.refined.below) == (3, 2)
@@ -135,7 +153,8 @@ def test_the_worst_case_of_the_probes():
     from latentsweep.selection import widest_gap, worst_case_probes
 
     assert widest_gap((5, 10, 15, 20)) == 4 and widest_gap((2, 3)) == 1 and widest_gap((1, 2)) == 0
-    assert worst_case_probes(4, 2) == [2, 1] and worst_case_probes(4, 1) == [1, 1, 1] and worst_case_probes(0, 2) == []
+    # four sizes, two a round: k-section probes 2 then 1, but a prediction may place the first two at one end
+    assert worst_case_probes(4, 2) == (2, 2) and worst_case_probes(4, 1) == (1, 1, 1) and worst_case_probes(0, 2) == ()
 
 
 def test_the_dry_run_estimates_the_grid_and_the_probes_worst_case(fake_data, tmp_path, capsys):
@@ -189,3 +208,62 @@ def test_a_refined_study_end_to_end(fake_data, tmp_path):
     page = (out / "explorer.html").read_text()
     shown = json.loads(page.split('id="study-data">', 1)[1].split("</script>", 1)[0])
     assert sorted(size["latent_dim"] for size in shown["variants"][0]["sizes"]) == sorted({2, 6, *sizes})
+
+
+def test_a_prediction_places_the_probes_around_the_predicted_answer():
+    """The default study's grid (MNIST, runs/study): 10 fails, 15 passes; the monotone cubic through the grid
+    crosses the threshold between 12 and 13, so the round probes 12 and 13 (k-section would probe 12 and 14);
+    the probes found 12 failing and 13 passing, which settles the answer in that one round."""
+    psnr = {5: 17.7629, 10: 20.4909, 15: 21.4007, 20: 21.5833}
+    fd = {5: 104.285, 10: 105.922, 15: 104.799, 20: 102.267}
+    decision = apply_rule(psnr, fd, 0.5, 0.10, (5, 10, 15, 20))
+    assert (decision.selected, decision.refined.below) == (15, 10) and decision.fd_ceiling == pytest.approx(102.267 * 1.1)
+    assert predicted_answer(psnr, fd, decision) == 13
+    assert probe_sizes(decision.refined, set(psnr), 2, predicted=13) == [12, 13]
+    assert probe_sizes(decision.refined, set(psnr), 2) == [12, 14]
+    assert probe_sizes(decision.refined, set(psnr), 1, predicted=13) == [12]
+    assert probe_sizes(decision.refined, set(psnr), 2, predicted=15) == [13, 14]  # "none between passes"
+    assert probe_sizes(decision.refined, set(psnr), 2, predicted=11) == [11, 12]
+
+
+def test_a_prediction_that_could_add_a_round_is_not_followed():
+    """Twenty sizes open, two a round: k-section needs at most 3 rounds; any two neighbours leave 9 or more open
+    on one side (3 more rounds), so predictions are ignored. Nine open: k-section's worst case is 3 rounds, and
+    two neighbours anywhere leave at most 7 (2 more), so the prediction is followed."""
+    wide = Refined(selected=31, grid_selected=31, below=10, out_of_order=())
+    assert worst_case_rounds(20, 2) == 3 and worst_case_rounds(9, 2) == 2 + 1
+    assert probe_sizes(wide, {10, 31}, 2, predicted=12) == probe_sizes(wide, {10, 31}, 2) == [17, 24]
+    assert probe_sizes(wide, {10, 31}, 2, predicted=21) == [17, 24]
+    nine = Refined(selected=20, grid_selected=20, below=10, out_of_order=())
+    assert probe_sizes(nine, {10, 20}, 2) == [14, 17]  # answers 11..20: {11..14} | {15..17} | {18..20}
+    assert probe_sizes(nine, {10, 20}, 2, predicted=12) == [11, 12]
+    assert probe_sizes(nine, {10, 20}, 2, predicted=15) == [14, 15]
+
+
+def test_predicted_answer_interpolates_and_knows_its_limits():
+    """PSNR linear from 20 dB at 10 to 25 dB at 20, tolerance 2.7 dB (threshold 22.3): the line passes from 14.6
+    on, so 15 is predicted; where FD decides, its line's crossing; the smallest grid size passing gives None."""
+    psnr = {10: 20.0, 20: 25.0}
+    decision = apply_rule(psnr, None, 2.7, 0.10, (10, 20))
+    assert decision.reconstruction.threshold_db == pytest.approx(22.3)
+    assert predicted_answer(psnr, None, decision) == 15
+    passing = apply_rule({5: 24.9, 10: 25.0}, None, 0.5, 0.10, (5, 10))
+    assert passing.refined.below == 0 and predicted_answer({5: 24.9, 10: 25.0}, None, passing) is None
+    fd_decides = apply_rule({10: 25.0, 20: 25.0}, {10: 20.0, 20: 10.0}, 0.5, 0.10, (10, 20))
+    assert (fd_decides.selected, fd_decides.fd_ceiling) == (20, pytest.approx(11.0))
+    assert predicted_answer({10: 25.0, 20: 25.0}, {10: 20.0, 20: 10.0}, fd_decides) == 19  # FD 11.0 at 19, 12.0 at 18
+
+
+def test_predictions_settle_a_saturating_curve_in_fewer_rounds():
+    """Grid 10, 15, 40 on a saturating curve, the answer at each of 11..15 in turn, two probes a round: every
+    answer is found, and the predictions need fewer rounds in all than k-section."""
+    truth = {size: saturating(size) for size in range(1, 41)}
+    totals = {}
+    for predict in (False, True):
+        totals[predict] = 0
+        for crossing in range(11, 16):
+            decision, rounds = refine_to_the_end((10, 15, 40), truth, 2, tolerance_db=tolerance_for(crossing),
+                                                 predict=predict)
+            assert decision.selected == crossing
+            totals[predict] += len(rounds)
+    assert totals[True] < totals[False]

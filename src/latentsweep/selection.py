@@ -14,6 +14,7 @@ sentence below is built from the numbers passed in, never written by hand.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -113,6 +114,11 @@ def combined_rule_applies(psnr: Mapping[int, float], fd: Mapping[int, float] | N
 # largest grid size below it that fails) are judged against that frozen reference by the same test
 # that chose the grid's answer. The answer is the smallest tested size that passes while every larger
 # tested size up to the grid's answer passes too; a passing size below a failing one is named.
+#
+# Where the probes go: each round k-sections the sizes still open (count 1: bisection), unless the curve
+# through the tested sizes predicts where the answer lies, and probing the sizes on either side of that
+# prediction cannot add a round to the k-section's worst case; then the round probes those (a hit settles
+# the answer in one round). The prediction only places probes: every answer is a tested size's verdict.
 
 
 @dataclass(frozen=True)
@@ -147,10 +153,15 @@ class Decision:
     reconstruction: Selection  # the reconstruction rule on the grid: the best size, its PSNR, the threshold
     reconstruction_refined: Refined  # the reconstruction rule alone, refined the same way
     combined: CombinedSelection | None  # None where the combined rule does not apply (no FD for every grid size)
+    fd_ceiling: float | None = None  # the generation test's highest passing FD, where the combined rule decides
 
     @property
     def selected(self) -> int:
         return self.refined.selected
+
+    def passes(self, psnr: float, fd: float | None = None) -> bool:
+        """The test that decides, on one size's mean PSNR (and mean FD where the combined rule decides)."""
+        return psnr >= self.reconstruction.threshold_db and (self.fd_ceiling is None or fd <= self.fd_ceiling)
 
 
 def apply_rule(psnr: Mapping[int, float], fd: Mapping[int, float] | None, tolerance_db: float, fd_tolerance: float,
@@ -176,23 +187,58 @@ def apply_rule(psnr: Mapping[int, float], fd: Mapping[int, float] | None, tolera
         chosen = select_combined(grid_psnr, grid_fd, tolerance_db, fd_tolerance)
     if chosen is None or chosen.fell_back:
         return Decision(reconstruction_refined, reconstruction, reconstruction_refined, chosen)
-    lowest_fd = grid_fd[chosen.best_fd_size]
-    both = refined(chosen.selected, lambda size: psnr_passes(size) and fd[size] <= lowest_fd * (1 + fd_tolerance))
-    return Decision(both, reconstruction, reconstruction_refined, chosen)
+    fd_ceiling = grid_fd[chosen.best_fd_size] * (1 + fd_tolerance)
+    both = refined(chosen.selected, lambda size: psnr_passes(size) and fd[size] <= fd_ceiling)
+    return Decision(both, reconstruction, reconstruction_refined, chosen, fd_ceiling)
 
 
-def probe_sizes(refined: Refined, attempted: Iterable[int], count: int) -> list[int]:
-    """Up to `count` untried sizes between `refined.below` and the answer that split the possible answers
-    into count + 1 near-equal runs (count 1: bisection); none once the answer is known to one dimension,
-    or when every size between was tried (a size whose every trial failed is not tried again)."""
+def predicted_answer(psnr: Mapping[int, float], fd: Mapping[int, float] | None, decision: Decision) -> int | None:
+    """The smallest size between the refined interval's ends that passes the deciding test on the monotone
+    cubic (PCHIP, shape-preserving: no overshoot between points) through every tested size's mean PSNR
+    (and mean FD where the combined rule decides); the answer when none does. None where the interval has
+    no tested lower end (the smallest grid size passed): nothing to interpolate from."""
+    from scipy.interpolate import PchipInterpolator
+
+    refined = decision.refined
+    if refined.below == 0 or refined.selected - refined.below < 2:
+        return None
+    sizes = sorted(psnr)
+    curve = PchipInterpolator(sizes, [psnr[size] for size in sizes])
+    fd_curve = (PchipInterpolator(sizes, [fd[size] for size in sizes])
+                if decision.fd_ceiling is not None else None)
+    for size in range(refined.below + 1, refined.selected):
+        if decision.passes(float(curve(size)), fd_curve and float(fd_curve(size))):
+            return size
+    return refined.selected
+
+
+def probe_sizes(refined: Refined, attempted: Iterable[int], count: int, predicted: int | None = None) -> list[int]:
+    """Up to `count` untried sizes between `refined.below` and the answer; none once the answer is known to
+    one dimension, or when every size between was tried (a size whose every trial failed is not tried again).
+
+    With a `predicted` answer (predicted_answer), the `count` untried sizes around it (its neighbour below
+    and itself, for two), where that cannot add a round to the worst case; else the sizes that split the
+    possible answers into count + 1 near-equal runs (count 1: bisection)."""
     attempted = set(attempted)
     candidates = [size for size in range(refined.below + 1, refined.selected) if size not in attempted]
     count = min(count, len(candidates))
     if count == 0:
         return []
+    if predicted is not None:
+        # the first untried size at or above the prediction; its index among the candidates (or past them)
+        index = next((i for i, size in enumerate(candidates) if size >= predicted), len(candidates))
+        start = min(max(index - -(-count // 2), 0), len(candidates) - count)
+        if _window_is_safe(len(candidates), start, count):
+            return candidates[start:start + count]
     outcomes = [*candidates, refined.selected]  # the answer is one of these
-    runs = [run for run in _split(outcomes, count + 1)]
-    return [run[-1] for run in runs[:-1]]
+    return [run[-1] for run in _split(outcomes, count + 1)[:-1]]
+
+
+def _window_is_safe(candidates: int, start: int, count: int) -> bool:
+    """Probing `count` neighbouring sizes from position `start` leaves, at worst, the longer side open; safe
+    when that side needs no more rounds than the k-section's worst case has left after its first."""
+    longest_left = max(start, candidates - start - count)
+    return 1 + _ksection_rounds(longest_left, count) <= _ksection_rounds(candidates, count)
 
 
 def _split(items: list[int], parts: int) -> list[list[int]]:
@@ -206,19 +252,34 @@ def _split(items: list[int], parts: int) -> list[list[int]]:
     return runs
 
 
-def worst_case_rounds(candidates: int, count: int) -> int:
-    """Rounds of `probe_sizes(..., count)` needed in the worst case to settle `candidates` untried sizes."""
-    return len(worst_case_probes(candidates, count))
-
-
-def worst_case_probes(candidates: int, count: int) -> list[int]:
-    """The probe sizes of each round of `probe_sizes(..., count)` when every answer lands in the longest run left."""
-    rounds = []
+def _ksection_rounds(candidates: int, count: int) -> int:
+    """Rounds of k-section (count probes a round) needed in the worst case to settle `candidates` untried sizes."""
+    rounds = 0
     while candidates > 0:
+        rounds += 1
         probed = min(count, candidates)
-        rounds.append(probed)
         candidates = -(-(candidates + 1) // (probed + 1)) - 1  # the longest run's untried sizes
     return rounds
+
+
+def worst_case_rounds(candidates: int, count: int) -> int:
+    """Rounds of `probe_sizes(..., count)` needed in the worst case to settle `candidates` untried sizes:
+    the k-section's, which a predicted placement never exceeds (_window_is_safe)."""
+    return _ksection_rounds(candidates, count)
+
+
+@functools.lru_cache(maxsize=None)
+def worst_case_probes(candidates: int, count: int) -> tuple[int, ...]:
+    """The probe sizes of each round of `probe_sizes(..., count)` in the worst case: whichever placement each
+    round makes (k-section, or any safe window around a prediction), the answer lands in the longest run
+    left, and the rounds' sizes add up to the most."""
+    if candidates <= 0:
+        return ()
+    probed = min(count, candidates)
+    left = [-(-(candidates + 1) // (probed + 1)) - 1]  # k-section
+    left += [max(start, candidates - start - probed) for start in range(candidates - probed + 1)
+             if _window_is_safe(candidates, start, probed)]
+    return (probed,) + max((worst_case_probes(n, count) for n in set(left)), key=lambda rest: (sum(rest), len(rest)))
 
 
 def widest_gap(grid_sizes: Iterable[int]) -> int:

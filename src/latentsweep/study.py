@@ -28,7 +28,7 @@ from latentsweep.layout import (CONFIG_FILE, FAILED_MARKER, PROBES_KEY, RESULTS_
 from latentsweep.metrics import AXIS_FIELDS, TIDY_FIELDS, combine_seeds, variant_rows
 from latentsweep.results import read_results
 from latentsweep.runner import Arrangement, choose_arrangement, probes_per_round, run_trials
-from latentsweep.selection import apply_rule, overall_fd, overall_psnr, probe_sizes
+from latentsweep.selection import apply_rule, overall_fd, overall_psnr, predicted_answer, probe_sizes
 from latentsweep.storage import remove_temp_files, write_csv, write_json
 from latentsweep.trial import environment, set_threads, study_inputs
 
@@ -137,15 +137,15 @@ def next_probes(config: StudyConfig, probes: list[dict[str, Any]], arrangement: 
     trials = study_trials(config, probes)
     combined = combine_seeds(collect_results(config.out, trials))
     grid = config.model.latent_dims
-    refined, attempted = {}, {}
+    refined, attempted, predicted = {}, {}, {}
     for variant in dict.fromkeys(trial.variant for trial in plan_trials(config)):
         rows = variant_rows(combined, variant)
-        psnr = overall_psnr(rows)
+        psnr, fd = overall_psnr(rows), overall_fd(rows)
         if not psnr:  # every grid trial of the variant failed: nothing to refine
             continue
         selection = config.selection
-        refined[variant] = apply_rule(psnr, overall_fd(rows), selection.tolerance_db, selection.fd_tolerance,
-                                      grid).refined
+        decision = apply_rule(psnr, fd, selection.tolerance_db, selection.fd_tolerance, grid)
+        refined[variant], predicted[variant] = decision.refined, predicted_answer(psnr, fd, decision)
         mine = [trial for trial in trials if trial.variant == variant]
         failed = {trial.latent_dim for trial in mine if (trial_dir(config.out, trial) / FAILED_MARKER).exists()}
         unfinished = {trial.latent_dim for trial in mine if not is_done(trial_dir(config.out, trial))
@@ -153,7 +153,7 @@ def next_probes(config: StudyConfig, probes: list[dict[str, Any]], arrangement: 
         attempted[variant] = set(psnr) | (failed - unfinished) | {size for v, size in tried if v == variant}
     needing = [v for v in refined if probe_sizes(refined[v], attempted[v], 1)]
     count = probes_per_round(len(needing), len(config.training.seeds), arrangement.workers)
-    return {v: probe_sizes(refined[v], attempted[v], count) for v in needing}
+    return {v: probe_sizes(refined[v], attempted[v], count, predicted[v]) for v in needing}
 
 
 # ----------------------------------------------------------------------------------------
