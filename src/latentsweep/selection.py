@@ -153,6 +153,7 @@ class Decision:
     reconstruction: Selection  # the reconstruction rule on the grid: the best size, its PSNR, the threshold
     reconstruction_refined: Refined  # the reconstruction rule alone, refined the same way
     combined: CombinedSelection | None  # None where the combined rule does not apply (no FD for every grid size)
+    grid: tuple[int, ...]  # the grid's sizes that have results: they fix the reference
     fd_ceiling: float | None = None  # the generation test's highest passing FD, where the combined rule decides
 
     @property
@@ -186,10 +187,10 @@ def apply_rule(psnr: Mapping[int, float], fd: Mapping[int, float] | None, tolera
     if combined_rule_applies(grid_psnr, grid_fd) and all(size in fd for size in psnr):
         chosen = select_combined(grid_psnr, grid_fd, tolerance_db, fd_tolerance)
     if chosen is None or chosen.fell_back:
-        return Decision(reconstruction_refined, reconstruction, reconstruction_refined, chosen)
+        return Decision(reconstruction_refined, reconstruction, reconstruction_refined, chosen, tuple(grid))
     fd_ceiling = grid_fd[chosen.best_fd_size] * (1 + fd_tolerance)
     both = refined(chosen.selected, lambda size: psnr_passes(size) and fd[size] <= fd_ceiling)
-    return Decision(both, reconstruction, reconstruction_refined, chosen, fd_ceiling)
+    return Decision(both, reconstruction, reconstruction_refined, chosen, tuple(grid), fd_ceiling)
 
 
 def predicted_answer(psnr: Mapping[int, float], fd: Mapping[int, float] | None, decision: Decision) -> int | None:
@@ -301,7 +302,7 @@ def decide(combined: Sequence[Mapping[str, Any]], tolerance_db: float, fd_tolera
     psnr = overall_psnr(combined)
     fd = overall_fd(combined)
     decision = apply_rule(psnr, fd, tolerance_db, fd_tolerance, grid_sizes)
-    grid = sorted(size for size in (grid_sizes if grid_sizes is not None else psnr) if size in psnr)
+    grid = decision.grid
     reconstruction, chosen = decision.reconstruction, decision.combined
     combined_decides = chosen is not None and not chosen.fell_back
     rule_sentences: list[str] = []
@@ -326,7 +327,7 @@ def decide(combined: Sequence[Mapping[str, Any]], tolerance_db: float, fd_tolera
     headline = (rule_sentences[:1] + sentences[1:2]) if chosen else sentences[:2]
     return Answer(selected, "combined" if combined_decides else "reconstruction", reconstruction,
                   tuple(rule_sentences + sentences[:2] + [resolution] + sentences[2:]), tuple(headline + [resolution]),
-                  decision.refined, tuple(grid), probes, untestable)
+                  decision.refined, grid, probes, untestable)
 
 
 @dataclass(frozen=True)
