@@ -6,7 +6,8 @@ import torch
 
 from torch.profiler import profile
 
-from latentsweep.model import ConvVAE, MlpConfig, MlpVAE, VAEConfig, count_parameters, vae_forward, vae_loss_terms
+from latentsweep.model import (ConvVAE, MlpConfig, MlpVAE, VAEConfig, conv_stage_sides, count_parameters, vae_forward,
+                               vae_loss_terms)
 
 
 @pytest.mark.parametrize("latent_dim", [1, 5, 20])
@@ -65,7 +66,8 @@ def test_config_round_trips_through_a_checkpoint_dict():
     rebuilt.load_state_dict(model.state_dict())
 
 
-@pytest.mark.parametrize("kwargs", [{"latent_dim": 0}, {"latent_dim": -3}, {"image_size": 30}, {"conv_channels": (16,)}])
+@pytest.mark.parametrize("kwargs", [{"latent_dim": 0}, {"latent_dim": -3}, {"image_size": 1}, {"conv_channels": (16,)},
+                                    {"image_size": 64, "conv_channels": (16, 32)}])
 def test_invalid_configs_are_refused(kwargs):
     with pytest.raises(ValueError):
         VAEConfig(**kwargs)
@@ -79,3 +81,64 @@ def test_the_mlp_is_the_pytorch_examples_shape():
     assert count_parameters(model) == 784 * 400 + 400 + 400 * 40 + 40 + 20 * 400 + 400 + 400 * 784 + 784
     output = vae_forward(model, torch.rand(3, 1, 28, 28), torch.Generator().manual_seed(0))
     assert output.logits.shape == (3, 1, 28, 28) and output.mean.shape == (3, 20)
+
+
+# --- The conv network derived from the image shape (issue 24) ------------------------------------
+
+@pytest.mark.parametrize("shape, channels, feature_map", [
+    ((1, 28, 28), (16, 32), (7, 7)),  # MNIST: two stages, as always
+    ((3, 32, 32), (16, 32), (8, 8)),  # CIFAR-10
+    ((1, 40, 40), (16, 32, 64), (5, 5)),
+    ((3, 30, 26), (16, 32), (7, 6)),  # odd sides on the way down: 15 and 13
+    ((3, 128, 96), (16, 32, 64, 128), (8, 6)),
+    ((1, 7, 5), (16,), (3, 2)),  # already small: one stage
+])
+def test_the_conv_network_follows_the_image_shape_back_to_exactly_its_size(shape, channels, feature_map):
+    """Stride-2 stages until the longer side is at most 8, channels doubling; the decoder returns exactly
+    the input's shape, odd sides included."""
+    config = VAEConfig(latent_dim=5, image_channels=shape[0], image_size=shape[1], image_width=shape[2])
+    model = ConvVAE(config)
+    assert config.conv_channels == channels and model.feature_shape == (channels[-1], *feature_map)
+    assert conv_stage_sides(*shape[1:])[-1] == feature_map
+    images = torch.rand(2, *shape)
+    output = model(images, generator=torch.Generator().manual_seed(0))
+    assert output.logits.shape == images.shape and output.mean.shape == (2, 5)
+    assert model.decode(torch.zeros(3, 5)).shape == (3, *shape)
+    mlp = MlpVAE(MlpConfig(latent_dim=5, image_channels=shape[0], image_size=shape[1], image_width=shape[2]))
+    assert mlp(images).logits.shape == images.shape
+
+
+def legacy_conv_vae(latent_dim: int) -> torch.nn.Module:
+    """The conv network as model.py wrote it before the shape was a parameter (two fixed stages for 1x28x28),
+    typed out again here so that the derived network can be held against it."""
+    from torch import nn
+
+    encoder = nn.Sequential(nn.Conv2d(1, 16, 4, 2, 1), nn.ReLU(), nn.Conv2d(16, 32, 4, 2, 1), nn.ReLU(), nn.Flatten(),
+                            nn.Linear(32 * 7 * 7, 256), nn.ReLU(), nn.Linear(256, 2 * latent_dim))
+    decoder = nn.Sequential(nn.Linear(latent_dim, 256), nn.ReLU(), nn.Linear(256, 32 * 7 * 7), nn.ReLU(),
+                            nn.Unflatten(1, (32, 7, 7)), nn.ConvTranspose2d(32, 16, 4, 2, 1), nn.ReLU(),
+                            nn.ConvTranspose2d(16, 1, 4, 2, 1))
+    return nn.ModuleDict({"encoder": encoder, "decoder": decoder})
+
+
+def test_for_mnist_the_network_and_its_seeded_weights_are_the_legacy_ones():
+    torch.manual_seed(3)
+    legacy = legacy_conv_vae(13)
+    torch.manual_seed(3)
+    derived = ConvVAE(VAEConfig(latent_dim=13))
+    legacy_state, derived_state = legacy.state_dict(), derived.state_dict()
+    assert list(derived_state) == list(legacy_state)
+    for name, tensor in legacy_state.items():
+        assert torch.equal(derived_state[name], tensor), name
+    assert [type(m).__name__ for m in derived.decoder] == [type(m).__name__ for m in legacy["decoder"]]
+    images = torch.rand(2, 1, 28, 28)
+    assert torch.equal(derived.decode(derived.encode(images)[0]), legacy["decoder"](legacy["encoder"](images)[:, :13]))
+
+
+def test_a_config_written_before_image_width_reads_as_square():
+    from latentsweep.architectures import stored_model_config
+
+    old = {"latent_dim": 4, "image_size": 28, "image_channels": 1, "conv_channels": [16, 32], "hidden_dim": 256}
+    assert VAEConfig(**old).image_shape == (1, 28, 28)
+    assert stored_model_config("conv", old) == dataclasses.asdict(VAEConfig(latent_dim=4))
+    assert stored_model_config("conv", {**old, "image_width": 20}) != dataclasses.asdict(VAEConfig(latent_dim=4))

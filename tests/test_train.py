@@ -123,6 +123,18 @@ def test_resuming_with_other_settings_is_refused(tmp_path, images):
                     TrainConfig(epochs=2, batch_size=16), images[:48], images[48:], CPU)
 
 
+def test_a_checkpoint_written_before_image_width_existed_still_resumes(tmp_path, images):
+    """Built-in conv checkpoints of earlier versions store no image_width: they are 28x28 and resume as such."""
+    spec, config = ModelSpec("conv", 2), TrainConfig(epochs=1, batch_size=16)
+    train_model(tmp_path / "run", spec, config, images[:48], images[48:], CPU)
+    checkpoint = torch.load(tmp_path / "run" / LAST_CHECKPOINT, weights_only=True)
+    assert checkpoint["model_config"].pop("image_width") == 28
+    torch.save(checkpoint, tmp_path / "run" / LAST_CHECKPOINT)
+    resumed = train_model(tmp_path / "run", spec, TrainConfig(epochs=2, batch_size=16), images[:48], images[48:], CPU,
+                          resume=True)
+    assert len(resumed.history) == 2
+
+
 # --- The learning-rate schedule ----------------------------------------------------------------
 
 def test_the_cosine_schedule_has_known_values():

@@ -57,11 +57,8 @@ class ModelSpec:
     def model_config(self) -> dict[str, Any]:
         """What a checkpoint stores as "model_config": the built-in model's config dataclass as a dict,
         or for a user's builder its two arguments."""
-        channels, size, _ = self.image_shape
-        if self.architecture == "conv":
-            return dataclasses.asdict(VAEConfig(latent_dim=self.latent_dim, image_size=size, image_channels=channels))
-        if self.architecture == "mlp":
-            return dataclasses.asdict(MlpConfig(latent_dim=self.latent_dim, image_size=size, image_channels=channels))
+        if self.architecture in BUILT_IN_CONFIGS:
+            return dataclasses.asdict(built_in_config(self.architecture, self.latent_dim, self.image_shape))
         return {"latent_dim": self.latent_dim, "image_shape": list(self.image_shape)}
 
     def checkpoint_fields(self) -> dict[str, Any]:
@@ -76,12 +73,32 @@ class ModelSpec:
         return model
 
 
+BUILT_IN_CONFIGS = {"conv": (VAEConfig, ConvVAE), "mlp": (MlpConfig, MlpVAE)}
+
+
+def built_in_config(name: str, latent_dim: int, shape: tuple[int, int, int]) -> VAEConfig | MlpConfig:
+    """A built-in architecture's config for images of `shape` (channels, height, width)."""
+    config_class, _ = BUILT_IN_CONFIGS[name]
+    channels, height, width = shape
+    return config_class(latent_dim=latent_dim, image_size=height, image_channels=channels, image_width=width)
+
+
+def stored_model_config(name: str, saved: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's model_config with the fields added since it was written at their defaults (a built-in
+    config written before image_width existed is square), as ModelSpec.model_config would write it now."""
+    if name not in BUILT_IN_CONFIGS or not isinstance(saved, dict):
+        return saved
+    try:
+        return dataclasses.asdict(BUILT_IN_CONFIGS[name][0](**saved))
+    except (TypeError, ValueError):
+        return saved  # not a config this version can read: the comparison fails and names it
+
+
 def builder(name: str) -> Builder:
     """The function that builds architecture `name`; a user's module is imported here."""
-    if name == "conv":
-        return lambda latent_dim, shape: ConvVAE(VAEConfig(latent_dim=latent_dim, image_size=shape[1], image_channels=shape[0]))
-    if name == "mlp":
-        return lambda latent_dim, shape: MlpVAE(MlpConfig(latent_dim=latent_dim, image_size=shape[1], image_channels=shape[0]))
+    if name in BUILT_IN_CONFIGS:
+        network = BUILT_IN_CONFIGS[name][1]
+        return lambda latent_dim, shape: network(built_in_config(name, latent_dim, shape))
     if name in _REGISTERED:
         return _REGISTERED[name]
     module_name, _, function_name = name.partition(":")
@@ -146,7 +163,7 @@ def spec_from_checkpoint(checkpoint: dict[str, Any], source: Any, trusted: Itera
                               "by itself)")
     try:
         shape = (tuple(config["image_shape"]) if "image_shape" in config
-                 else (config["image_channels"], config["image_size"], config["image_size"]))
+                 else (config["image_channels"], config["image_size"], config.get("image_width") or config["image_size"]))
         return ModelSpec(name, int(config["latent_dim"]), tuple(int(s) for s in shape))
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{source}: model_config lacks what the {name} architecture needs ({exc})") from None
@@ -157,8 +174,8 @@ def model_from_checkpoint(checkpoint: dict[str, Any], source: Any, trusted: Iter
     spec = spec_from_checkpoint(checkpoint, source, trusted)
     try:
         if spec.architecture in BUILTIN_ARCHITECTURES:
-            saved = checkpoint["model_config"]
-            model = ConvVAE(VAEConfig(**saved)) if spec.architecture == "conv" else MlpVAE(MlpConfig(**saved))
+            config_class, network = BUILT_IN_CONFIGS[spec.architecture]
+            model = network(config_class(**checkpoint["model_config"]))
         else:
             model = spec.build(seed=0)
         model.load_state_dict(checkpoint["model_state"])

@@ -1,21 +1,26 @@
-"""The VAEs latentsweep trains: plain networks for 28x28 grey images. Imports only torch.
+"""The VAEs latentsweep trains: plain networks for images of any size, grey or colour. Imports only torch.
 
 Every model offers `encode(images) -> (mean, log_var)` and `decode(latents) -> logits` (Bernoulli
 logits shaped like the images); `vae_forward` turns those two into one training forward pass, so a
 user's own network needs nothing else (architectures.py checks it).
 
-ConvVAE ("conv", the default):
-  Encoder: conv 4x4 stride 2 (1 -> c1) -> ReLU -> conv 4x4 stride 2 (c1 -> c2) -> ReLU
-           -> flatten (c2*7*7) -> linear (hidden) -> ReLU -> linear (2 * latent_dim) = mean, log-variance
-  Decoder: linear (hidden) -> ReLU -> linear (c2*7*7) -> ReLU -> transposed conv 4x4 stride 2 (c2 -> c1)
-           -> ReLU -> transposed conv 4x4 stride 2 (c1 -> 1) = Bernoulli logits per pixel
-  With the defaults (c1=16, c2=32, hidden=256) it has about 0.84 M parameters; the fully connected
-  layer gives the decoder enough capacity that the latent size, not the network, limits quality.
+ConvVAE ("conv", the default), derived from the image shape (C, H, W):
+  Encoder: stages of conv 4x4 stride 2 padding 1 -> ReLU, each halving the feature map (rounding down)
+           with wider channels (16, 32, 64, ...), until its longer side is at most 8 (at least one stage)
+           -> flatten -> linear (hidden) -> ReLU -> linear (2 * latent_dim) = mean, log-variance
+  Decoder: linear (hidden) -> ReLU -> linear (features) -> ReLU -> the stages mirrored as transposed
+           convs 4x4 stride 2, each doubling the map (plus one row or column where the encoder rounded
+           down: output_padding), the last to C channels = Bernoulli logits per pixel, exactly H x W.
+  For 1x28x28: two stages (28 -> 14 -> 7, channels 16 and 32), hidden 256, about 0.84 M parameters,
+  the same layers in the same order as before the shape was a parameter, so a seed gives the same
+  weights; the fully connected layer gives the decoder enough capacity that the latent size, not the
+  network, limits quality.
 
-MlpVAE ("mlp"): the pytorch/examples VAE, 784 -> 400 -> (mean, log-variance) and z -> 400 -> 784.
+MlpVAE ("mlp"): the pytorch/examples VAE, pixels -> 400 -> (mean, log-variance) and z -> 400 -> pixels.
 
 A checkpoint stores `dataclasses.asdict(config)` as "model_config", so a model is rebuilt with
-`ConvVAE(VAEConfig(**checkpoint["model_config"]))` (or MlpVAE(MlpConfig(...))).
+`ConvVAE(VAEConfig(**checkpoint["model_config"]))` (or MlpVAE(MlpConfig(...))); a config written
+before `image_width` existed reads as square.
 """
 
 from __future__ import annotations
@@ -28,25 +33,49 @@ import torch.nn.functional as F
 from torch import nn
 
 
+MAX_FEATURE_SIDE = 8  # the conv encoder halves the map until its longer side is at most this
+FIRST_CHANNELS = 16  # the first stage's channels; each later stage doubles them
+
+
+def conv_stage_sides(height: int, width: int) -> list[tuple[int, int]]:
+    """The feature map's (height, width) after each stride-2 stage: conv 4x4 stride 2 padding 1 maps a side
+    n to n // 2; stages go on until the longer side is at most MAX_FEATURE_SIDE, at least one."""
+    sides = [(height // 2, width // 2)]
+    while max(sides[-1]) > MAX_FEATURE_SIDE:
+        sides.append((sides[-1][0] // 2, sides[-1][1] // 2))
+    return sides
+
+
 @dataclass(frozen=True)
 class VAEConfig:
     latent_dim: int = 10
-    image_size: int = 28
+    image_size: int = 28  # the height, and the width unless image_width says otherwise
     image_channels: int = 1
-    conv_channels: tuple[int, int] = (16, 32)
+    conv_channels: tuple[int, ...] | None = None  # one per stage; None: derived from the shape (16, 32, ...)
     hidden_dim: int = 256
+    image_width: int | None = None  # None: square
 
     def __post_init__(self) -> None:
         # JSON round trips turn tuples into lists; keep the config hashable and comparable.
-        object.__setattr__(self, "conv_channels", tuple(int(c) for c in self.conv_channels))
+        width = self.image_size if self.image_width is None else int(self.image_width)
+        object.__setattr__(self, "image_width", width)
         if self.latent_dim < 1:
             raise ValueError(f"latent_dim must be at least 1, got {self.latent_dim}")
-        if self.image_size % 4 != 0 or self.image_size < 4:
-            raise ValueError(f"image_size must be a positive multiple of 4, got {self.image_size}")
-        if len(self.conv_channels) != 2 or min(self.conv_channels) < 1:
-            raise ValueError(f"conv_channels must be two positive integers, got {self.conv_channels}")
+        if min(self.image_size, width) < 2:
+            raise ValueError(f"the image must be at least 2x2 pixels, got {self.image_size}x{width}")
+        stages = len(conv_stage_sides(self.image_size, width))
+        channels = (tuple(FIRST_CHANNELS * 2 ** stage for stage in range(stages)) if self.conv_channels is None
+                    else tuple(int(c) for c in self.conv_channels))
+        object.__setattr__(self, "conv_channels", channels)
+        if len(channels) != stages or min(channels) < 1:
+            raise ValueError(f"conv_channels must be {stages} positive integers for "
+                             f"{self.image_size}x{width} images (one per stage), got {channels}")
         if self.hidden_dim < 1 or self.image_channels < 1:
             raise ValueError("hidden_dim and image_channels must be positive")
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.image_channels, self.image_size, self.image_width)
 
 
 class VAEOutput(NamedTuple):
@@ -83,41 +112,50 @@ class ConvVAE(VAE):
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
         self.config = config
-        c1, c2 = config.conv_channels
-        side = config.image_size // 4
-        self.feature_shape = (c2, side, side)
-        features = c2 * side * side
+        channels, height, width = config.image_shape
+        sides = conv_stage_sides(height, width)
+        self.feature_shape = (config.conv_channels[-1], *sides[-1])
+        features = config.conv_channels[-1] * sides[-1][0] * sides[-1][1]
+        encoder: list[nn.Module] = []
+        for into, out in zip((channels, *config.conv_channels), config.conv_channels):
+            encoder += [nn.Conv2d(into, out, kernel_size=4, stride=2, padding=1), nn.ReLU()]
         self.encoder = nn.Sequential(
-            nn.Conv2d(config.image_channels, c1, kernel_size=4, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(c1, c2, kernel_size=4, stride=2, padding=1),
-            nn.ReLU(),
+            *encoder,
             nn.Flatten(),
             nn.Linear(features, config.hidden_dim),
             nn.ReLU(),
             nn.Linear(config.hidden_dim, 2 * config.latent_dim),
         )
-        self.decoder = nn.Sequential(
+        decoder: list[nn.Module] = [
             nn.Linear(config.latent_dim, config.hidden_dim),
             nn.ReLU(),
             nn.Linear(config.hidden_dim, features),
             nn.ReLU(),
             nn.Unflatten(1, self.feature_shape),
-            nn.ConvTranspose2d(c2, c1, kernel_size=4, stride=2, padding=1),
-            nn.ReLU(),
-            nn.ConvTranspose2d(c1, config.image_channels, kernel_size=4, stride=2, padding=1),
-        )
+        ]
+        # Mirror the stages: from each map's side back to the side before it, one more where it was odd.
+        before = [(height, width), *sides[:-1]]
+        outs = [*reversed(config.conv_channels[:-1]), channels]
+        for stage, (into, out) in enumerate(zip(reversed(config.conv_channels), outs)):
+            (target_h, target_w), (side_h, side_w) = before[-1 - stage], sides[-1 - stage]
+            decoder.append(nn.ConvTranspose2d(into, out, kernel_size=4, stride=2, padding=1,
+                                              output_padding=(target_h - 2 * side_h, target_w - 2 * side_w)))
+            if stage < len(sides) - 1:  # ReLU between stages; the last gives logits
+                decoder.append(nn.ReLU())
+        self.decoder = nn.Sequential(*decoder)
 
 
 @dataclass(frozen=True)
 class MlpConfig:
     latent_dim: int = 10
-    image_size: int = 28
+    image_size: int = 28  # the height, and the width unless image_width says otherwise
     image_channels: int = 1
     hidden_dim: int = 400
+    image_width: int | None = None  # None: square
 
     def __post_init__(self) -> None:
-        if self.latent_dim < 1 or self.hidden_dim < 1 or self.image_size < 1 or self.image_channels < 1:
+        object.__setattr__(self, "image_width", self.image_size if self.image_width is None else int(self.image_width))
+        if min(self.latent_dim, self.hidden_dim, self.image_size, self.image_width, self.image_channels) < 1:
             raise ValueError(f"every size of an MLP VAE must be positive, got {self}")
 
 
@@ -127,8 +165,8 @@ class MlpVAE(VAE):
     def __init__(self, config: MlpConfig) -> None:
         super().__init__()
         self.config = config
-        self.image_shape = (config.image_channels, config.image_size, config.image_size)
-        pixels = config.image_channels * config.image_size * config.image_size
+        self.image_shape = (config.image_channels, config.image_size, config.image_width)
+        pixels = config.image_channels * config.image_size * config.image_width
         self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(pixels, config.hidden_dim), nn.ReLU(),
                                      nn.Linear(config.hidden_dim, 2 * config.latent_dim))
         self.decoder = nn.Sequential(nn.Linear(config.latent_dim, config.hidden_dim), nn.ReLU(),

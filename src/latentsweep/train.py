@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from latentsweep.architectures import ModelSpec
+from latentsweep.architectures import ModelSpec, stored_model_config
 from latentsweep.config import LEGACY_AXIS_VALUES
 from latentsweep.errors import CheckpointError, ConfigError, TrainingDiverged
 from latentsweep.kernels import use_fast_cpu_kernels
@@ -209,8 +209,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def _check_same_experiment(checkpoint: dict[str, Any], spec: ModelSpec, train_config: TrainConfig,
                            path: Path) -> None:
     """Refuse to continue a checkpoint made with other settings; only more epochs are allowed."""
-    made_for = {"architecture": checkpoint.get("architecture", LEGACY_AXIS_VALUES["architecture"]),
-                "model_config": checkpoint.get("model_config")}
+    architecture = checkpoint.get("architecture", LEGACY_AXIS_VALUES["architecture"])
+    made_for = {"architecture": architecture,
+                "model_config": stored_model_config(architecture, checkpoint.get("model_config"))}
     if made_for != spec.checkpoint_fields():
         raise CheckpointError(f"{path}: made for another model ({made_for}); use another output folder or delete it")
     # Fields added after a checkpoint was written take their defaults.
