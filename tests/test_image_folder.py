@@ -1,4 +1,4 @@
-"""The third data source: a folder of the user's own 28x28 grey PNGs, labelled in labels.csv."""
+"""The third data source: a folder of the user's own PNG or JPEG images, labelled in labels.csv."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_pixels_labels_and_splits_read_back_exactly(tmp_path):
     images = toy_images(6)
     write_png_folder(tmp_path, images, ["b", "a", "b", "a", "b", "a"], ["train", "train", "train", "train", "test", "test"])
     read, labels, splits = read_image_folder(tmp_path)
-    assert np.array_equal(read, images)
+    assert read.shape == (6, 1, 28, 28) and np.array_equal(read[:, 0], images)
     assert labels == ["b", "a", "b", "a", "b", "a"] and splits == ["train"] * 4 + ["test"] * 2
 
 
@@ -80,9 +80,12 @@ def save(name: str, image: Image.Image, image_format: str = "PNG"):
     (replace_csv("file,label\nimg/00000.png,\n"), "line 2: empty file or label"),
     (replace_csv("file,label\nimg/99999.png,a\n"), "img/99999.png (" ),
     (replace_csv("file,label,split\nimg/00000.png,a,validation\n"), "split 'validation' is not train or test"),
-    (save("img/00001.png", Image.new("L", (32, 32))), "expected a 28x28 image, found 32x32"),
-    (save("img/00001.png", Image.new("RGB", (28, 28), (255, 0, 0))), "a colour image; latentsweep needs grey images"),
-    (save("img/00001.png", Image.new("L", (28, 28)), "JPEG"), "not a PNG file (found JPEG)"),
+    (save("img/00001.png", Image.new("L", (32, 30))), "img/00001.png (" ),
+    (save("img/00001.png", Image.new("L", (32, 30))), "32x30 pixels (width x height), but "),
+    (save("img/00001.png", Image.new("RGB", (28, 28), (255, 0, 0))), "3 channel(s), but "),
+    (save("img/00001.png", Image.new("L", (28, 28)), "GIF"), "not a PNG or JPEG file (found GIF)"),
+    (save("img/00001.png", Image.new("RGBA", (28, 28), (9, 9, 9, 100))), "has transparent pixels (RGBA)"),
+    (save("img/00001.png", Image.new("F", (28, 28)), "TIFF"), "not a PNG or JPEG file (found TIFF)"),
     (lambda folder: (folder / "img" / "00001.png").write_bytes(b"not an image"), "not a readable image"),
     (replace_csv("file,label,split\nimg/00000.png,a,train\nimg/00001.png,b,train\nimg/00002.png,a,test\n"),
      "no test images of class(es) b"),
@@ -123,3 +126,97 @@ def test_study_on_a_folder_of_pngs_uses_the_folders_class_names(idx_data, tmp_pa
     assert '"class_names":["one","seven","zero"]' in (out / "explorer.html").read_text()
     assert main(["reconstruct", str(out / "models" / "conv_beta1_latent004_seed0" / "best.pt"), "--dataset", "folder",
                  "--data-dir", str(folder), "--per-class", "4", "--out", str(tmp_path / "recon.png")]) == 0
+
+
+# --- Any size, grey or colour (issue 24) ---------------------------------------------------------
+
+def write_images(folder: Path, images: list[Image.Image], image_format: str = "PNG") -> Path:
+    """Images saved as they are (any mode and size), labelled a, b, a, b, ... in labels.csv."""
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = {"PNG": "png", "JPEG": "jpg"}[image_format]
+    with (folder / "labels.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "label"])
+        for i, image in enumerate(images):
+            image.save(folder / f"{i:03d}.{suffix}", format=image_format)
+            writer.writerow([f"{i:03d}.{suffix}", "ab"[i % 2]])
+    return folder
+
+
+def rgb(height: int, width: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+
+
+def test_colour_and_odd_sizes_read_back_exactly_as_channels_first(tmp_path):
+    pixels = [rgb(26, 30, seed) for seed in range(3)]  # 30 wide, 26 high
+    read, labels, _ = read_image_folder(write_images(tmp_path / "rgb", [Image.fromarray(p) for p in pixels]))
+    assert read.shape == (3, 3, 26, 30) and read.dtype == np.uint8 and labels == ["a", "b", "a"]
+    assert np.array_equal(read, np.stack(pixels).transpose(0, 3, 1, 2))
+    grey = np.random.default_rng(5).integers(0, 256, size=(2, 40, 40), dtype=np.uint8)
+    read, _, _ = read_image_folder(write_images(tmp_path / "grey", [Image.fromarray(g) for g in grey]))
+    assert read.shape == (2, 1, 40, 40) and np.array_equal(read[:, 0], grey)
+
+
+def test_the_conversion_rules_for_palette_alpha_and_sixteen_bit_images(tmp_path):
+    palette = Image.new("P", (4, 2))
+    palette.putpalette([0, 0, 0, 200, 100, 50] + [0] * 762)
+    palette.putpixel((1, 0), 1)
+    opaque = Image.fromarray(np.dstack([rgb(2, 4, 1), np.full((2, 4), 255, np.uint8)]), mode="RGBA")
+    deep = Image.fromarray(np.array([[0, 257, 32896, 65535]] * 2, dtype=np.uint16))  # 16-bit grey
+    assert deep.mode.startswith("I")
+    read = [read_image_folder(write_images(tmp_path / name, [image, image]))[0][0]
+            for name, image in (("p", palette), ("rgba", opaque), ("deep", deep))]
+    assert read[0].shape == (3, 2, 4) and read[0][:, 0, 1].tolist() == [200, 100, 50] and read[0][:, 0, 0].tolist() == [0, 0, 0]
+    assert np.array_equal(read[1], rgb(2, 4, 1).transpose(2, 0, 1))  # opaque alpha dropped
+    assert read[2].shape == (1, 2, 4) and read[2][0, 0].tolist() == [0, 1, 128, 255]  # value * 255 / 65535, rounded
+
+
+def test_image_size_resizes_and_channels_convert_every_image(tmp_path):
+    images = [Image.fromarray(rgb(32, 32, 0)), Image.fromarray(rgb(40, 24, 1)), Image.fromarray(rgb(28, 28, 2)).convert("L")]
+    folder = write_images(tmp_path / "mixed", images)
+    with pytest.raises(DataError, match=r"001.png .*24x40 pixels \(width x height\), but .*000.png is 32x32; pass --image-size"):
+        read_image_folder(folder)
+    read, _, _ = read_image_folder(folder, image_size=(20, 16), channels=3)
+    assert read.shape == (3, 3, 20, 16)
+    assert np.array_equal(read[2][0], read[2][1]) and np.array_equal(read[2][0], read[2][2])  # grey to RGB: copies
+    grey, _, _ = read_image_folder(folder, image_size=(32, 32), channels=1)
+    luma = np.asarray(Image.fromarray(rgb(32, 32, 0)).convert("L"))  # ITU-R 601-2, no resize at the same size
+    assert grey.shape == (3, 1, 32, 32) and np.array_equal(grey[0, 0], luma)
+    flat = np.full((32, 32, 3), 77, np.uint8)  # antialiased resizing keeps a flat image flat
+    small, _, _ = read_image_folder(write_images(tmp_path / "flat", [Image.fromarray(flat)] * 2), image_size=(7, 9))
+    assert small.shape == (2, 3, 7, 9) and np.all(small == 77)
+
+
+def test_mixed_channels_are_refused_naming_the_first_that_differs(tmp_path):
+    folder = write_images(tmp_path / "c", [Image.fromarray(rgb(8, 8, 0)).convert("L"), Image.fromarray(rgb(8, 8, 1))])
+    with pytest.raises(DataError, match=r"001.png .*3 channel\(s\), but .*000.png has 1; pass --channels 1 or 3"):
+        read_image_folder(folder)
+
+
+def test_jpeg_reads_and_a_study_needs_28x28_grey_until_told_to_convert(tmp_path, capsys):
+    from latentsweep.config import build_config
+    from latentsweep.data import load_data
+
+    images = [Image.fromarray(rgb(32, 32, seed)) for seed in range(70)]
+    folder = write_images(tmp_path / "jpeg", images, "JPEG")
+    settings = {"dataset": "folder", "data_dir": str(folder), "val_size": 10}
+    with pytest.raises(DataError, match="32x32 images with 3 channel.s.; a study reads 28x28 grey images so far: pass "
+                                        "--image-size 28 --channels 1"):
+        load_data(build_config(settings).data)
+    dataset, _ = load_data(build_config({**settings, "image_size": "28", "channels": "1"}).data)
+    assert tuple(dataset.test.images.shape[1:]) == (1, 28, 28) and len(dataset.test) == 10
+    assert main(["run", "--dataset", "folder", "--data-dir", str(folder), "--out", str(tmp_path / "s"), "--dry-run",
+                 "--val-size", "10", "--image-size", "28x28", "--channels", "1"]) == 0
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--image-size", "32x"], "--image-size: '32x' is not N or HxW"),
+    (["--image-size", "1"], "each side must be between 2 and 4096"),
+    (["--channels", "2"], "--channels: must be 1 (grey) or 3 (RGB), got 2"),
+    (["--dataset", "mnist", "--channels", "1"], "--image-size and --channels: only used with --dataset folder"),
+])
+def test_bad_image_options_are_one_line_errors(tmp_path, capsys, flags, message):
+    base = ["run", "--data-dir", str(tmp_path), "--out", str(tmp_path / "s"), "--dry-run"]
+    assert main(base + (["--dataset", "folder"] if "--dataset" not in flags else []) + flags) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

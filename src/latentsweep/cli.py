@@ -48,9 +48,14 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--data-dir", help="folder with the four IDX files (.gz or not), or with a sub-folder named "
                        "after the data set (with --dataset folder: the folder of PNGs and labels.csv); default: $LATENTSWEEP_DATA_DIR, else ~/.cache/latentsweep/datasets/NAME, "
                        "where a missing data set is downloaded and verified")
-    group.add_argument("--dataset", help=f"one of {', '.join(DATASET_NAMES)} (default mnist); folder: your own 28x28 "
-                       "grey PNGs in --data-dir, listed in its labels.csv with columns file,label and optionally split "
-                       "(train or test; without it a stratified seventh of the images is the test set)")
+    group.add_argument("--dataset", help=f"one of {', '.join(DATASET_NAMES)} (default mnist); folder: your own PNG or "
+                       "JPEG images in --data-dir, listed in its labels.csv with columns file,label and optionally split "
+                       "(train or test; without it a stratified seventh of the images is the test set); a study reads "
+                       "28x28 grey images so far: --image-size 28 --channels 1 converts others")
+    group.add_argument("--image-size", help="with --dataset folder: resize every image to N x N or HxW pixels (Pillow's "
+                       "antialiased Lanczos filter); default: every image must have the first's size")
+    group.add_argument("--channels", help="with --dataset folder: 1 converts every image to grey (ITU-R 601-2 luma), 3 to "
+                       "RGB; default: every image must have the first's channels")
     group.add_argument("--no-verify-data", dest="verify_data", action="store_false",
                        help="accept IDX files whose content differs from the canonical files' SHA-256")
     group.add_argument("--val-size", help="validation images taken from the training split, stratified (default 5000)")
@@ -462,7 +467,7 @@ def cmd_dimension(args: argparse.Namespace) -> int:
     from latentsweep.dimension import ESTIMATORS, MLE_NEIGHBOURS
     from latentsweep.study import data_dimension_rows
 
-    config = build_config({**{k: getattr(args, k) for k in ("data_dir", "dataset", "verify_data") if k in vars(args)},
+    config = build_config({**{k: getattr(args, k) for k in ("data_dir", "dataset", "verify_data", "image_size", "channels") if k in vars(args)},
                            "val_size": 10})  # the test split alone matters
     dataset, data_dir = load_data(config.data)
     rows = data_dimension_rows(dataset)
@@ -494,7 +499,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     per_class = int_option(args.per_class, "--per-class", 1)
     out = _output_png(args.out)
     # The test split does not depend on the validation size; the smallest one loads the fewest images twice.
-    config = build_config({**{k: getattr(args, k) for k in ("data_dir", "dataset", "verify_data") if k in vars(args)}, "val_size": 10})
+    config = build_config({**{k: getattr(args, k) for k in ("data_dir", "dataset", "verify_data", "image_size", "channels") if k in vars(args)}, "val_size": 10})
     model, spec = _load_model(args.checkpoint, trusted_architectures(args))
     dataset, _ = load_data(config.data)
     test = dataset.test

@@ -101,6 +101,8 @@ class DataConfig:
     split_seed: int = 0
     train_subset: int | None = None
     binarize: bool = False
+    image_size: str | None = None  # --dataset folder: "N" or "HxW" resizes every image; None: all the first's size
+    channels: int | None = None  # --dataset folder: 1 or 3 converts every image; None: all the first's channels
 
 
 @dataclass(frozen=True)
@@ -349,6 +351,10 @@ def validate(config: StudyConfig) -> None:
     need(data.train_subset is None or data.train_subset >= 10, f"--train-subset: must be at least 10 (one image per class), got {data.train_subset}")
     need(data.val_size >= 10, f"--val-size: must be at least 10 (one image per class), got {data.val_size}")
     need(data.split_seed >= 0, f"--split-seed: must be non-negative, got {data.split_seed}")
+    parse_image_size(data.image_size)
+    need(data.channels in (None, 1, 3), f"--channels: must be 1 (grey) or 3 (RGB), got {data.channels}")
+    need((data.image_size is None and data.channels is None) or data.dataset == "folder",
+         "--image-size and --channels: only used with --dataset folder")
 
     for name in model.architecture:
         need(name in BUILTIN_ARCHITECTURES or _looks_like_builder(name),
@@ -394,6 +400,19 @@ def validate(config: StudyConfig) -> None:
     need(execution.workers is None or execution.scheduler is None,
          "--workers: sets the number of local worker processes; with --scheduler the cluster decides")
     need(execution.workers is None or execution.workers >= 1, f"--workers: must be at least 1, got {execution.workers}")
+
+
+def parse_image_size(text: str | None) -> tuple[int, int] | None:
+    """--image-size: "N" (N x N) or "HxW" as (height, width); a one-line error naming the option otherwise."""
+    if text is None:
+        return None
+    parts = str(text).lower().replace(" ", "").split("x")
+    if len(parts) not in (1, 2) or not all(part.isdigit() for part in parts):
+        raise ConfigError(f"--image-size: {text!r} is not N or HxW (for example 32 or 64x48)")
+    height, width = int(parts[0]), int(parts[-1])
+    if min(height, width) < 2 or max(height, width) > 4096:
+        raise ConfigError(f"--image-size: {text!r}: each side must be between 2 and 4096 pixels")
+    return height, width
 
 
 def _looks_like_builder(name: str) -> bool:

@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from latentsweep.config import DataConfig
+from latentsweep.config import DataConfig, parse_image_size
 from latentsweep.errors import ConfigError, DataError
 from latentsweep.storage import atomic_write_bytes
 
@@ -39,6 +39,7 @@ IDX_DTYPES: dict[int, np.dtype] = {
 }
 
 ENV_DATA_DIR = "LATENTSWEEP_DATA_DIR"
+STUDY_IMAGE_SHAPE = (1, 28, 28)  # what training, evaluation and the report read so far
 
 
 @dataclass(frozen=True)
@@ -297,8 +298,10 @@ def stratified_sample(labels: np.ndarray, count: int, rng: np.random.Generator) 
 
 
 def to_split(images: np.ndarray, labels: np.ndarray) -> Split:
+    """(N, H, W) grey or (N, C, H, W) uint8 images as float (N, C, H, W) in [0, 1]."""
     # np.array copies: arrays parsed from bytes are read-only, which torch warns about.
-    pixels = torch.from_numpy(np.array(images, dtype=np.float32)).div_(255.0).unsqueeze(1)
+    pixels = torch.from_numpy(np.array(images, dtype=np.float32)).div_(255.0)
+    pixels = pixels.unsqueeze(1) if pixels.ndim == 3 else pixels
     return Split(images=pixels, labels=torch.from_numpy(labels.astype(np.int64)))
 
 
@@ -344,24 +347,36 @@ def make_splits(name: str, class_names: tuple[str, ...], folder: Path, train: tu
 
 
 # ----------------------------------------------------------------------------------------
-# A folder of the user's own images: 28x28 grey PNGs listed with their labels in labels.csv
+# A folder of the user's own images: PNG or JPEG, listed with their labels in labels.csv
+#
+# Every image becomes 8-bit grey (1 channel) or 8-bit RGB (3 channels) by these rules (docs/data.md):
+#   1-bit and 8-bit grey as they are; 16-bit grey scaled to 8 bits (value * 255 / 65535, rounded);
+#   RGB, CMYK and YCbCr JPEGs as RGB; a palette image as the RGB colours of its palette;
+#   an alpha channel dropped where every pixel is opaque, and the image refused where one is not
+#   (flattening onto a background is the user's choice, not ours); any other mode refused.
+# Then `channels` (--channels) converts grey to RGB (the value in each channel) or RGB to grey (ITU-R
+# 601-2 luma, Pillow's "L"), and `image_size` (--image-size) resizes with Pillow's Lanczos filter,
+# antialiased (its support widens with the reduction). Without them, every image must have the first's
+# channels and size, and the first that differs is named.
 
 
 FOLDER_DATASET = "folder"
 LABELS_FILE = "labels.csv"
 FOLDER_TEST_SHARE = 1 / 7  # MNIST's 10,000 of 70,000, used when labels.csv has no split column
 SPLITS = ("train", "test")
+IMAGE_FORMATS = ("PNG", "JPEG")
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
 
 
-def read_image_folder(folder: Path) -> tuple[np.ndarray, list[str], list[str] | None]:
-    """Images (N, 28, 28) uint8, their labels and, when labels.csv has a `split` column, their splits.
+def read_image_folder(folder: Path, image_size: tuple[int, int] | None = None,
+                      channels: int | None = None) -> tuple[np.ndarray, list[str], list[str] | None]:
+    """Images (N, C, H, W) uint8, their labels and, when labels.csv has a `split` column, their splits.
 
     labels.csv has a header with `file` (a path relative to the folder) and `label` (any text: a
-    digit, a word); an optional `split` column says train or test for each image.
+    digit, a word); an optional `split` column says train or test for each image. `image_size`
+    (height, width) and `channels` convert every image; without them all must agree with the first.
     """
     import csv
-
-    from PIL import Image, UnidentifiedImageError
 
     listing = folder / LABELS_FILE
     if not listing.is_file():
@@ -380,7 +395,9 @@ def read_image_folder(folder: Path) -> tuple[np.ndarray, list[str], list[str] | 
     if not rows:
         raise DataError(f"{listing}: lists no images")
     has_split = "split" in columns
-    images, labels, splits = np.empty((len(rows), 28, 28), dtype=np.uint8), [], []
+    images: np.ndarray | None = None
+    first = ""
+    labels, splits = [], []
     for number, row in enumerate(rows):
         line = f"{listing}, line {number + 2}"
         name, label = (row.get("file") or "").strip(), (row.get("label") or "").strip()
@@ -392,30 +409,62 @@ def read_image_folder(folder: Path) -> tuple[np.ndarray, list[str], list[str] | 
                 raise DataError(f"{line}: split {row.get('split')!r} is not train or test")
             splits.append(split)
         path = folder / name
-        try:
-            with Image.open(path) as image:
-                if image.format != "PNG":
-                    raise DataError(f"{path} ({line}): not a PNG file (found {image.format})")
-                images[number] = grey_pixels(image, path)
-        except FileNotFoundError:
-            raise DataError(f"{path} ({line}): file not found") from None
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(f"{path} ({line}): not a readable image ({exc})") from None
+        pixels = read_image(path, f"{path} ({line})", image_size, channels)
+        if images is None:
+            images, first = np.empty((len(rows), *pixels.shape), dtype=np.uint8), str(path)
+        elif pixels.shape[0] != images.shape[1]:
+            raise DataError(f"{path} ({line}): {pixels.shape[0]} channel(s), but {first} has {images.shape[1]}; pass "
+                            "--channels 1 or 3 to convert every image")
+        elif pixels.shape != images.shape[1:]:
+            raise DataError(f"{path} ({line}): {pixels.shape[2]}x{pixels.shape[1]} pixels (width x height), but {first} "
+                            f"is {images.shape[3]}x{images.shape[2]}; pass --image-size to resize every image")
+        images[number] = pixels
         labels.append(label)
     return images, labels, splits if has_split else None
 
 
-def grey_pixels(image, path: Path) -> np.ndarray:
-    """28x28 uint8 pixels of a grey PNG; colour images are refused rather than silently converted."""
-    if image.size != (28, 28):
-        raise DataError(f"{path}: expected a 28x28 image, found {image.size[0]}x{image.size[1]}")
-    if image.mode in ("RGB", "RGBA"):
-        channels = np.asarray(image)[..., :3]
-        if not (np.array_equal(channels[..., 0], channels[..., 1]) and np.array_equal(channels[..., 0], channels[..., 2])):
-            raise DataError(f"{path}: a colour image; latentsweep needs grey images")
-    elif image.mode not in ("L", "LA", "1", "P"):
-        raise DataError(f"{path}: unsupported PNG mode {image.mode}; save it as 8-bit greyscale")
-    return np.asarray(image.convert("L"), dtype=np.uint8)
+def read_image(path: Path, where: str, image_size: tuple[int, int] | None = None,
+               channels: int | None = None) -> np.ndarray:
+    """One PNG or JPEG as (C, H, W) uint8 by the rules above; `where` names it in errors."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            if image.format not in IMAGE_FORMATS:
+                raise DataError(f"{where}: not a PNG or JPEG file (found {image.format})")
+            picture = Image.fromarray(image_pixels(image, where))
+    except FileNotFoundError:
+        raise DataError(f"{where}: file not found") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"{where}: not a readable image ({exc})") from None
+    if channels is not None and len(picture.getbands()) != channels:
+        picture = picture.convert("L" if channels == 1 else "RGB")
+    if image_size is not None and picture.size != (image_size[1], image_size[0]):
+        picture = picture.resize((image_size[1], image_size[0]), Image.Resampling.LANCZOS)
+    pixels = np.asarray(picture, dtype=np.uint8)
+    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1).copy()
+
+
+def image_pixels(image, where: str) -> np.ndarray:
+    """(H, W) grey or (H, W, 3) RGB uint8 pixels of an open image, by the rules above."""
+    mode = image.mode
+    if mode in ("1", "L"):
+        return np.asarray(image.convert("L"), dtype=np.uint8)
+    if mode in SIXTEEN_BIT_MODES:
+        values = np.asarray(image, dtype=np.int64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise DataError(f"{where}: {mode} pixels outside 0..65535; save it as 8- or 16-bit greyscale")
+        return ((values * 255 + 65535 // 2) // 65535).astype(np.uint8)
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        mode = image.mode
+    if mode in ("LA", "RGBA", "PA"):
+        if np.asarray(image.getchannel("A")).min() < 255:
+            raise DataError(f"{where}: has transparent pixels ({mode}); flatten it onto a background first")
+        return np.asarray(image.convert("L" if mode == "LA" else "RGB"), dtype=np.uint8)
+    if mode in ("RGB", "CMYK", "YCbCr"):
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    raise DataError(f"{where}: unsupported image mode {mode}; save it as 8-bit greyscale or RGB")
 
 
 def class_order(labels: list[str]) -> tuple[str, ...]:
@@ -427,10 +476,11 @@ def class_order(labels: list[str]) -> tuple[str, ...]:
 
 
 def load_image_folder(folder: Path, val_size: int = 5000, train_subset: int | None = None,
-                      split_seed: int = 0) -> Dataset:
+                      split_seed: int = 0, image_size: tuple[int, int] | None = None,
+                      channels: int | None = None) -> Dataset:
     """The folder's images as a Dataset: the test split from labels.csv's split column, or else a
     stratified, seeded seventh of the images; validation from the rest, as for MNIST."""
-    images, label_text, splits = read_image_folder(folder)
+    images, label_text, splits = read_image_folder(folder, image_size, channels)
     class_names = class_order(label_text)
     index = {name: i for i, name in enumerate(class_names)}
     labels = np.array([index[name] for name in label_text], dtype=np.uint8 if len(class_names) <= 256 else np.int64)
@@ -478,7 +528,12 @@ def load_data(data: DataConfig) -> tuple[Dataset, Path]:
     log.info("loading %s from %s", data.dataset, data_dir)
     if data.dataset == FOLDER_DATASET:
         dataset = load_image_folder(data_dir, val_size=data.val_size, train_subset=data.train_subset,
-                                    split_seed=data.split_seed)
+                                    split_seed=data.split_seed, image_size=parse_image_size(data.image_size),
+                                    channels=data.channels)
+        shape = tuple(dataset.test.images.shape[1:])
+        if shape != STUDY_IMAGE_SHAPE:
+            raise DataError(f"{data_dir}: {shape[1]}x{shape[2]} images with {shape[0]} channel(s); a study reads 28x28 "
+                            "grey images so far: pass --image-size 28 --channels 1 to convert them")
     else:
         dataset = load_dataset(DATASETS[data.dataset], data_dir, val_size=data.val_size,
                                train_subset=data.train_subset, split_seed=data.split_seed, verify=data.verify_data)
