@@ -102,3 +102,20 @@ def test_combine_seeds_passes_one_seed_through_and_averages_several():
     assert several[0]["mean"] == pytest.approx(12.0) and several[0]["n"] == 3 and several[0]["ci_over"] == "seeds"
     assert several[0]["ci_low"] == pytest.approx(12.0 - stats.t.ppf(0.975, 2) * 2.0 / math.sqrt(3))
     assert lookup(several, metric="psnr", cls="all")[0]["seeds"] == [0, 1, 2]
+
+
+def test_psnr_of_a_colour_pair_has_its_known_value_and_ssim_averages_the_channels():
+    """A 3x2x2 pair differing by 0.1 in one red pixel and 0.2 in one blue pixel: MSE = (0.01 + 0.04) / 12,
+    PSNR = 10 log10(12 / 0.05) = 23.80 dB; the colour SSIM is the mean of the three channels' SSIMs."""
+    original = torch.full((1, 3, 2, 2), 0.5)
+    changed = original.clone()
+    changed[0, 0, 0, 0] += 0.1
+    changed[0, 2, 1, 1] -= 0.2
+    mse = mse_per_image(original, changed)
+    assert mse.item() == pytest.approx(0.05 / 12, rel=1e-5)
+    assert psnr_from_mse(mse).item() == pytest.approx(10 * math.log10(12 / 0.05), abs=1e-4)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 3, 20, 18, generator=generator)
+    noisy = (images + 0.1 * torch.rand(2, 3, 20, 18, generator=generator)).clamp(0, 1)
+    per_channel = torch.stack([ssim_per_image(images[:, [c]], noisy[:, [c]]) for c in range(3)]).mean(0)
+    torch.testing.assert_close(ssim_per_image(images, noisy), per_channel, rtol=1e-5, atol=1e-6)

@@ -1,12 +1,14 @@
 """Image-quality metrics and their summaries: pure functions on tensors and arrays.
 
 Definitions (intensities in [0, 1]):
-  MSE  = mean over the 784 pixels of (original - reconstruction)^2, per image
+  MSE  = mean over every pixel of every channel (784 for MNIST) of (original - reconstruction)^2,
+         per image
   PSNR = 10 * log10(1 / MSE) dB, per image; identical images would give infinity, so MSE is
          floored at 1e-10, which caps PSNR at 100 dB
   SSIM = structural similarity (Wang et al. 2004) with an 11x11 Gaussian window, sigma 1.5,
          data range 1, computed by torchmetrics, per image: the image is reflect-padded by 5
-         pixels so the SSIM map covers all 28x28 pixels, and the map is averaged
+         pixels so the SSIM map covers every pixel, and the map is averaged; for colour images
+         each channel has its own map, so this is the mean of the channels' SSIMs
 Summaries are the mean over images with a 95% Student-t confidence interval for the mean.
 """
 
