@@ -121,6 +121,11 @@ def idx_data(request, tmp_path_factory) -> IdxData:
     return IdxData("mnist", folder, True, 60_000, 10_000)
 
 
+# For end-to-end tests whose subject does not depend on the images (where trials run, seeds, binarisation,
+# the train command): the generated data set alone. Real MNIST's end to end is the `study` fixture's.
+generated_only = pytest.mark.parametrize("idx_data", ["generated"], indirect=True)
+
+
 # The tiny-run settings, in one place: small evaluation settings keep the suite fast (the defaults are measured in
 # benchmarks/); each test that needs other values names only what it changes.
 TINY_EVALUATION = {"num_samples": 16, "generation_samples": 300, "iwae_samples": 20, "iwae_images": 50, "tsne_points": 100,

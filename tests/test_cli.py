@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SMALL_EVAL, SMALL_RUN, cli, expected_answers, write_fake_dataset
+from conftest import SMALL_EVAL, SMALL_RUN, cli, expected_answers, generated_only, write_fake_dataset
 from latentsweep.cli import main
 
 RECONSTRUCTION_METRICS = {"mse", "psnr", "ssim", "neg_elbo", "reconstruction", "kl"}
@@ -173,6 +173,7 @@ def test_likelihood_on_the_test_set_bounds_the_negative_elbo(study, idx_data, ca
     assert f"the test set has {idx_data.test_images} images" in capsys.readouterr().err
 
 
+@generated_only
 def test_train_one_model_and_refuse_to_overwrite_without_resume(idx_data, tmp_path, capsys):
     args = ["train", "--data-dir", str(idx_data.folder), *idx_data.options, "--out", str(tmp_path / "one"), "--latent-dim", "3",
             "--train-subset", "200", "--val-size", "100", "--epochs", "1", *SMALL_EVAL]
@@ -291,6 +292,7 @@ def test_fd_known_answers_on_test_images(idx_data):
     assert np.isfinite(halves)
 
 
+@generated_only
 def test_binarized_mode_runs_end_to_end_and_says_so(idx_data, tmp_path):
     out = tmp_path / "binary"
     assert main(["run", "--data-dir", str(idx_data.folder), *idx_data.options, "--out", str(out), "--binarize", *SMALL_RUN]) == 0
@@ -301,6 +303,7 @@ def test_binarized_mode_runs_end_to_end_and_says_so(idx_data, tmp_path):
     assert metrics["binarized"] is True
 
 
+@generated_only
 def test_several_seeds_give_intervals_across_seeds(idx_data, tmp_path):
     out = tmp_path / "seeds"
     assert main(["run", "--data-dir", str(idx_data.folder), *idx_data.options, "--out", str(out), *SMALL_RUN, "--seeds", "0,1"]) == 0

@@ -21,14 +21,13 @@ import pytest
 from latentsweep.cli import main
 from fault_injection import command as faulty_command
 
-from conftest import IdxData, cli, tiny_options
+from conftest import IdxData, cli, generated_only, tiny_options
 from test_architectures import EXAMPLES, TINY_RUN
 
 distributed = pytest.importorskip("distributed")
 # A real Dask scheduler and workers. On the generated data set only: where trials run is what these tests vary,
 # not the images (real MNIST's end-to-end runs are in test_cli.py).
 pytestmark = pytest.mark.slow
-generated_only = pytest.mark.parametrize("idx_data", ["generated"], indirect=True)
 
 # 3 epochs: room to die after the 2nd. With --refine, so the probe rounds run on the executor too.
 RUN = [*tiny_options(no_refine=None, refine=True), "--epochs", "3", "--threads", "1"]
