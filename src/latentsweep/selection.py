@@ -253,13 +253,17 @@ def _split(items: list[int], parts: int) -> list[list[int]]:
     return runs
 
 
+def _ksection_left(candidates: int, probed: int) -> int:
+    """Untried sizes in the longest run that `probed` k-section probes leave of `candidates`."""
+    return -(-(candidates + 1) // (probed + 1)) - 1
+
+
 def _ksection_rounds(candidates: int, count: int) -> int:
     """Rounds of k-section (count probes a round) needed in the worst case to settle `candidates` untried sizes."""
     rounds = 0
     while candidates > 0:
         rounds += 1
-        probed = min(count, candidates)
-        candidates = -(-(candidates + 1) // (probed + 1)) - 1  # the longest run's untried sizes
+        candidates = _ksection_left(candidates, min(count, candidates))
     return rounds
 
 
@@ -277,7 +281,7 @@ def worst_case_probes(candidates: int, count: int) -> tuple[int, ...]:
     if candidates <= 0:
         return ()
     probed = min(count, candidates)
-    left = [-(-(candidates + 1) // (probed + 1)) - 1]  # k-section
+    left = [_ksection_left(candidates, probed)]
     left += [max(start, candidates - start - probed) for start in range(candidates - probed + 1)
              if _window_is_safe(candidates, start, probed)]
     return (probed,) + max((worst_case_probes(n, count) for n in set(left)), key=lambda rest: (sum(rest), len(rest)))
