@@ -57,8 +57,8 @@ class ModelSpec:
     def model_config(self) -> dict[str, Any]:
         """What a checkpoint stores as "model_config": the built-in model's config dataclass as a dict,
         or for a user's builder its two arguments."""
-        if self.architecture in BUILT_IN_CONFIGS:
-            return dataclasses.asdict(built_in_config(self.architecture, self.latent_dim, self.image_shape))
+        if self.architecture in BUILTIN_NETWORKS:
+            return dataclasses.asdict(builtin_config(self.architecture, self.latent_dim, self.image_shape))
         return {"latent_dim": self.latent_dim, "image_shape": list(self.image_shape)}
 
     def checkpoint_fields(self) -> dict[str, Any]:
@@ -73,12 +73,12 @@ class ModelSpec:
         return model
 
 
-BUILT_IN_CONFIGS = {"conv": (VAEConfig, ConvVAE), "mlp": (MlpConfig, MlpVAE)}
+BUILTIN_NETWORKS = {"conv": (VAEConfig, ConvVAE), "mlp": (MlpConfig, MlpVAE)}
 
 
-def built_in_config(name: str, latent_dim: int, shape: tuple[int, int, int]) -> VAEConfig | MlpConfig:
+def builtin_config(name: str, latent_dim: int, shape: tuple[int, int, int]) -> VAEConfig | MlpConfig:
     """A built-in architecture's config for images of `shape` (channels, height, width)."""
-    config_class, _ = BUILT_IN_CONFIGS[name]
+    config_class, _ = BUILTIN_NETWORKS[name]
     channels, height, width = shape
     return config_class(latent_dim=latent_dim, image_size=height, image_channels=channels, image_width=width)
 
@@ -86,19 +86,19 @@ def built_in_config(name: str, latent_dim: int, shape: tuple[int, int, int]) -> 
 def stored_model_config(name: str, saved: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint's model_config with the fields added since it was written at their defaults (a built-in
     config written before image_width existed is square), as ModelSpec.model_config would write it now."""
-    if name not in BUILT_IN_CONFIGS or not isinstance(saved, dict):
+    if name not in BUILTIN_NETWORKS or not isinstance(saved, dict):
         return saved
     try:
-        return dataclasses.asdict(BUILT_IN_CONFIGS[name][0](**saved))
+        return dataclasses.asdict(BUILTIN_NETWORKS[name][0](**saved))
     except (TypeError, ValueError):
         return saved  # not a config this version can read: the comparison fails and names it
 
 
 def builder(name: str) -> Builder:
     """The function that builds architecture `name`; a user's module is imported here."""
-    if name in BUILT_IN_CONFIGS:
-        network = BUILT_IN_CONFIGS[name][1]
-        return lambda latent_dim, shape: network(built_in_config(name, latent_dim, shape))
+    if name in BUILTIN_NETWORKS:
+        network = BUILTIN_NETWORKS[name][1]
+        return lambda latent_dim, shape: network(builtin_config(name, latent_dim, shape))
     if name in _REGISTERED:
         return _REGISTERED[name]
     module_name, _, function_name = name.partition(":")
@@ -174,7 +174,7 @@ def model_from_checkpoint(checkpoint: dict[str, Any], source: Any, trusted: Iter
     spec = spec_from_checkpoint(checkpoint, source, trusted)
     try:
         if spec.architecture in BUILTIN_ARCHITECTURES:
-            config_class, network = BUILT_IN_CONFIGS[spec.architecture]
+            config_class, network = BUILTIN_NETWORKS[spec.architecture]
             model = network(config_class(**checkpoint["model_config"]))
         else:
             model = spec.build(seed=0)

@@ -158,6 +158,10 @@ class MlpConfig:
         if min(self.latent_dim, self.hidden_dim, self.image_size, self.image_width, self.image_channels) < 1:
             raise ValueError(f"every size of an MLP VAE must be positive, got {self}")
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.image_channels, self.image_size, self.image_width)
+
 
 class MlpVAE(VAE):
     """The fully connected VAE of pytorch/examples (mnist VAE): one hidden layer of 400 units each way."""
@@ -165,7 +169,7 @@ class MlpVAE(VAE):
     def __init__(self, config: MlpConfig) -> None:
         super().__init__()
         self.config = config
-        self.image_shape = (config.image_channels, config.image_size, config.image_width)
+        self.image_shape = config.image_shape
         pixels = config.image_channels * config.image_size * config.image_width
         self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(pixels, config.hidden_dim), nn.ReLU(),
                                      nn.Linear(config.hidden_dim, 2 * config.latent_dim))
