@@ -26,7 +26,8 @@ def main() -> None:
 
     import torch
 
-    from latentsweep.architectures import IMAGE_SHAPE, ModelSpec
+    from latentsweep.architectures import ModelSpec
+    from latentsweep.model import MNIST_SHAPE
     from latentsweep.config import build_config
     from latentsweep.kernels import use_fast_cpu_kernels
     from latentsweep.plan import TIMED_STEPS, trial_rates
@@ -42,7 +43,7 @@ def main() -> None:
     print(f"dry run's rate ({TIMED_STEPS} steps of batch {config.training.batch_size}, latent size "
           f"{max(config.model.latent_dims)}, 1 thread): {dry_run_rate:,.0f} images/s")
 
-    model = use_fast_cpu_kernels(ModelSpec("conv", max(config.model.latent_dims), IMAGE_SHAPE).build(seed=0))
+    model = use_fast_cpu_kernels(ModelSpec("conv", max(config.model.latent_dims), MNIST_SHAPE).build(seed=0))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.training.learning_rate)
     generator = make_noise_generator(0, device)
     images = dataset.train.images

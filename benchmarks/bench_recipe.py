@@ -65,7 +65,8 @@ def run_job(job: Job, data_dir: str, threads: int) -> list[dict]:
     """Train one recipe at one budget; the test PSNR and negative ELBO after every epoch."""
     import torch
 
-    from latentsweep.architectures import IMAGE_SHAPE, ModelSpec
+    from latentsweep.architectures import ModelSpec
+    from latentsweep.model import MNIST_SHAPE
     from latentsweep.config import DataConfig
     from latentsweep.evaluate import per_image_scores
     from latentsweep.train import TrainConfig, train_model
@@ -87,7 +88,7 @@ def run_job(job: Job, data_dir: str, threads: int) -> list[dict]:
     config = TrainConfig(epochs=job.budget, batch_size=job.batch_size, learning_rate=job.learning_rate,
                          schedule=job.schedule, warmup_fraction=job.warmup_fraction)
     with tempfile.TemporaryDirectory() as folder:
-        result = train_model(Path(folder), ModelSpec("conv", job.latent_dim, IMAGE_SHAPE), config, dataset.train.images,
+        result = train_model(Path(folder), ModelSpec("conv", job.latent_dim, MNIST_SHAPE), config, dataset.train.images,
                              dataset.val.images, torch.device("cpu"), resume=False, on_epoch_end=score,
                              show_progress=False)
     seconds = np.cumsum([row["seconds"] for row in result.history])

@@ -65,7 +65,7 @@ def assert_page_models_match_pytorch(browser, study: Path, data: dict, variant: 
     0.01 in every value and 1e-3 on average: the page computes as PyTorch does. Against the float32 model
     the stored weights cost at most 0.05 of intensity in any pixel and 2e-3 on average."""
     browser.execute_script("window.explorer.state.variant = arguments[0]", variant)
-    images = np.frombuffer(base64.b64decode(data["images"]), np.uint8).reshape(-1, 28, 28) / 255.0
+    images = np.frombuffer(base64.b64decode(data["images"]), np.uint8).reshape(-1, *data["image_shape"]) / 255.0
     for size in data["variants"][variant]["sizes"]:
         original, dim = torch_model(study, size), size["latent_dim"]
         model = as_the_page_stores_it(original)
@@ -82,7 +82,7 @@ def assert_page_models_match_pytorch(browser, study: Path, data: dict, variant: 
         page_means = np.array([browser.execute_script("return window.explorer.encode(arguments[0], arguments[1])", dim,
                                                       image.ravel().tolist()) for image in chosen])
         with torch.no_grad():
-            expected_means = model.encode(torch.tensor(chosen, dtype=torch.float32)[:, None])[0].numpy()
+            expected_means = model.encode(torch.tensor(chosen, dtype=torch.float32))[0].numpy()
         assert np.abs(page_means - expected_means).max() < 0.01, dim
         assert np.abs(page_means - expected_means).mean() < 1e-3, dim
 

@@ -193,20 +193,20 @@ def test_mixed_channels_are_refused_naming_the_first_that_differs(tmp_path):
         read_image_folder(folder)
 
 
-def test_jpeg_reads_and_a_study_needs_28x28_grey_until_told_to_convert(tmp_path, capsys):
+def test_jpeg_reads_at_its_own_shape_or_converted_and_the_dry_run_plans_for_it(tmp_path, capsys):
     from latentsweep.config import build_config
     from latentsweep.data import load_data
 
     images = [Image.fromarray(rgb(32, 32, seed)) for seed in range(70)]
     folder = write_images(tmp_path / "jpeg", images, "JPEG")
     settings = {"dataset": "folder", "data_dir": str(folder), "val_size": 10}
-    with pytest.raises(DataError, match="32x32 images with 3 channel.s.; a study reads 28x28 grey images so far: pass "
-                                        "--image-size 28 --channels 1"):
-        load_data(build_config(settings).data)
+    dataset, _ = load_data(build_config(settings).data)
+    assert dataset.image_shape == (3, 32, 32) and len(dataset.test) == 10
     dataset, _ = load_data(build_config({**settings, "image_size": "28", "channels": "1"}).data)
-    assert tuple(dataset.test.images.shape[1:]) == (1, 28, 28) and len(dataset.test) == 10
+    assert dataset.image_shape == (1, 28, 28) and tuple(dataset.test.images.shape[1:]) == (1, 28, 28)
     assert main(["run", "--dataset", "folder", "--data-dir", str(folder), "--out", str(tmp_path / "s"), "--dry-run",
-                 "--val-size", "10", "--image-size", "28x28", "--channels", "1"]) == 0
+                 "--val-size", "10", "--image-size", "24x20"]) == 0
+    assert "test images of 20x24 RGB;" in capsys.readouterr().out  # width x height
 
 
 @pytest.mark.parametrize("flags, message", [

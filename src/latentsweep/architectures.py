@@ -27,9 +27,8 @@ from torch import nn
 
 from latentsweep.config import BUILTIN_ARCHITECTURES, LEGACY_AXIS_VALUES
 from latentsweep.errors import CheckpointError, ConfigError
-from latentsweep.model import ConvVAE, MlpConfig, MlpVAE, VAEConfig
+from latentsweep.model import MNIST_SHAPE, ConvVAE, MlpConfig, MlpVAE, VAEConfig
 
-IMAGE_SHAPE = (1, 28, 28)  # every data set latentsweep reads: 28x28 grey images
 
 Builder = Callable[[int, tuple[int, int, int]], nn.Module]
 
@@ -52,7 +51,7 @@ class ModelSpec:
 
     architecture: str
     latent_dim: int
-    image_shape: tuple[int, int, int] = IMAGE_SHAPE
+    image_shape: tuple[int, int, int] = MNIST_SHAPE
 
     def model_config(self) -> dict[str, Any]:
         """What a checkpoint stores as "model_config": the built-in model's config dataclass as a dict,

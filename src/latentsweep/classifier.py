@@ -1,12 +1,15 @@
-"""The feature network for generation metrics: a small CNN digit classifier of our own.
+"""The feature network for generation metrics: a small CNN classifier of our own, trained on the data set.
 
 Pretrained Inception weights cannot be downloaded everywhere, and on 28x28 digits features
 of a network trained on the same domain are the established practice. The classifier is
 trained by the tool on the whole official training split (seeded), cached in the user cache
 with the SHA-256 of its weights file, and retrained when the file is absent or does not match.
 
-Architecture: conv 4x4/2 (1->32) -> ReLU -> conv 4x4/2 (32->64) -> ReLU -> flatten (3136)
--> dropout 0.25 -> linear 128 -> ReLU (the 128-d penultimate features) -> dropout 0.25 -> linear 10.
+Architecture, derived from the image shape (C, H, W) as the conv VAE's encoder is (model.conv_stage_sides):
+stages of conv 4x4/2 -> ReLU with 32, 64, 128, ... channels until the map's longer side is at most 8
+-> flatten -> dropout 0.25 -> linear 128 -> ReLU (the 128-d penultimate features) -> dropout 0.25
+-> linear (classes). For 1x28x28 that is conv (1->32) -> conv (32->64) -> flatten (3136), the network
+(and for a seed the weights) it was before the shape was a parameter.
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ from torch import nn
 
 from latentsweep.data import fingerprint
 from latentsweep.errors import LatentsweepError
+from latentsweep.model import MNIST_SHAPE, conv_stage_sides
 from latentsweep.storage import atomic_torch_save, atomic_write_text
 from latentsweep.storage import state_dict_sha256
 
 log = logging.getLogger(__name__)
 
 FEATURE_DIM = 128
+FIRST_CHANNELS = 32  # the first stage's channels; each later stage doubles them
 
 
 @dataclass(frozen=True)
@@ -46,13 +51,18 @@ class ClassifierConfig:
 
 
 class DigitClassifier(nn.Module):
-    def __init__(self, num_classes: int = 10) -> None:
+    def __init__(self, num_classes: int = 10, image_shape: tuple[int, int, int] = MNIST_SHAPE) -> None:
         super().__init__()
+        channels, height, width = image_shape
+        sides = conv_stage_sides(height, width)
+        widths = [FIRST_CHANNELS * 2 ** stage for stage in range(len(sides))]
+        stages: list[nn.Module] = []
+        for into, out in zip((channels, *widths), widths):
+            stages += [nn.Conv2d(into, out, 4, 2, 1), nn.ReLU()]
         self.body = nn.Sequential(
-            nn.Conv2d(1, 32, 4, 2, 1), nn.ReLU(),
-            nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU(),
+            *stages,
             nn.Flatten(), nn.Dropout(0.25),
-            nn.Linear(64 * 7 * 7, FEATURE_DIM), nn.ReLU(),
+            nn.Linear(widths[-1] * sides[-1][0] * sides[-1][1], FEATURE_DIM), nn.ReLU(),
         )
         self.head = nn.Sequential(nn.Dropout(0.25), nn.Linear(FEATURE_DIM, num_classes))
 
@@ -80,7 +90,7 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, config: Classif
                      num_classes: int = 10) -> DigitClassifier:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        classifier = DigitClassifier(num_classes).to(images.device)
+        classifier = DigitClassifier(num_classes, tuple(images.shape[1:])).to(images.device)
     optimizer = torch.optim.Adam(classifier.parameters(), lr=config.peak_learning_rate)
     steps_per_epoch = -(-len(images) // config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.peak_learning_rate,
@@ -129,7 +139,8 @@ def load_or_train(cache_dir: Path, dataset_name: str, train_images: torch.Tensor
     weights_path, checksum_path = cache_dir / f"{key}.pt", cache_dir / f"{key}.sha256"
     if weights_path.is_file() and checksum_path.is_file() and checksum_path.read_text().split()[0] == _sha256(weights_path):
         stored = torch.load(weights_path, map_location="cpu", weights_only=True)
-        classifier = DigitClassifier(stored["record"].get("num_classes", 10))
+        # A cache file written before shapes were recorded holds an MNIST classifier.
+        classifier = DigitClassifier(stored["record"].get("num_classes", 10), tuple(stored.get("image_shape", MNIST_SHAPE)))
         classifier.load_state_dict(stored["state"])
         classifier.eval()
         record = {**stored["record"], "sha256": state_dict_sha256(classifier.state_dict())}
@@ -148,7 +159,8 @@ def load_or_train(cache_dir: Path, dataset_name: str, train_images: torch.Tensor
               "sha256": state_dict_sha256(classifier.state_dict())}
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        atomic_torch_save({"state": {k: v.cpu() for k, v in classifier.state_dict().items()}, "record": record}, weights_path)
+        atomic_torch_save({"state": {k: v.cpu() for k, v in classifier.state_dict().items()}, "record": record,
+                           "image_shape": list(train_images.shape[1:])}, weights_path)
         atomic_write_text(checksum_path, f"{_sha256(weights_path)}  {weights_path.name}\n")
     except (OSError, LatentsweepError) as exc:  # an unwritable cache costs a retraining next time, nothing more
         log.warning("could not cache the classifier in %s: %s", cache_dir, exc)

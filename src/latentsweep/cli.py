@@ -299,7 +299,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from latentsweep.layout import DONE_MARKER, Trial
     from latentsweep.study import check_architectures
     from latentsweep.train import LAST_CHECKPOINT
-    from latentsweep.trial import run_trial, set_threads, study_inputs
+    from latentsweep.trial import run_trial, set_threads, study_data, study_inputs
 
     latent_dim = int_option(args.latent_dim, "--latent-dim", 1)
     seed = int_option(getattr(args, "seed", default_values("seed")), "--seed", 0)
@@ -319,7 +319,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         from latentsweep.tracking import require_tensorboard
 
         require_tensorboard()
-    check_architectures(config)
+    check_architectures(config, study_data(config.data)[0].image_shape)
     set_threads(config.execution.threads)
     inputs = study_inputs(config)
     folder.mkdir(parents=True, exist_ok=True)
@@ -449,6 +449,7 @@ def _load_model(path: str, trusted: tuple[str, ...] = ()):
 def cmd_sample(args: argparse.Namespace) -> int:
     import torch
 
+    from latentsweep.data import to_pictures
     from latentsweep.evaluate import sample_prior
     from latentsweep.plots import sample_grid
 
@@ -456,7 +457,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     seed = int_option(args.seed, "--seed", 0)
     out = _output_png(args.out)
     model, spec = _load_model(args.checkpoint, trusted_architectures(args))
-    images = sample_prior(model, spec.latent_dim, count, seed, torch.device("cpu")).squeeze(1).numpy()
+    images = to_pictures(sample_prior(model, spec.latent_dim, count, seed, torch.device("cpu")))
     sample_grid({spec.latent_dim: images}, out, columns=min(8, count))
     print(f"wrote {out}")
     return 0
@@ -494,7 +495,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
     from latentsweep.evaluate import reconstruct, representative_indices
     from latentsweep.plots import reconstruction_grid
-    from latentsweep.data import load_data
+    from latentsweep.data import load_data, to_pictures
 
     per_class = int_option(args.per_class, "--per-class", 1)
     out = _output_png(args.out)
@@ -509,9 +510,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         raise ConfigError(f"--per-class: some class has fewer than {per_class} test images")
     originals = test.images[torch.as_tensor(indices)]
     recon = reconstruct(model, originals)
-    reconstruction_grid(originals.squeeze(1).numpy().reshape(classes, per_class, 28, 28),
-                        {spec.latent_dim: recon.squeeze(1).numpy().reshape(classes, per_class, 28, 28)},
-                        dataset.class_names, out)
+    originals, recon = to_pictures(originals), to_pictures(recon)
+    reconstruction_grid(originals.reshape(classes, per_class, *originals.shape[1:]),
+                        {spec.latent_dim: recon.reshape(classes, per_class, *recon.shape[1:])}, dataset.class_names, out)
     print(f"wrote {out}")
     return 0
 

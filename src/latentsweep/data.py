@@ -39,7 +39,6 @@ IDX_DTYPES: dict[int, np.dtype] = {
 }
 
 ENV_DATA_DIR = "LATENTSWEEP_DATA_DIR"
-STUDY_IMAGE_SHAPE = (1, 28, 28)  # what training, evaluation and the report read so far
 
 
 @dataclass(frozen=True)
@@ -251,6 +250,12 @@ class Dataset:
     val: Split
     test: Split
     full_train: Split  # the whole official training split, for the feature classifier
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of every image, which the models are built for."""
+        channels, height, width = self.test.images.shape[1:]
+        return (int(channels), int(height), int(width))
 
 
 def load_pair(folder: Path, images_file: IdxFile, labels_file: IdxFile, verify: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -499,6 +504,19 @@ def load_image_folder(folder: Path, val_size: int = 5000, train_subset: int | No
                        (images[is_test], labels[is_test]), val_size, train_subset, split_seed)
 
 
+def describe_shape(shape: tuple[int, int, int]) -> str:
+    """(channels, height, width) as people say it: "28x28 grey", "32x32 RGB" (width x height)."""
+    channels, height, width = shape
+    return f"{width}x{height} " + ("grey" if channels == 1 else "RGB")
+
+
+def to_pictures(images: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) images as float32 arrays to draw or store: (N, H, W) when grey, (N, H, W, 3) when colour
+    (matplotlib's layouts; a grey study's stored arrays keep the shape they had before colour existed)."""
+    pictures = images.detach().float().cpu()
+    return (pictures.squeeze(1) if pictures.shape[1] == 1 else pictures.permute(0, 2, 3, 1)).numpy()
+
+
 def fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
     """A short hash of labelled images, so caches keyed by it never mix two data sets."""
     digest = hashlib.sha256(images.detach().mul(255).round().to(torch.uint8).cpu().numpy().tobytes())
@@ -530,14 +548,11 @@ def load_data(data: DataConfig) -> tuple[Dataset, Path]:
         dataset = load_image_folder(data_dir, val_size=data.val_size, train_subset=data.train_subset,
                                     split_seed=data.split_seed, image_size=parse_image_size(data.image_size),
                                     channels=data.channels)
-        shape = tuple(dataset.test.images.shape[1:])
-        if shape != STUDY_IMAGE_SHAPE:
-            raise DataError(f"{data_dir}: {shape[1]}x{shape[2]} images with {shape[0]} channel(s); a study reads 28x28 "
-                            "grey images so far: pass --image-size 28 --channels 1 to convert them")
     else:
         dataset = load_dataset(DATASETS[data.dataset], data_dir, val_size=data.val_size,
                                train_subset=data.train_subset, split_seed=data.split_seed, verify=data.verify_data)
-    log.info("%d training, %d validation, %d test images", len(dataset.train), len(dataset.val), len(dataset.test))
+    log.info("%d training, %d validation, %d test images, %s", len(dataset.train), len(dataset.val), len(dataset.test),
+             describe_shape(dataset.image_shape))
     return dataset, data_dir
 
 

@@ -32,6 +32,7 @@ from torch import nn
 
 from latentsweep import latent
 from latentsweep.classifier import DigitClassifier, predict
+from latentsweep.data import to_pictures
 from latentsweep.dimension import code_dimension
 from latentsweep.metrics import (PER_IMAGE_METRICS, active_units, class_histogram, confident_share, entropy_bits, frechet_distance,
                                  inception_score, kernel_distance, kl_per_dimension, mse_per_image, psnr_from_mse,
@@ -99,9 +100,10 @@ class Evaluation:
     rows: list[dict]  # tidy: the trial's axes, protocol, class, n, metric, mean, ci_low, ci_high
     per_image: dict[str, np.ndarray]
     representatives: np.ndarray  # test indices of the representative images
-    representative_originals: np.ndarray  # (len(representatives), 28, 28) float32
-    representative_reconstructions: np.ndarray  # (len(representatives), 28, 28) float32
-    samples: np.ndarray  # (num_samples, 28, 28) float32, decoded from the prior
+    # Images as data.to_pictures gives them: (count, H, W) grey or (count, H, W, 3) colour, float32 in [0, 1].
+    representative_originals: np.ndarray  # the representative test images
+    representative_reconstructions: np.ndarray  # their posterior-mean reconstructions
+    samples: np.ndarray  # decoded from the prior
     analysis: dict[str, np.ndarray] | None = None  # arrays for the latent-space figures (see analyse)
     summary: dict | None = None  # scalars not in the tidy rows: KL per dimension, KID spread, classifier
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of each part, for timing.json
@@ -151,9 +153,9 @@ def evaluate_model(
         rows=rows,
         per_image={"index": np.arange(len(labels)), "label": labels, **scores},
         representatives=representatives,
-        representative_originals=originals.squeeze(1).float().cpu().numpy(),
-        representative_reconstructions=recon.squeeze(1).float().cpu().numpy(),
-        samples=samples.squeeze(1).float().cpu().numpy(),
+        representative_originals=to_pictures(originals),
+        representative_reconstructions=to_pictures(recon),
+        samples=to_pictures(samples),
         analysis=analysis,
         summary=summary,
         seconds=seconds,

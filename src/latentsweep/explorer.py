@@ -10,7 +10,9 @@ library: open it from disk.
 Weights travel as float16 (base64), half the bytes of float32; decoded images then differ from
 PyTorch's float32 ones by well under 0.01 per pixel (tests/test_explorer.py measures it in
 Chromium). Only the built-in networks are described layer by layer (conv, mlp); a user's own
-architecture is listed on the page as one the page cannot run.
+architecture is listed on the page as one the page cannot run. Any image shape runs; drawing an input
+is offered for grey data sets only (MNIST's own preprocessing of a drawing for 28x28, the drawing
+scaled to the data set's size otherwise), and every data set's representative test images can be picked.
 """
 
 from __future__ import annotations
@@ -82,11 +84,14 @@ def describe_layers(sequential: nn.Sequential) -> list[dict[str, Any]]:
             raise LatentsweepError(f"the explorer cannot run a {type(layer).__name__} layer")
         if layer.groups != 1 or layer.dilation != (1, 1) or layer.padding_mode != "zeros" or \
                 layer.kernel_size[0] != layer.kernel_size[1] or layer.stride[0] != layer.stride[1] or \
-                layer.padding[0] != layer.padding[1] or getattr(layer, "output_padding", (0, 0)) != (0, 0):
+                layer.padding[0] != layer.padding[1]:
             raise LatentsweepError(f"the explorer runs square, ungrouped convolutions only, not {layer}")
-        layers.append({"type": kind, "in": layer.in_channels, "out": layer.out_channels,
-                       "kernel": layer.kernel_size[0], "stride": layer.stride[0], "padding": layer.padding[0],
-                       "weight": int8_base64(layer.weight), "bias": f16_base64(layer.bias)})
+        described = {"type": kind, "in": layer.in_channels, "out": layer.out_channels,
+                     "kernel": layer.kernel_size[0], "stride": layer.stride[0], "padding": layer.padding[0],
+                     "weight": int8_base64(layer.weight), "bias": f16_base64(layer.bias)}
+        if kind == "conv_transpose2d":  # (rows, columns) added where the encoder rounded an odd side down
+            described["output_padding"] = list(layer.output_padding)
+        layers.append(described)
     return layers
 
 
@@ -148,11 +153,14 @@ def page_data(study_dir: Path) -> dict[str, Any]:
         raise LatentsweepError(f"{study_dir}: no finished model to explore")
     originals, indices, scored_folder = representatives
     labels = read_labels(scored_folder, indices[:len(originals)])
+    # Stored pictures are (N, H, W) grey or (N, H, W, 3) colour (data.to_pictures); the page reads (N, C, H, W).
+    originals = originals[:, None] if originals.ndim == 3 else originals.transpose(0, 3, 1, 2)
     class_names = info["class_names"]
     return {
         "title": f"latentsweep explorer: {config.data.dataset}",
         "dataset": config.data.dataset,
         "class_names": class_names,
+        "image_shape": list(originals.shape[1:]),  # (channels, height, width)
         "seeds": list(config.training.seeds),
         "active_threshold": ACTIVE_UNIT_THRESHOLD,
         "tolerance_db": selection.tolerance_db,

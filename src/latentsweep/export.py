@@ -5,7 +5,8 @@ Writes, into one folder:
   config.json        the architecture and its model_config (rebuild with load_exported, or for conv with
                      ConvVAE(VAEConfig(**config["model_config"]))) and where the weights came from
                      (study, the trial's axes, test-set PSNR)
-  decoder.onnx       the decoder alone, z (batch, latent_dim) -> image (batch, 1, 28, 28) in [0, 1],
+  decoder.onnx       the decoder alone, z (batch, latent_dim) -> image (batch, C, H, W) in [0, 1], the shape
+                     of the images the model was trained on (1, 28, 28 for MNIST),
                      for sampling in any ONNX runtime; the batch dimension is dynamic
 
 Needs the `export` extra (safetensors, onnx, onnxscript; onnxruntime to check the result).

@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 import torch
 
+from latentsweep.data import to_pictures
 from latentsweep.model import ConvVAE
 
 
@@ -65,22 +66,23 @@ def tsne_2d(codes: np.ndarray, seed: int) -> np.ndarray:
 
 @torch.no_grad()
 def interpolate(model: ConvVAE, start_image: torch.Tensor, end_image: torch.Tensor, steps: int) -> np.ndarray:
-    """(steps, 28, 28) images decoded along the straight line between two posterior means."""
+    """`steps` pictures (data.to_pictures) decoded along the straight line between two posterior means."""
     model.eval()
     start_mean, _ = model.encode(start_image[None])
     end_mean, _ = model.encode(end_image[None])
     weights = torch.linspace(0, 1, steps, device=start_mean.device)[:, None]
     latents = (1 - weights) * start_mean + weights * end_mean
-    return torch.sigmoid(model.decode(latents)).squeeze(1).cpu().numpy()
+    return to_pictures(torch.sigmoid(model.decode(latents)))
 
 
 @torch.no_grad()
 def traverse(model: ConvVAE, image: torch.Tensor, dimensions: list[int], values: np.ndarray) -> np.ndarray:
-    """(len(dimensions), len(values), 28, 28): dimension d of the image's posterior mean set to each value."""
+    """(len(dimensions), len(values), *picture) pictures (data.to_pictures): dimension d of the image's posterior
+    mean set to each value."""
     model.eval()
     mean, _ = model.encode(image[None])
     latents = mean.repeat(len(dimensions) * len(values), 1)
     for row, dimension in enumerate(dimensions):
         latents[row * len(values):(row + 1) * len(values), dimension] = torch.as_tensor(values, dtype=latents.dtype)
-    decoded = torch.sigmoid(model.decode(latents)).squeeze(1).cpu().numpy()
+    decoded = to_pictures(torch.sigmoid(model.decode(latents)))
     return decoded.reshape(len(dimensions), len(values), *decoded.shape[1:])

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
+MNIST_SHAPE = (1, 28, 28)  # (channels, height, width): the default, and what files written before shapes were recorded hold
 MAX_FEATURE_SIDE = 8  # the conv encoder halves the map until its longer side is at most this
 FIRST_CHANNELS = 16  # the first stage's channels; each later stage doubles them
 

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 
-from latentsweep.architectures import IMAGE_SHAPE, ModelSpec
+from latentsweep.architectures import ModelSpec
 from latentsweep.classifier import ClassifierConfig, cache_key, train_classifier
 from latentsweep.config import StudyConfig
-from latentsweep.data import Dataset, cache_root, load_data
+from latentsweep.data import Dataset, cache_root, describe_shape, load_data
 from latentsweep.errors import LatentsweepError
 from latentsweep.kernels import use_fast_cpu_kernels
 from latentsweep.layout import Trial, check_same_training_settings, plan_trials, trial_dir
@@ -108,7 +108,7 @@ def trial_rates(config: StudyConfig, architecture: str, dataset: Dataset, device
     images = dataset.train.images[: batch_size * (TIMED_STEPS + 2)].to(device)
     order = epoch_permutation(len(images), 0, 1)
     warm_up = batch_size * 2
-    model = use_fast_cpu_kernels(ModelSpec(architecture, max(config.model.latent_dims), IMAGE_SHAPE).build(seed=0)).to(device)
+    model = use_fast_cpu_kernels(ModelSpec(architecture, max(config.model.latent_dims), dataset.image_shape).build(seed=0)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.training.learning_rate)
     generator = make_noise_generator(0, device)
     beta = max(config.training.betas)
@@ -183,7 +183,8 @@ def describe(config: StudyConfig, dataset: Dataset, data_dir: Path, device: torc
     actions = {"train": "train {n} epochs", "resume": "resume: {n} epochs left", "re-evaluate": "re-evaluate (trained)",
                "skip": "done, skipped"}
     lines = [f"Plan for {config.out}: {dataset.name} from {data_dir}",
-             f"  {len(dataset.train):,} training, {len(dataset.val):,} validation, {len(dataset.test):,} test images; "
+             f"  {len(dataset.train):,} training, {len(dataset.val):,} validation, {len(dataset.test):,} test images "
+             f"of {describe_shape(dataset.image_shape)}; "
              f"preset {config.preset}: {config.training.epochs} epochs, batch {config.training.batch_size}",
              f"  device {device}; trials {arrangement.describe()}"]
     width = max(len(plan.trial.name) for plan in plans) + 1

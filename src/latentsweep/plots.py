@@ -138,10 +138,11 @@ def psnr_by_seed(seed_means: Mapping[int, Mapping[int, float]], rows: Sequence[M
 
 
 def tile(images: np.ndarray, columns: int, gap: int = 1) -> np.ndarray:
-    """Arrange (N, H, W) images on a grid `columns` wide, separated by `gap` white pixels."""
-    count, height, width = images.shape
+    """Arrange (N, H, W) grey or (N, H, W, 3) colour pictures (data.to_pictures) on a grid `columns` wide,
+    separated by `gap` white pixels."""
+    count, height, width = images.shape[:3]
     rows = math.ceil(count / columns)
-    canvas = np.ones((rows * (height + gap) - gap, columns * (width + gap) - gap), dtype=np.float32)
+    canvas = np.ones((rows * (height + gap) - gap, columns * (width + gap) - gap, *images.shape[3:]), dtype=np.float32)
     for i, image in enumerate(images):
         r, c = divmod(i, columns)
         canvas[r * (height + gap): r * (height + gap) + height, c * (width + gap): c * (width + gap) + width] = image
@@ -152,8 +153,8 @@ def reconstruction_grid(originals: np.ndarray, reconstructions: Mapping[int, np.
                         path: Path) -> Path:
     """One row per class: the original test image, then its reconstruction at each latent size.
 
-    `originals` is (classes, K, 28, 28) and each reconstruction array has the same shape; K images per
-    class are shown side by side in every column.
+    `originals` is (classes, K, H, W) grey or (classes, K, H, W, 3) colour, and each reconstruction array has
+    the same shape; K images per class are shown side by side in every column.
     """
     columns = [("original", originals)] + [(f"z={dim}", recon) for dim, recon in sorted(reconstructions.items())]
     per_class = originals.shape[1]
@@ -274,7 +275,7 @@ def latent_2d(views: Mapping[int, Mapping[str, np.ndarray]], class_names: Sequen
 
 
 def image_rows(images: np.ndarray, row_labels: Sequence[str], column_labels: Sequence[str], title: str, path: Path) -> Path:
-    """A (rows, columns, 28, 28) array as a labelled grid: interpolations and traversals."""
+    """A (rows, columns, H, W[, 3]) array of pictures as a labelled grid: interpolations and traversals."""
     rows, columns = images.shape[:2]
     figure = Figure(figsize=(0.75 * columns + 1.2, 0.75 * rows + 0.8))
     axis = figure.subplots()

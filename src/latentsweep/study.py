@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from latentsweep.architectures import IMAGE_SHAPE, ModelSpec, register_builder
+from latentsweep.architectures import ModelSpec, register_builder
 from latentsweep.config import VARIANT_AXES, StudyConfig, build_config
 from latentsweep.data import Dataset, cache_root
 from latentsweep.dimension import cached_dimension_rows
@@ -30,17 +30,17 @@ from latentsweep.results import read_results
 from latentsweep.runner import Arrangement, choose_arrangement, probes_per_round, run_trials
 from latentsweep.selection import apply_rule, overall_fd, overall_psnr, predicted_answer, probe_sizes
 from latentsweep.storage import remove_temp_files, write_csv, write_json
-from latentsweep.trial import environment, set_threads, study_inputs
+from latentsweep.trial import environment, set_threads, study_data, study_inputs
 
 log = logging.getLogger(__name__)
 
 
-def check_architectures(config: StudyConfig) -> None:
-    """Build each architecture once at each latent size, so a model that breaks the protocol (or a
-    module that will not import) is one clear error before anything trains."""
+def check_architectures(config: StudyConfig, image_shape: tuple[int, int, int]) -> None:
+    """Build each architecture once at each latent size for images of `image_shape`, so a model that breaks
+    the protocol (or a module that will not import) is one clear error before anything trains."""
     for architecture in config.model.architecture:
         for latent_dim in config.model.latent_dims:
-            ModelSpec(architecture, latent_dim, IMAGE_SHAPE).build(seed=0)
+            ModelSpec(architecture, latent_dim, image_shape).build(seed=0)
 
 
 def execute(config: StudyConfig) -> dict[str, Any]:
@@ -56,7 +56,7 @@ def execute(config: StudyConfig) -> dict[str, Any]:
         require_tensorboard()
     study_dir = config.out
     remove_temp_files(study_dir)
-    check_architectures(config)
+    check_architectures(config, study_data(config.data)[0].image_shape)
     trials = plan_trials(config)
     arrangement = choose_arrangement(config, len(trials))
     if arrangement.executor == "in-process":

@@ -24,7 +24,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from latentsweep import __version__
-from latentsweep.architectures import IMAGE_SHAPE, ModelSpec, model_from_checkpoint
+from latentsweep.architectures import ModelSpec, model_from_checkpoint
 from latentsweep.classifier import ClassifierConfig, load_or_train, predict
 from latentsweep.config import LEGACY_AXIS_VALUES, DataConfig, EvaluationConfig, StudyConfig
 from latentsweep.data import Dataset, binarize_scored_images, cache_root, load_data
@@ -82,10 +82,17 @@ def load_inputs(data: DataConfig, evaluation: EvaluationConfig, device_name: str
     images (training batches are re-drawn every time, see train.py).
     """
     device = resolve_device(device_name)
-    dataset, data_dir = load_data(data)
+    dataset, data_dir = study_data(data)
     reference = build_reference(evaluation, dataset, device)
     binarize_scored_images(dataset, data)
     return StudyInputs(dataset, data_dir, reference, device)
+
+
+@functools.lru_cache(maxsize=1)
+def study_data(data: DataConfig) -> tuple[Dataset, Path]:
+    """The study's images and their folder, read once per process (before the reference, whose classifier
+    may take a minute to train, so a model that does not fit the images is refused first)."""
+    return load_data(data)
 
 
 def study_inputs(config: StudyConfig) -> StudyInputs:
@@ -158,8 +165,8 @@ def run_trial(trial: Trial, config: StudyConfig, inputs: StudyInputs, folder: Pa
     if action == "re-evaluate":
         log.info("%s trained; re-evaluating with the current evaluation settings", trial.name)
         return evaluate_trial(folder, config, inputs, trusted)
-    spec, train_config = prepare_trial_folder(trial, config, folder)
     dataset = inputs.dataset
+    spec, train_config = prepare_trial_folder(trial, config, folder, dataset.image_shape)
     tracker = tensorboard_log(trial, config, dataset)
     try:
         train_model(folder, spec, train_config, dataset.train.images, dataset.val.images, inputs.device,
@@ -194,12 +201,13 @@ def train_config_for(trial: Trial, config: StudyConfig) -> TrainConfig:
     return TrainConfig(**recipe, beta=trial.beta, seed=trial.seed, binarize=config.data.binarize)
 
 
-def prepare_trial_folder(trial: Trial, config: StudyConfig, folder: Path) -> tuple[ModelSpec, TrainConfig]:
+def prepare_trial_folder(trial: Trial, config: StudyConfig, folder: Path,
+                         image_shape: tuple[int, int, int]) -> tuple[ModelSpec, TrainConfig]:
     """The trial's model spec and training config, written to its folder's config.json before training."""
     folder.mkdir(parents=True, exist_ok=True)
     remove_temp_files(folder)
     (folder / FAILED_MARKER).unlink(missing_ok=True)
-    spec = ModelSpec(trial.architecture, trial.latent_dim, IMAGE_SHAPE)
+    spec = ModelSpec(trial.architecture, trial.latent_dim, image_shape)
     train_config = train_config_for(trial, config)
     write_json(folder / CONFIG_FILE, {**trial.axes(), **spec.checkpoint_fields(),
                                         "train_config": dataclasses.asdict(train_config), "study": config.to_dict()})

@@ -3,7 +3,11 @@
 "use strict";
 (() => {
   const DATA = JSON.parse(document.getElementById("study-data").textContent);
-  const SIDE = 28, PIXELS = SIDE * SIDE, STEPS = 8, SAMPLES = 8;
+  const [CHANNELS, HEIGHT, WIDTH] = DATA.image_shape || [1, 28, 28];
+  const AREA = HEIGHT * WIDTH, PIXELS = CHANNELS * AREA, STEPS = 8, SAMPLES = 8;
+  const MNIST_SIDE = 28;  // a 28x28 grey data set gets MNIST's own preprocessing of a drawing
+  const DRAWABLE = CHANNELS === 1;  // drawing an input is offered for grey data sets only
+  const DISPLAY = 28 / Math.max(HEIGHT, WIDTH);  // CSS pixels per image pixel at scale 1: a 28-pixel-wide image's size
 
   // ---------------------------------------------------------------- numbers
 
@@ -71,7 +75,8 @@
 
   function convTranspose2d(x, [channels, height, width], layer) {
     const { out, kernel: k, stride: s, padding: p, weight: w, bias: b } = layer;  // weight (in, out, k, k)
-    const oh = (height - 1) * s - 2 * p + k, ow = (width - 1) * s - 2 * p + k;
+    const [padRows, padColumns] = layer.output_padding || [0, 0];  // one more row or column where a side was odd
+    const oh = (height - 1) * s - 2 * p + k + padRows, ow = (width - 1) * s - 2 * p + k + padColumns;
     const y = new Float32Array(out * oh * ow);
     for (let o = 0; o < out; o++) y.fill(b[o], o * oh * ow, (o + 1) * oh * ow);
     for (let c = 0; c < channels; c++) {
@@ -134,9 +139,9 @@
       this.encoder = prepare(size.network.encoder);
       this.decoder = prepare(size.network.decoder);
     }
-    // Posterior mean and log-variance of a 28x28 image with values in [0, 1].
+    // Posterior mean and log-variance of an image (channels, height, width) with values in [0, 1].
     encode(image) {
-      const out = run(this.encoder, Float32Array.from(image), [1, SIDE, SIDE]);
+      const out = run(this.encoder, Float32Array.from(image), [CHANNELS, HEIGHT, WIDTH]);
       return { mean: out.slice(0, this.latentDim), logVar: out.slice(this.latentDim) };
     }
     // The image decoded from a latent code: Bernoulli means, the sigmoid of the logits.
@@ -175,9 +180,19 @@
     return out;
   }
 
-  // As MNIST's digits were made: the ink's bounding box scaled (aspect kept) into 20x20 pixels with
-  // grey anti-aliasing, then placed in the 28x28 field so that its centre of mass is at the centre.
+  // A drawing as the models' input. For 28x28 as MNIST's digits were made: the ink's bounding box scaled
+  // (aspect kept) into 20x20 pixels with grey anti-aliasing, then placed in the 28x28 field so that its centre
+  // of mass is at the centre. For any other grey size, the whole canvas averaged down onto the image's pixels.
   function preprocess(canvas) {
+    if (HEIGHT === MNIST_SIDE && WIDTH === MNIST_SIDE) return mnistPreprocess(canvas);
+    const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+    const ink = Float64Array.from({ length: canvas.width * canvas.height }, (_, i) => pixels[4 * i] / 255);
+    return Float32Array.from(resampleArea(ink, canvas.width, 0, 0, canvas.width, canvas.height, WIDTH, HEIGHT),
+      (v) => Math.min(1, v));
+  }
+
+  function mnistPreprocess(canvas) {
+    const SIDE = MNIST_SIDE, PIXELS = SIDE * SIDE;
     const { width, height } = canvas;
     const pixels = canvas.getContext("2d").getImageData(0, 0, width, height).data;
     const ink = new Float64Array(width * height);
@@ -251,17 +266,21 @@
   }
 
   function imageCanvas(scale, label) {
-    const canvas = element("canvas", { width: SIDE, height: SIDE, class: "digit", role: "img", "aria-label": label });
-    canvas.style.width = canvas.style.height = `${SIDE * scale}px`;
+    const canvas = element("canvas", { width: WIDTH, height: HEIGHT, class: "digit", role: "img", "aria-label": label });
+    canvas.style.width = `${WIDTH * DISPLAY * scale}px`;
+    canvas.style.height = `${HEIGHT * DISPLAY * scale}px`;
     return canvas;
   }
 
+  // An image (channels, height, width) in [0, 1] onto its canvas: grey as grey, three channels as RGB.
   function paint(canvas, image) {
     const context = canvas.getContext("2d");
-    const pixels = context.createImageData(SIDE, SIDE);
-    for (let i = 0; i < PIXELS; i++) {
-      const v = Math.round(255 * Math.min(1, Math.max(0, image[i])));
-      pixels.data.set([v, v, v, 255], 4 * i);
+    const pixels = context.createImageData(WIDTH, HEIGHT);
+    const byte = (v) => Math.round(255 * Math.min(1, Math.max(0, v)));
+    for (let i = 0; i < AREA; i++) {
+      const red = byte(image[i]);
+      const rgb = CHANNELS === 3 ? [red, byte(image[AREA + i]), byte(image[2 * AREA + i])] : [red, red, red];
+      pixels.data.set([...rgb, 255], 4 * i);
     }
     context.putImageData(pixels, 0, 0);
   }
@@ -426,7 +445,7 @@
       last = point(event);
       context.fillStyle = "white";
       context.beginPath();
-      context.arc(last[0], last[1], canvas.width / 28, 0, 2 * Math.PI);
+      context.arc(last[0], last[1], Math.max(canvas.width, canvas.height) / 28, 0, 2 * Math.PI);
       context.fill();
       refresh();
     });
@@ -434,7 +453,7 @@
       if (!last) return;
       const next = point(event);
       context.strokeStyle = "white";
-      context.lineWidth = canvas.width / 14;
+      context.lineWidth = Math.max(canvas.width, canvas.height) / 14;  // the stroke scales with the image
       context.lineCap = context.lineJoin = "round";
       context.beginPath();
       context.moveTo(...last);
@@ -456,8 +475,11 @@
     DATA.variants.forEach((v, i) => variantSelect.append(element("option", { value: i, text: `${v.architecture}, beta ${v.beta}` })));
     const shown = DATA.variants.length > 1 ? element("label", { class: "variant" }, "Model: ", variantSelect) : null;
 
-    const drawing = element("canvas", { width: 280, height: 280, class: "draw", "aria-label": "draw a digit here" });
-    const clear = setupDrawing(drawing);
+    // The drawing field has the images' aspect, 280 pixels on its longer side.
+    const drawing = DRAWABLE ? element("canvas", { width: Math.round(280 * WIDTH / Math.max(HEIGHT, WIDTH)),
+      height: Math.round(280 * HEIGHT / Math.max(HEIGHT, WIDTH)), class: "draw", "aria-label": "draw here" }) : null;
+    if (drawing) [drawing.style.width, drawing.style.height] = [`${drawing.width * 276 / 280}px`, `${drawing.height * 276 / 280}px`];
+    const clear = drawing ? setupDrawing(drawing) : null;
     ui.inputCanvas = imageCanvas(3, "the image the models see");
     ui.inputName = element("div", { class: "note" });
     ui.pickMode = element("select", { "aria-label": "a click on a test image picks" },
@@ -490,12 +512,13 @@
       element("header", {},
         element("h1", { text: "How small can the latent space be? Try it." }),
         element("p", { class: "lead", text: `${first}Every latent size of the study on ${DATA.dataset}, running in this page ` +
-          `(one seed's model of each; seeds in the study: ${DATA.seeds.join(", ")}). Draw a digit or pick a test image; ` +
+          `(one seed's model of each; seeds in the study: ${DATA.seeds.join(", ")}). ` +
+          `${DRAWABLE ? "Draw or pick a test image" : "Pick a test image"} (${CHANNELS === 3 ? "colour" : "grey"}, ${WIDTH}x${HEIGHT}); ` +
           "each size reconstructs it from its posterior mean." }),
         shown, element("a", { href: "report.html", text: "the study's report" })),
       element("main", {},
-        element("section", { class: "input" }, element("h2", { text: "1. Draw or pick" }), drawing,
-          element("div", { class: "buttons" }, element("button", { text: "Clear", onclick: () => { clear(); setInput(new Float32Array(PIXELS), "empty canvas"); } }), useAsPartner),
+        element("section", { class: "input" }, element("h2", { text: DRAWABLE ? "1. Draw or pick" : "1. Pick a test image" }), drawing,
+          element("div", { class: "buttons" }, drawing ? element("button", { text: "Clear", onclick: () => { clear(); setInput(new Float32Array(PIXELS), "empty canvas"); } }) : null, useAsPartner),
           element("div", { class: "model-input" }, ui.inputCanvas, element("div", {}, element("strong", { text: "what the models see" }), ui.inputName)),
           element("label", { class: "pick" }, "A click on a test image ", ui.pickMode), thumbs),
         element("section", { class: "reconstructions" }, element("h2", { text: "2. Reconstructed at every latent size" }), ui.cardRow),

@@ -1,0 +1,66 @@
+"""Generated image data sets of any size and colour, for the tests and for benchmarks/bench_image_folder.py.
+
+    python tests/synthetic_images.py FOLDER COUNT HEIGHT WIDTH CHANNELS [--no-labels]
+
+Each image is low noise with one bright block whose position and colour depend on its class (ten
+classes), so a VAE has something to learn and a classifier something to separate. Written as PNGs
+under FOLDER/img/ with a labels.csv (file,label), or without it.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+
+CLASS_COLOURS = np.array([[230, 40, 40], [40, 230, 40], [40, 40, 230], [230, 230, 40], [230, 40, 230],
+                          [40, 230, 230], [230, 140, 40], [140, 40, 230], [230, 230, 230], [120, 120, 120]], np.uint8)
+
+
+def synthetic_images(count: int, height: int, width: int, channels: int, seed: int = 0,
+                     classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """(count, channels, height, width) uint8 images and their int64 labels (0 .. classes - 1, balanced)."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % classes
+    rng.shuffle(labels)
+    images = rng.integers(0, 40, size=(count, channels, height, width), dtype=np.uint8)
+    block_h, block_w = max(1, height // 3), max(1, width // 3)
+    for i, label in enumerate(labels):
+        top = (label * (height - block_h)) // max(classes - 1, 1)
+        left = ((classes - 1 - label) * (width - block_w)) // max(classes - 1, 1)
+        colour = CLASS_COLOURS[label % len(CLASS_COLOURS)][:channels] if channels == 3 else [200 + 5 * (label % 10)]
+        images[i, :, top:top + block_h, left:left + block_w] = np.asarray(colour, np.uint8)[:, None, None]
+    return images, labels.astype(np.int64)
+
+
+def write_image_folder(folder: Path, images: np.ndarray, labels: np.ndarray | None) -> Path:
+    """PNGs under folder/img/ in sorted name order, and labels.csv (file,label) unless `labels` is None."""
+    from PIL import Image
+
+    (folder / "img").mkdir(parents=True, exist_ok=True)
+    names = []
+    for i, image in enumerate(images):
+        name = f"img/{i:05d}.png"
+        pixels = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
+        Image.fromarray(np.ascontiguousarray(pixels)).save(folder / name)
+        names.append(name)
+    if labels is not None:
+        with (folder / "labels.csv").open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["file", "label"])
+            writer.writerows(zip(names, (int(label) for label in labels)))
+    return folder
+
+
+def main(argv: list[str]) -> int:
+    folder, count, height, width, channels = Path(argv[0]), *map(int, argv[1:5])
+    images, labels = synthetic_images(count, height, width, channels)
+    write_image_folder(folder, images, None if "--no-labels" in argv else labels)
+    print(f"wrote {count} {channels}x{height}x{width} images to {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
