@@ -54,6 +54,41 @@ def write_image_folder(folder: Path, images: np.ndarray, labels: np.ndarray | No
     return folder
 
 
+CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
+CIFAR_FILES = (*CIFAR_TRAIN_FILES, "test_batch.bin")
+
+
+def cifar_records(images: np.ndarray, labels: np.ndarray) -> bytes:
+    """CIFAR-10's binary format, written from its definition: per record a label byte, then the red,
+    green and blue 32x32 planes."""
+    return b"".join(bytes([int(label)]) + image.tobytes() for image, label in zip(images, labels))
+
+
+def write_cifar_folder(folder: Path, records_per_file: int, seed: int = 0,
+                       archive: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Five training batches and a test batch of generated 3x32x32 images in cifar-10-batches-bin/ (or, with
+    `archive`, in cifar-10-binary.tar.gz); returns every image and label in file order (training, then test)."""
+    import io
+    import tarfile
+
+    images, labels = synthetic_images(records_per_file * len(CIFAR_FILES), 32, 32, 3, seed)
+    contents = {name: cifar_records(images[i * records_per_file:(i + 1) * records_per_file],
+                                    labels[i * records_per_file:(i + 1) * records_per_file])
+                for i, name in enumerate(CIFAR_FILES)}
+    folder.mkdir(parents=True, exist_ok=True)
+    if archive:
+        with tarfile.open(folder / "cifar-10-binary.tar.gz", "w:gz") as tar:
+            for name, content in contents.items():
+                member = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
+                member.size = len(content)
+                tar.addfile(member, io.BytesIO(content))
+    else:
+        (folder / "cifar-10-batches-bin").mkdir(exist_ok=True)
+        for name, content in contents.items():
+            (folder / "cifar-10-batches-bin" / name).write_bytes(content)
+    return images, labels
+
+
 def main(argv: list[str]) -> int:
     folder, count, height, width, channels = Path(argv[0]), *map(int, argv[1:5])
     images, labels = synthetic_images(count, height, width, channels)

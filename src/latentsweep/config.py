@@ -34,7 +34,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
-DATASET_NAMES = ("mnist", "fashion-mnist", "folder")  # folder: the user's PNGs listed in labels.csv (data.py)
+DATASET_NAMES = ("mnist", "fashion-mnist", "cifar10", "folder")  # folder: the user's PNGs and JPEGs (data.py)
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")  # training's forward pass; see train.TrainConfig
 SCHEDULES = ("constant", "cosine")  # the learning rate over a run; see train.learning_rate_at

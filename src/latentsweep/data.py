@@ -525,12 +525,170 @@ def fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
 
 
 # ----------------------------------------------------------------------------------------
+# CIFAR-10, binary version (https://www.cs.toronto.edu/~kriz/cifar.html): five training batches and one test
+# batch of records, each one label byte (0-9) then 3,072 pixel bytes: the red, green and blue 32x32 planes,
+# rows top to bottom. Read from the extracted files or straight from the archive, whose MD5 the page publishes.
+
+
+@dataclass(frozen=True)
+class RecordArchive:
+    name: str
+    class_names: tuple[str, ...]
+    urls: tuple[str, ...]
+    archive: str  # the archive's file name
+    md5: str  # of the archive, as its authors publish it
+    member_folder: str  # the folder the archive unpacks into
+    train_files: tuple[str, ...]
+    test_file: str
+    image_shape: tuple[int, int, int]
+    records_per_file: int  # in the official files; --no-verify-data accepts other counts (the tests' small files)
+
+    @property
+    def record_size(self) -> int:
+        channels, height, width = self.image_shape
+        return 1 + channels * height * width
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return (*self.train_files, self.test_file)
+
+
+CIFAR10 = RecordArchive(
+    name="cifar10",
+    class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+    urls=("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",),
+    archive="cifar-10-binary.tar.gz",
+    md5="c32a1d4ab5d03f1284b67883e8d87530",
+    member_folder="cifar-10-batches-bin",
+    train_files=tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
+    test_file="test_batch.bin",
+    image_shape=(3, 32, 32),
+    records_per_file=10_000,
+)
+
+
+def parse_records(content: bytes, source: str, spec: RecordArchive, verify: bool) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file's (images (N, C, H, W) uint8, labels (N,) uint8), checking its structure; `source` names it."""
+    size = spec.record_size
+    if not content:
+        raise DataError(f"{source}: empty file")
+    if len(content) % size:
+        raise DataError(f"{source}: truncated or damaged: {len(content):,} bytes is not a whole number of "
+                        f"{size:,}-byte records (label byte + {size - 1:,} pixel bytes)")
+    count = len(content) // size
+    if verify and count != spec.records_per_file:
+        raise DataError(f"{source}: {count:,} records, the official file has {spec.records_per_file:,}; "
+                        "pass --no-verify-data to use a modified copy")
+    records = np.frombuffer(content, dtype=np.uint8).reshape(count, size)
+    labels = records[:, 0].copy()
+    if labels.max() >= len(spec.class_names):
+        bad = int(np.flatnonzero(labels >= len(spec.class_names))[0])
+        raise DataError(f"{source}: record {bad} has label {int(labels[bad])}, outside 0-{len(spec.class_names) - 1}")
+    return records[:, 1:].reshape(count, *spec.image_shape).copy(), labels
+
+
+def record_sources(folder: Path, spec: RecordArchive) -> dict[str, Path] | Path | None:
+    """Where the batch files are in `folder`: {file: path} when all are there extracted (in the folder itself or in
+    the archive's own sub-folder), else the archive's path when it is there, else None."""
+    for place in (folder, folder / spec.member_folder):
+        found = {name: place / name for name in spec.files}
+        if all(path.is_file() for path in found.values()):
+            return found
+    archive = folder / spec.archive
+    return archive if archive.is_file() else None
+
+
+def read_record_files(folder: Path, spec: RecordArchive, verify: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every batch file's images and labels, from the extracted files or from the archive (MD5-checked when `verify`)."""
+    import tarfile
+
+    sources = record_sources(folder, spec)
+    if sources is None:
+        raise DataError(f"{folder}: no {spec.name} data; expected {spec.archive} or the files of {spec.member_folder}/ "
+                        f"({', '.join(spec.files)})")
+    if isinstance(sources, dict):
+        return {name: parse_records(read_file_bytes(path), str(path), spec, verify) for name, path in sources.items()}
+    if verify:
+        digest = hashlib.md5(sources.read_bytes()).hexdigest()
+        if digest != spec.md5:
+            raise DataError(f"{sources}: MD5 {digest} differs from the published {spec.md5}; the archive is damaged or "
+                            "not the official one (pass --no-verify-data to use a modified copy)")
+    read = {}
+    try:
+        with tarfile.open(sources, "r:gz") as archive:
+            for name in spec.files:
+                member = f"{spec.member_folder}/{name}"
+                try:
+                    handle = archive.extractfile(member)
+                except KeyError:
+                    handle = None
+                if handle is None:
+                    raise DataError(f"{sources}: has no file {member}")
+                read[name] = parse_records(handle.read(), f"{sources}:{member}", spec, verify)
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise DataError(f"{sources}: not a readable tar.gz archive ({exc or 'truncated'})") from None
+    return read
+
+
+def download_archive(spec: RecordArchive, folder: Path, opener: Opener = urllib.request.urlopen) -> Path:
+    """Fetch the archive into `folder`, verified against its published MD5; the first URL that serves it wins."""
+    folder.mkdir(parents=True, exist_ok=True)
+    failures = []
+    for url in spec.urls:
+        try:
+            with opener(url, timeout=600) as response:
+                content = response.read()
+        except (urllib.error.URLError, OSError) as exc:
+            failures.append(f"{url}: {getattr(exc, 'reason', None) or exc}")
+            continue
+        digest = hashlib.md5(content).hexdigest()
+        if digest != spec.md5:
+            failures.append(f"{url}: checksum mismatch (MD5 {digest}, published {spec.md5})")
+            continue
+        atomic_write_bytes(folder / spec.archive, content)
+        return folder / spec.archive
+    raise DataError(f"could not download {spec.name} ({'; '.join(failures)}); offline? put {spec.archive} or the "
+                    f"extracted {spec.member_folder}/ in {folder} or pass --data-dir / set {ENV_DATA_DIR}")
+
+
+def resolve_record_dir(spec: RecordArchive, data_dir: str | Path | None, opener: Opener = urllib.request.urlopen) -> Path:
+    """Where the data set is, by the rules of resolve_data_dir: --data-dir, else $LATENTSWEEP_DATA_DIR, else the
+    user cache, which alone is filled by downloading. A named folder may hold it itself or in a sub-folder
+    named after the data set."""
+    named = data_dir if data_dir not in (None, "") else os.environ.get(ENV_DATA_DIR) or None
+    if named is not None:
+        folder = Path(named).expanduser()
+        origin = "--data-dir" if data_dir not in (None, "") else f"${ENV_DATA_DIR}"
+        if not folder.is_dir():
+            raise DataError(f"{folder} ({origin}): " + ("not a folder" if folder.exists() else "folder does not exist"))
+        for place in (folder, folder / spec.name):
+            if place.is_dir() and record_sources(place, spec) is not None:
+                return place
+        raise DataError(f"{folder} ({origin}): no {spec.name} data; expected {spec.archive} or the files of "
+                        f"{spec.member_folder}/ ({', '.join(spec.files)})")
+    folder = default_cache_dir(spec.name)
+    if record_sources(folder, spec) is None:
+        download_archive(spec, folder, opener)
+    return folder
+
+
+def load_record_dataset(spec: RecordArchive, folder: Path, val_size: int = 5000, train_subset: int | None = None,
+                        split_seed: int = 0, verify: bool = True) -> Dataset:
+    batches = read_record_files(folder, spec, verify)
+    train = tuple(np.concatenate(parts) for parts in zip(*(batches[name] for name in spec.train_files)))
+    return make_splits(spec.name, spec.class_names, folder, train, batches[spec.test_file], val_size, train_subset,
+                       split_seed)
+
+
+# ----------------------------------------------------------------------------------------
 # A study's data, from its settings
 
 
 def locate_data(data: DataConfig) -> Path:
     """The data folder: --data-dir for a folder of images; for MNIST-style sets also the environment
     variable or the download cache (see data.resolve_data_dir)."""
+    if data.dataset == CIFAR10.name:
+        return resolve_record_dir(CIFAR10, data.data_dir)
     if data.dataset != FOLDER_DATASET:
         return resolve_data_dir(DATASETS[data.dataset], data.data_dir)
     if not data.data_dir:
@@ -548,6 +706,9 @@ def load_data(data: DataConfig) -> tuple[Dataset, Path]:
         dataset = load_image_folder(data_dir, val_size=data.val_size, train_subset=data.train_subset,
                                     split_seed=data.split_seed, image_size=parse_image_size(data.image_size),
                                     channels=data.channels)
+    elif data.dataset == CIFAR10.name:
+        dataset = load_record_dataset(CIFAR10, data_dir, val_size=data.val_size, train_subset=data.train_subset,
+                                      split_seed=data.split_seed, verify=data.verify_data)
     else:
         dataset = load_dataset(DATASETS[data.dataset], data_dir, val_size=data.val_size,
                                train_subset=data.train_subset, split_seed=data.split_seed, verify=data.verify_data)

@@ -19,10 +19,13 @@ import numpy as np
 
 from latentsweep import plots
 from latentsweep.config import flat_values
+from latentsweep.classifier import TRUSTED_ACCURACY
+from latentsweep.data import describe_shape
 from latentsweep.dimension import HALVES, MLE_NEIGHBOURS
 from latentsweep.layout import (ANALYSIS_FILE, EXPLORER_FILE, FIGURES, HISTORY_FILE, IMAGES_FILE, METRICS_FILE,
                                 PER_IMAGE_FILE, REPORT_HTML, REPORT_MD, SUMMARY_FILE, TIMING_FILE, trial_dir,
                                 variant_name, variant_slug)
+from latentsweep.model import MNIST_SHAPE, VAEConfig, conv_stage_sides
 from latentsweep.metrics import (GENERATION_METRICS, GENERATION_PROTOCOLS, HEADLINE_METRICS, REGISTRY, lookup,
                                  variant_rows)
 from latentsweep.results import Results, class_noun, read_results
@@ -360,6 +363,7 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
                  evidence: Evidence, answer: Answer, data_rows: list[dict[str, Any]] = ()) -> list[Block]:
     info, config = files.info, files.config
     class_names = info["class_names"]
+    shape = image_shape(info)
     noun = class_noun(config["dataset"])
     done = [t for t in files.trials if t.get("status") == "done"]
     failed = [t for t in files.trials if t.get("status") != "done"]
@@ -377,7 +381,8 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
         *dimension_blocks(list(data_rows), combined, answer, class_names, noun, rel),
         Heading("Setup"),
         Bullets([
-            f"Data: {config['dataset']} from {info['data_source']}; {info['split_sizes']['train']} training images"
+            f"Data: {config['dataset']} ({describe_shape(shape)} images) from {info['data_source']}; "
+            f"{info['split_sizes']['train']} training images"
             f" ({'stratified subset of ' + str(config['train_subset']) if config['train_subset'] else 'all remaining after validation'}),"
             f" {info['split_sizes']['val']} validation images taken from the training split (stratified, split seed {config['split_seed']}),"
             f" the official {info['split_sizes']['test']}-image test split.",
@@ -386,11 +391,8 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
             "with the lowest validation loss are evaluated. Negative ELBO and IWAE figures are those of the plain VAE "
             "(beta 1) whatever beta trained the model, so they compare across betas.",
             f"Latent sizes {', '.join(map(str, sorted(config['latent_dims'])))}; seeds {', '.join(map(str, config['seeds']))}.",
-            "Data mode: " + ("dynamically binarised MNIST (training batches re-drawn as Bernoulli(intensity) every time; "
-                             "validation and test images binarised once with fixed seeds; every test metric on those)."
-                             if config.get("binarize") else "grey-level intensities in [0, 1] with a Bernoulli decoder "
-                             "(likelihoods are then not comparable with binarised-MNIST figures in the literature)."),
-            f"Model: {architecture_text(config['architecture'])} Parameters: "
+            "Data mode: " + intensity_mode(config, shape),
+            f"Model: {architecture_text(config['architecture'], shape)} Parameters: "
             + ", ".join(f"{t['parameters']:,} at z={t['latent_dim']}" for t in done if t["seed"] == config["seeds"][0]) + ".",
             f"Device: {env['device']} ({env['device_name']}), {trials_ran(info)}; Python {env['python']}, "
             f"torch {env['torch']}, numpy {env['numpy']}, latentsweep {env['latentsweep']}; {env['platform']}.",
@@ -398,9 +400,9 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
         Heading("How the numbers are measured"),
         Bullets([
             "Reconstructions are decoded from the posterior mean, z = mu(x), and read as Bernoulli means (sigmoid of the logits).",
-            "MSE: mean over pixels of the squared difference, intensities in [0, 1]. PSNR = 10 log10(1 / MSE) per image "
+            "MSE: mean over pixels (and colour channels) of the squared difference, intensities in [0, 1]. PSNR = 10 log10(1 / MSE) per image "
             "(MSE floored at 1e-10, capping PSNR at 100 dB), averaged over images. SSIM: 11x11 Gaussian window, sigma 1.5 "
-            "(torchmetrics). Negative ELBO: reconstruction + KL in nats per image with one sampled z per image.",
+            "(torchmetrics; on colour images per channel, averaged). Negative ELBO: reconstruction + KL in nats per image with one sampled z per image.",
             f"Representative images: the first {config['representatives_per_class']} test images of each {noun} in the official test order.",
             f"Whole test set: all {info['split_sizes']['test']} test images; {ci_note}.",
             f"Selection rule: {rule_text(config['tolerance_db'])}.",
@@ -500,6 +502,12 @@ def analysis_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: dict
                   "whose top class has p > 0.9; class entropy is that of the histogram of predicted classes "
                   f"({math.log2(classes):.2f} bits when uniform)."),
     ]
+    if classifier["test_accuracy"] < TRUSTED_ACCURACY:
+        blocks.append(Paragraph(
+            f"Warning: the classifier recognises only {100 * classifier['test_accuracy']:.1f}% of the test images (below "
+            f"{100 * TRUSTED_ACCURACY:.0f}%), so its features describe these images poorly: FD, KID and the Inception Score "
+            "analogue below rank the latent sizes less reliably than PSNR and SSIM do, and they are not comparable with "
+            "figures from other feature networks (an Inception network's FID, for example)."))
     rows = []
     for size in sizes:
         cells = [str(size) + (" (selected)" if size == selected else "")]
@@ -515,7 +523,8 @@ def analysis_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: dict
         if key in rel:
             blocks.append(Figure(rel[key], caption, caption))
 
-    mode = "binarised test images" if config.get("binarize") else "grey-level test images under the Bernoulli decoder"
+    mode = ("binarised test images" if config.get("binarize") else
+            f"{'grey-level' if image_shape(files.info)[0] == 1 else 'colour'} test images under the Bernoulli decoder")
     k = done[0].get("analysis", {}).get("iwae_samples", config.get("iwae_samples"))
     blocks.append(Heading("Likelihood"))
     likelihood_n = images_measured(done[0], "likelihood", "iwae_nll")
@@ -693,14 +702,42 @@ def trials_ran(info: dict[str, Any]) -> str:
     return f"trials ran {description}" if description else f"{info['environment']['torch_threads']} threads"
 
 
-def architecture_text(name: str) -> str:
+def architecture_text(name: str, shape: tuple[int, int, int]) -> str:
+    """The built-in network for images of `shape` (channels, height, width) in words, from its config (model.py)."""
     if name == "conv":
-        return ("convolutional VAE (conv); encoder conv 4x4/2 (1->16) -> conv 4x4/2 (16->32) -> linear 1568->256 -> linear "
-                "to mean and log-variance; decoder mirrors it with transposed convolutions to Bernoulli logits.")
+        config = VAEConfig(image_size=shape[1], image_channels=shape[0], image_width=shape[2])
+        side_h, side_w = conv_stage_sides(shape[1], shape[2])[-1]
+        stages = " -> ".join(f"conv 4x4/2 ({into}->{out})"
+                             for into, out in zip((shape[0], *config.conv_channels), config.conv_channels))
+        return (f"convolutional VAE (conv); encoder {stages} -> linear {config.conv_channels[-1] * side_h * side_w}->"
+                f"{config.hidden_dim} -> linear to mean and log-variance; decoder mirrors it with transposed convolutions "
+                "to Bernoulli logits.")
     if name == "mlp":
-        return ("fully connected VAE (mlp, as in pytorch/examples); encoder 784 -> 400 (ReLU) -> mean and log-variance; "
-                "decoder z -> 400 (ReLU) -> 784 Bernoulli logits.")
+        pixels = shape[0] * shape[1] * shape[2]
+        return (f"fully connected VAE (mlp, as in pytorch/examples); encoder {pixels} -> 400 (ReLU) -> mean and log-variance; "
+                f"decoder z -> 400 (ReLU) -> {pixels} Bernoulli logits.")
     return f"the user's architecture {name} (its builder's module, imported by name)."
+
+
+def image_shape(info: dict[str, Any]) -> tuple[int, int, int]:
+    """The study's (channels, height, width); a study written before shapes were recorded read MNIST."""
+    return tuple(info.get("image_shape", MNIST_SHAPE))
+
+
+def intensity_mode(config: dict[str, Any], shape: tuple[int, int, int]) -> str:
+    """What the pixels are and what the Bernoulli decoder's likelihood then means, in a sentence."""
+    if config.get("binarize"):
+        return ("binarised images (training batches re-drawn as Bernoulli(intensity) every time; validation and test "
+                "images binarised once with fixed seeds; every test metric on those); the Bernoulli decoder's likelihood "
+                "is then a proper likelihood.")
+    if shape[0] == 1:
+        return ("grey-level intensities in [0, 1] with a Bernoulli decoder (likelihoods are then not comparable with "
+                "binarised-MNIST figures in the literature).")
+    pixels = shape[0] * shape[1] * shape[2]
+    return (f"colour intensities in [0, 1] with a Bernoulli decoder: each of the {pixels:,} channel values of an image "
+            "is read as the mean of its own Bernoulli variable. For colour images that is not a likelihood of the "
+            "data (it is one for binary images only), so the negative ELBO and IWAE figures compare the latent sizes "
+            "of this study; they are not the bits per dimension of the colour-image literature.")
 
 
 def data_name(info: dict[str, Any], config: dict[str, Any]) -> str:

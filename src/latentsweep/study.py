@@ -66,7 +66,7 @@ def execute(config: StudyConfig) -> dict[str, Any]:
     probes = read_probes(study_dir)  # an earlier run's probes stay part of the study
     write_json(study_dir / CONFIG_FILE, {
         "config": recorded.to_dict(), "data_source": str(inputs.data_dir),
-        "class_names": list(inputs.dataset.class_names),
+        "class_names": list(inputs.dataset.class_names), "image_shape": list(inputs.dataset.image_shape),
         "split_sizes": {"train": len(inputs.dataset.train), "val": len(inputs.dataset.val), "test": len(inputs.dataset.test)},
         "environment": environment(inputs.device), "execution": arrangement.to_dict(), PROBES_KEY: probes})
     setup_seconds = time.perf_counter() - started  # data, and the classifier when it was not cached
