@@ -190,6 +190,36 @@ def study(idx_data, tmp_path_factory):
     return out, result
 
 
+# The smallest study of a generated image folder (tests/synthetic_images.py): sizes 2 and 3, one epoch.
+IMAGE_STUDY = ["--latent-dims", "2,3", "--seeds", "0", "--val-size", "30", "--epochs", "1", "--no-refine", *SMALL_EVAL,
+               "--representatives-per-class", "2", "--iwae-images", "20", "--tsne-points", "50"]
+
+
+def image_folder_study(folder: Path, count: int, shape: tuple[int, int, int], labelled: bool) -> Path:
+    """A real study (the CLI, in this process) on `count` generated images of `shape` (channels, height, width)."""
+    from latentsweep.cli import main
+    from synthetic_images import synthetic_images, write_image_folder
+
+    images, labels = synthetic_images(count, shape[1], shape[2], shape[0], seed=3)
+    write_image_folder(folder / "images", images, labels if labelled else None)
+    out = folder / "study"
+    assert main(["-q", "run", "--dataset", "folder", "--data-dir", str(folder / "images"), "--out", str(out),
+                 *IMAGE_STUDY]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def colour_study(tmp_path_factory) -> Path:
+    """Labelled RGB images of an odd size, 30 wide and 26 high (ten classes)."""
+    return image_folder_study(tmp_path_factory.mktemp("colour"), 280, (3, 26, 30), labelled=True)
+
+
+@pytest.fixture(scope="session")
+def unlabelled_study(tmp_path_factory) -> Path:
+    """Grey 40x40 images in a folder without labels.csv."""
+    return image_folder_study(tmp_path_factory.mktemp("unlabelled"), 280, (1, 40, 40), labelled=False)
+
+
 def cuda_synchronisations(work) -> int:
     """How many times `work()` made the host wait for the GPU (torch's sync debug mode, as warnings)."""
     import warnings

@@ -141,6 +141,44 @@ def test_a_drawn_stroke_is_preprocessed_like_mnist_and_its_psnr_is_pythons(study
         assert shown == pytest.approx(10 * math.log10(1 / mse), abs=0.05)
 
 
+def test_a_colour_page_of_an_odd_size_runs_as_pytorch_paints_in_colour_and_offers_no_drawing(colour_study, browser):
+    data = open_page(browser, colour_study)
+    assert data["image_shape"] == [3, 26, 30] and len(data["class_names"]) == 10
+    assert_page_models_match_pytorch(browser, colour_study, data, variant=0)  # odd sides: the decoder's output padding
+    assert not browser.find_elements("css selector", "canvas.draw") and "Pick a test image" in browser.page_source
+    painted = browser.execute_script(
+        "const c = document.querySelector('.card canvas'); "
+        "return [c.width, c.height, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)];")
+    width, height, pixels = painted[0], painted[1], np.array(painted[2]).reshape(26, 30, 4)
+    shown = np.array(browser.execute_script(
+        "return Array.from(window.explorer.state.reconstructions[Object.keys(window.explorer.state.reconstructions)[0]])"))
+    expected = np.rint(255 * shown.reshape(3, 26, 30).transpose(1, 2, 0))
+    assert (width, height) == (30, 26) and np.abs(pixels[..., :3] - expected).max() <= 1  # channel planes to RGB
+
+
+def test_an_unlabelled_grey_page_takes_a_drawing_at_its_own_size(unlabelled_study, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    data = open_page(browser, unlabelled_study)
+    assert data["image_shape"] == [1, 40, 40] and data["class_names"] == []
+    assert_page_models_match_pytorch(browser, unlabelled_study, data, variant=0)
+    thumbs = browser.find_elements("css selector", ".gallery canvas")
+    assert thumbs and re.fullmatch(r"test image \d+", thumbs[0].get_attribute("aria-label"))  # no class to name
+    canvas = browser.find_element("css selector", "canvas.draw")
+    chain = ActionChains(browser).move_to_element_with_offset(canvas, -60, -60).click_and_hold()
+    for _ in range(6):
+        chain = chain.move_by_offset(20, 15)
+    chain.release().perform()
+    browser.execute_script("return new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+    state = browser.execute_script("return {input: Array.from(window.explorer.state.input), name: window.explorer.state.inputName}")
+    image = np.array(state["input"]).reshape(40, 40)
+    rows, columns = np.nonzero(image > 0.5)
+    assert state["name"] == "your drawing" and 0 < image.max() <= 1
+    # The whole field averaged onto 40x40: a stroke from (-60, -60) to (+60, +30) around the centre of a 276-pixel
+    # field covers about 120 / 276 of its width, and the stroke is 1/14 of the field wide (about 3 pixels of 40).
+    assert 12 <= columns.max() - columns.min() <= 22 and 2 <= np.bincount(columns).max() <= 8
+
+
 def slider_change(browser, dimension_rank: int) -> float:
     """Reset the sliders to the image's code, move one (ranked by KL, 0 = most) right by 20 key presses,
     and return how much the decoded image changed (sum of absolute pixel changes)."""

@@ -8,12 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import SMALL_EVAL
+from latentsweep.architectures import model_from_checkpoint
 from latentsweep.cli import main
 from latentsweep.data import class_order, load_image_folder, read_idx, read_image_folder
 from latentsweep.errors import DataError
+from latentsweep.train import load_checkpoint
 
 WORDS = {0: "zero", 1: "one", 7: "seven"}
 
@@ -74,7 +77,6 @@ def save(name: str, image: Image.Image, image_format: str = "PNG"):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda folder: (folder / "labels.csv").unlink(), "no labels.csv (a CSV with columns file,label[,split])"),
     (replace_csv("path,class\nimg/00000.png,a\n"), "missing column(s) file, label"),
     (replace_csv("file,label\n"), "lists no images"),
     (replace_csv("file,label\nimg/00000.png,\n"), "line 2: empty file or label"),
@@ -220,3 +222,79 @@ def test_bad_image_options_are_one_line_errors(tmp_path, capsys, flags, message)
     assert main(base + (["--dataset", "folder"] if "--dataset" not in flags else []) + flags) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+# --- A folder without labels.csv ----------------------------------------------------------------
+
+def test_without_labels_every_png_and_jpeg_under_the_folder_is_an_image_in_sorted_path_order(tmp_path):
+    pixels = [rgb(6, 5, seed) for seed in range(3)] + [np.full((6, 5, 3), (200, 100, 50), np.uint8)]
+    (tmp_path / "b" / "deeper").mkdir(parents=True)
+    Image.fromarray(pixels[0]).save(tmp_path / "b" / "deeper" / "z.PNG")
+    Image.fromarray(pixels[1]).save(tmp_path / "b" / "a.png")
+    Image.fromarray(pixels[2]).save(tmp_path / "a.png")
+    Image.fromarray(pixels[3]).save(tmp_path / "c.jpeg", quality=100)
+    (tmp_path / "notes.txt").write_text("not an image")
+    read, labels, splits = read_image_folder(tmp_path)
+    assert labels is None and splits is None and read.shape == (4, 3, 6, 5)
+    # a.png, b/a.png, b/deeper/z.PNG, c.jpeg
+    assert [np.array_equal(read[i], pixels[p].transpose(2, 0, 1)) for i, p in enumerate((2, 1, 0))] == [True] * 3
+    assert np.abs(read[3].astype(int) - pixels[3].transpose(2, 0, 1)).max() < 10  # JPEG: lossy, a flat colour nearly kept
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty: no labels.csv and no PNG or JPEG images under it"):
+        read_image_folder(tmp_path / "empty")
+
+
+def test_without_labels_a_seeded_seventh_is_the_test_set_and_there_are_no_classes(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, size=(70, 8, 8), dtype=np.uint8)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / f"{i:02d}.png")
+    dataset = load_image_folder(tmp_path, val_size=6, split_seed=2)
+    assert dataset.class_names == () and not dataset.labelled and dataset.image_shape == (1, 8, 8)
+    assert (len(dataset.train), len(dataset.val), len(dataset.test)) == (54, 6, 10)
+    assert set(dataset.test.labels.tolist()) == {0}
+    again, other = load_image_folder(tmp_path, val_size=6, split_seed=2), load_image_folder(tmp_path, val_size=6, split_seed=3)
+    assert torch.equal(dataset.test.images, again.test.images) and not torch.equal(dataset.test.images, other.test.images)
+
+
+def read_rows(study: Path) -> list[dict]:
+    with (study / "results.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_an_unlabelled_grey_40x40_study_has_no_classes_and_no_classifier_measures_and_says_why(unlabelled_study):
+    rows = read_rows(unlabelled_study)
+    assert {r["class"] for r in rows} == {"all"}
+    measured = {r["metric"] for r in rows}
+    assert {"psnr", "ssim", "iwae_nll", "active_units"} <= measured and not {"fd", "kid", "probe_accuracy"} & measured
+    info = json.loads((unlabelled_study / "config.json").read_text())
+    assert info["class_names"] == [] and info["image_shape"] == [1, 40, 40]
+    report = (unlabelled_study / "report.md").read_text()
+    assert report.count("The images have no labels (the folder has no labels.csv), so there are no per-class results") == 2
+    assert "the reconstruction rule alone selects the latent size" in report and "easiest" not in report
+    folder = unlabelled_study / "models" / "conv_beta1_latent002_seed0"
+    model, _ = model_from_checkpoint(load_checkpoint(folder / "best.pt"), "best.pt")
+    with torch.no_grad():
+        assert tuple(model.decode(torch.zeros(5, 2)).shape) == (5, 1, 40, 40)
+    with np.load(folder / "images.npz") as arrays:
+        assert arrays["originals"].shape == (2, 40, 40)  # the first representatives_per_class test images
+    with np.load(folder / "analysis.npz") as arrays:
+        assert arrays["interpolations"].shape[2:] == (40, 40) and len(arrays["interpolations"]) == 5
+
+
+def test_a_colour_study_of_an_odd_size_keeps_colour_and_shape_from_file_to_figure(colour_study):
+    folder = colour_study / "models" / "conv_beta1_latent003_seed0"
+    model, spec = model_from_checkpoint(load_checkpoint(folder / "best.pt"), "best.pt")
+    assert spec.image_shape == (3, 26, 30)
+    with torch.no_grad():
+        assert tuple(model.decode(torch.zeros(4, 3)).shape) == (4, 3, 26, 30)
+    with np.load(folder / "images.npz") as arrays:
+        originals, reconstructions = arrays["originals"], arrays["reconstructions"]
+    assert originals.shape == (20, 26, 30, 3) and reconstructions.shape == (20, 26, 30, 3)
+    # The stored PSNR of the representatives is the formula's on these very arrays (to float32 rounding).
+    rows = [r for r in read_rows(colour_study) if (r["latent_dim"], r["protocol"], r["class"], r["metric"])
+            == ("3", "representative", "all", "psnr")]
+    mse = ((originals.astype(np.float64) - reconstructions) ** 2).reshape(20, -1).mean(1)
+    assert float(rows[0]["mean"]) == pytest.approx(np.mean(10 * np.log10(1 / mse)), abs=1e-4)
+    figure = np.asarray(Image.open(colour_study / "figures" / "reconstructions.png").convert("RGB")).astype(int)
+    assert (np.abs(figure[..., 0] - figure[..., 2]) > 100).sum() > 100  # coloured pixels, not grey
+    assert "(30x26 RGB images)" in (colour_study / "report.md").read_text()

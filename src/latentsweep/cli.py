@@ -45,13 +45,16 @@ class Parser(argparse.ArgumentParser):
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
-    group.add_argument("--data-dir", help="folder with the four IDX files (.gz or not), or with a sub-folder named "
-                       "after the data set (with --dataset folder: the folder of PNGs and labels.csv); default: $LATENTSWEEP_DATA_DIR, else ~/.cache/latentsweep/datasets/NAME, "
-                       "where a missing data set is downloaded and verified")
+    group.add_argument("--data-dir", help="folder with the data set: for mnist and fashion-mnist the four IDX files (.gz "
+                       "or not), for cifar10 cifar-10-binary.tar.gz or the extracted cifar-10-batches-bin/, either also in a "
+                       "sub-folder named after the data set; with --dataset folder, the folder of images; default: "
+                       "$LATENTSWEEP_DATA_DIR, else ~/.cache/latentsweep/datasets/NAME, where a missing data set is "
+                       "downloaded and verified")
     group.add_argument("--dataset", help=f"one of {', '.join(DATASET_NAMES)} (default mnist); folder: your own PNG or "
-                       "JPEG images in --data-dir, listed in its labels.csv with columns file,label and optionally split "
-                       "(train or test; without it a stratified seventh of the images is the test set); a study reads "
-                       "28x28 grey images so far: --image-size 28 --channels 1 converts others")
+                       "JPEG images of any size, grey or RGB, in --data-dir: listed in its labels.csv with columns file,label "
+                       "and optionally split (train or test; without it a stratified seventh of the images is the test "
+                       "set), or without labels.csv every PNG and JPEG under the folder, unlabelled (then no per-class "
+                       "results and no classifier-based generation measures)")
     group.add_argument("--image-size", help="with --dataset folder: resize every image to N x N or HxW pixels (Pillow's "
                        "antialiased Lanczos filter); default: every image must have the first's size")
     group.add_argument("--channels", help="with --dataset folder: 1 converts every image to grey (ITU-R 601-2 luma), 3 to "
@@ -494,7 +497,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     import torch
 
     from latentsweep.evaluate import reconstruct, representative_indices
-    from latentsweep.plots import reconstruction_grid
+    from latentsweep.plots import UNLABELLED_GROUP, reconstruction_grid
     from latentsweep.data import load_data, to_pictures
 
     per_class = int_option(args.per_class, "--per-class", 1)
@@ -504,7 +507,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     model, spec = _load_model(args.checkpoint, trusted_architectures(args))
     dataset, _ = load_data(config.data)
     test = dataset.test
-    classes = len(dataset.class_names)
+    groups = dataset.class_names or (UNLABELLED_GROUP,)  # unlabelled: one row of the first test images
+    classes = len(groups)
     indices = representative_indices(test.labels.numpy(), per_class, classes)
     if len(indices) != classes * per_class:
         raise ConfigError(f"--per-class: some class has fewer than {per_class} test images")
@@ -512,7 +516,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     recon = reconstruct(model, originals)
     originals, recon = to_pictures(originals), to_pictures(recon)
     reconstruction_grid(originals.reshape(classes, per_class, *originals.shape[1:]),
-                        {spec.latent_dim: recon.reshape(classes, per_class, *recon.shape[1:])}, dataset.class_names, out)
+                        {spec.latent_dim: recon.reshape(classes, per_class, *recon.shape[1:])}, groups, out)
     print(f"wrote {out}")
     return 0
 

@@ -244,12 +244,17 @@ class Split:
 @dataclass
 class Dataset:
     name: str
-    class_names: tuple[str, ...]
+    class_names: tuple[str, ...]  # empty for a folder without labels.csv: every label is then 0
     source: Path
     train: Split
     val: Split
     test: Split
     full_train: Split  # the whole official training split, for the feature classifier
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the images have classes; without, per-class results and the classifier's measures are left out."""
+        return bool(self.class_names)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -367,6 +372,7 @@ def make_splits(name: str, class_names: tuple[str, ...], folder: Path, train: tu
 
 FOLDER_DATASET = "folder"
 LABELS_FILE = "labels.csv"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what a folder without labels.csv is searched for, in any case
 FOLDER_TEST_SHARE = 1 / 7  # MNIST's 10,000 of 70,000, used when labels.csv has no split column
 SPLITS = ("train", "test")
 IMAGE_FORMATS = ("PNG", "JPEG")
@@ -374,18 +380,37 @@ SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
 
 
 def read_image_folder(folder: Path, image_size: tuple[int, int] | None = None,
-                      channels: int | None = None) -> tuple[np.ndarray, list[str], list[str] | None]:
+                      channels: int | None = None) -> tuple[np.ndarray, list[str] | None, list[str] | None]:
     """Images (N, C, H, W) uint8, their labels and, when labels.csv has a `split` column, their splits.
 
     labels.csv has a header with `file` (a path relative to the folder) and `label` (any text: a
-    digit, a word); an optional `split` column says train or test for each image. `image_size`
-    (height, width) and `channels` convert every image; without them all must agree with the first.
+    digit, a word); an optional `split` column says train or test for each image. Without labels.csv,
+    every PNG and JPEG under the folder (searched recursively, in sorted path order) is an image and the
+    labels are None. `image_size` (height, width) and `channels` convert every image; without them all
+    must agree with the first.
     """
-    import csv
-
     listing = folder / LABELS_FILE
     if not listing.is_file():
-        raise DataError(f"{folder}: no {LABELS_FILE} (a CSV with columns file,label[,split]) in this folder")
+        return read_images(folder, unlabelled_images(folder), image_size, channels), None, None
+    names, labels, splits = read_listing(listing)
+    return read_images(folder, [(name, f"{folder / name} ({listing}, line {number + 2})")
+                                for number, name in enumerate(names)], image_size, channels), labels, splits
+
+
+def unlabelled_images(folder: Path) -> list[tuple[str, str]]:
+    """(path relative to `folder`, how errors name it) of every PNG and JPEG under it, in sorted path order."""
+    found = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*")
+                   if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
+    if not found:
+        raise DataError(f"{folder}: no {LABELS_FILE} and no PNG or JPEG images under it (searched recursively for "
+                        f"{', '.join(IMAGE_SUFFIXES)})")
+    return [(name, str(folder / name)) for name in found]
+
+
+def read_listing(listing: Path) -> tuple[list[str], list[str], list[str] | None]:
+    """labels.csv's files, labels and (when it has the column) splits, each line checked."""
+    import csv
+
     try:
         with listing.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
@@ -400,9 +425,7 @@ def read_image_folder(folder: Path, image_size: tuple[int, int] | None = None,
     if not rows:
         raise DataError(f"{listing}: lists no images")
     has_split = "split" in columns
-    images: np.ndarray | None = None
-    first = ""
-    labels, splits = [], []
+    names, labels, splits = [], [], []
     for number, row in enumerate(rows):
         line = f"{listing}, line {number + 2}"
         name, label = (row.get("file") or "").strip(), (row.get("label") or "").strip()
@@ -413,19 +436,30 @@ def read_image_folder(folder: Path, image_size: tuple[int, int] | None = None,
             if split not in SPLITS:
                 raise DataError(f"{line}: split {row.get('split')!r} is not train or test")
             splits.append(split)
+        names.append(name)
+        labels.append(label)
+    return names, labels, splits if has_split else None
+
+
+def read_images(folder: Path, files: list[tuple[str, str]], image_size: tuple[int, int] | None,
+                channels: int | None) -> np.ndarray:
+    """(N, C, H, W) uint8 pixels of `files`, (path relative to `folder`, how errors name it); all must agree
+    with the first in channels and size unless `channels` and `image_size` convert them."""
+    images: np.ndarray | None = None
+    first = ""
+    for number, (name, where) in enumerate(files):
         path = folder / name
-        pixels = read_image(path, f"{path} ({line})", image_size, channels)
+        pixels = read_image(path, where, image_size, channels)
         if images is None:
-            images, first = np.empty((len(rows), *pixels.shape), dtype=np.uint8), str(path)
+            images, first = np.empty((len(files), *pixels.shape), dtype=np.uint8), str(path)
         elif pixels.shape[0] != images.shape[1]:
-            raise DataError(f"{path} ({line}): {pixels.shape[0]} channel(s), but {first} has {images.shape[1]}; pass "
+            raise DataError(f"{where}: {pixels.shape[0]} channel(s), but {first} has {images.shape[1]}; pass "
                             "--channels 1 or 3 to convert every image")
         elif pixels.shape != images.shape[1:]:
-            raise DataError(f"{path} ({line}): {pixels.shape[2]}x{pixels.shape[1]} pixels (width x height), but {first} "
+            raise DataError(f"{where}: {pixels.shape[2]}x{pixels.shape[1]} pixels (width x height), but {first} "
                             f"is {images.shape[3]}x{images.shape[2]}; pass --image-size to resize every image")
         images[number] = pixels
-        labels.append(label)
-    return images, labels, splits if has_split else None
+    return images
 
 
 def read_image(path: Path, where: str, image_size: tuple[int, int] | None = None,
@@ -484,17 +518,24 @@ def load_image_folder(folder: Path, val_size: int = 5000, train_subset: int | No
                       split_seed: int = 0, image_size: tuple[int, int] | None = None,
                       channels: int | None = None) -> Dataset:
     """The folder's images as a Dataset: the test split from labels.csv's split column, or else a
-    stratified, seeded seventh of the images; validation from the rest, as for MNIST."""
+    stratified, seeded seventh of the images; validation from the rest, as for MNIST. Without labels.csv
+    the data set has no class names and every label is 0 (the seventh is then a plain seeded draw)."""
     images, label_text, splits = read_image_folder(folder, image_size, channels)
-    class_names = class_order(label_text)
-    index = {name: i for i, name in enumerate(class_names)}
+    if label_text is None:
+        label_text = ["0"] * len(images)
+        class_names: tuple[str, ...] = ()
+    else:
+        class_names = class_order(label_text)
+    index = {name: i for i, name in enumerate(class_names)} or {"0": 0}
     labels = np.array([index[name] for name in label_text], dtype=np.uint8 if len(class_names) <= 256 else np.int64)
     if splits is not None:
         is_test = np.array([split == "test" for split in splits])
     else:
         rng = np.random.default_rng([split_seed, 7])  # its own stream: the validation draw stays as without it
         is_test = np.zeros(len(labels), dtype=bool)
-        is_test[stratified_sample(labels, max(len(class_names), round(len(labels) * FOLDER_TEST_SHARE)), rng)] = True
+        is_test[stratified_sample(labels, max(len(class_names), 1, round(len(labels) * FOLDER_TEST_SHARE)), rng)] = True
+    if is_test.all() or not is_test.any():
+        raise DataError(f"{folder}: {len(labels)} image(s) cannot make both a training and a test split")
     for split, mask in (("training", ~is_test), ("test", is_test)):
         absent = [name for i, name in enumerate(class_names) if not np.any(labels[mask] == i)]
         if absent:

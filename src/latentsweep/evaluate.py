@@ -121,10 +121,13 @@ def evaluate_model(
     batch_size: int = 1000,
     reference: Reference | None = None,
     settings: AnalysisSettings | None = None,
+    num_classes: int | None = None,
 ) -> Evaluation:
     """Reconstruction metrics on both protocols; with a `reference`, everything `analyse` adds.
 
-    Every tidy row starts with `axes` (the trial's axis values; default latent_dim and seed).
+    Every tidy row starts with `axes` (the trial's axis values; default latent_dim and seed). The classes are
+    0 to the largest label unless `num_classes` says otherwise; 0 means unlabelled images: rows for "all" alone,
+    and the first `per_class` test images as the representatives.
     """
     axes = axes if axes is not None else {"latent_dim": latent_dim, "seed": seed}
     device = next(model.parameters()).device
@@ -133,11 +136,11 @@ def evaluate_model(
     seconds: dict[str, float] = {}
     with timed(seconds, "reconstruction"):
         scores = per_image_scores(model, images, batch_size, seed)
-    representatives = representative_indices(labels, per_class)
+    representatives = representative_indices(labels, per_class, None if num_classes is None else max(1, num_classes))
     metric_scores = {name: scores[name] for name in PER_IMAGE_METRICS}
     rows = []
     for protocol, subset in (("representative", representatives), ("test_set", np.arange(len(labels)))):
-        for row in summarize_by_class({k: v[subset] for k, v in metric_scores.items()}, labels[subset]):
+        for row in summarize_by_class({k: v[subset] for k, v in metric_scores.items()}, labels[subset], num_classes):
             rows.append({**axes, "protocol": protocol, **row})
     originals = images[torch.as_tensor(representatives, device=device)]
     recon = reconstruct(model, originals, batch_size)
@@ -147,7 +150,7 @@ def evaluate_model(
         if settings is None:
             raise ValueError("evaluate_model needs AnalysisSettings together with a Reference")
         extra_rows, analysis, summary = analyse(model, latent_dim, images, labels, seed, reference, settings, batch_size,
-                                                seconds)
+                                                seconds, num_classes)
         rows += [{**axes, **row} for row in extra_rows]
     return Evaluation(
         rows=rows,
@@ -242,9 +245,9 @@ class AnalysisSettings:
 class Reference:
     """What every model of a study is measured against; computed once per study."""
 
-    classifier: DigitClassifier
-    classifier_record: dict
-    test_features: np.ndarray
+    classifier: DigitClassifier | None  # None for unlabelled images: no generation metrics then
+    classifier_record: dict | None
+    test_features: np.ndarray | None
     train_images: torch.Tensor  # for the linear probe
     train_labels: np.ndarray
     likelihood_indices: np.ndarray  # stratified test subset for the IWAE estimate
@@ -269,31 +272,36 @@ def generation_rows(features: np.ndarray, probabilities: np.ndarray, reference: 
 
 @torch.no_grad()
 def analyse(model: nn.Module, latent_dim: int, test_images: torch.Tensor, labels: np.ndarray, seed: int, reference: Reference,
-            settings: AnalysisSettings, batch_size: int,
-            seconds: dict[str, float] | None = None) -> tuple[list[dict], dict[str, np.ndarray], dict]:
+            settings: AnalysisSettings, batch_size: int, seconds: dict[str, float] | None = None,
+            num_classes: int | None = None) -> tuple[list[dict], dict[str, np.ndarray], dict]:
     """Everything beyond reconstruction for one model: (tidy rows, arrays for figures, extra scalars).
-    Each part's wall time is added to `seconds` (generation, likelihood, latent_space, views)."""
+    Each part's wall time is added to `seconds` (generation, likelihood, latent_space, views). Unlabelled
+    images (`num_classes` 0, no classifier in the reference) have no generation metrics and no linear probe."""
     device = test_images.device
     rows: list[dict] = []
     extra: dict = {}
     seconds = {} if seconds is None else seconds
 
+    labelled = num_classes != 0
     # Generation: prior samples and test-set reconstructions through the feature classifier.
-    with timed(seconds, "generation"):
-        samples = sample_prior(model, latent_dim, settings.generation_samples, seed + 1, device)
-        reconstructions = reconstruct(model, test_images, batch_size)
-        for protocol, images in (("prior_samples", samples), ("reconstructions", reconstructions)):
-            features, probabilities = predict(reference.classifier, images)
-            protocol_rows, protocol_extra = generation_rows(features.double().cpu().numpy(),
-                                                            probabilities.double().cpu().numpy(), reference, protocol, seed)
-            rows += protocol_rows
-            extra.update(protocol_extra)
+    if reference.classifier is not None:
+        with timed(seconds, "generation"):
+            samples = sample_prior(model, latent_dim, settings.generation_samples, seed + 1, device)
+            reconstructions = reconstruct(model, test_images, batch_size)
+            for protocol, images in (("prior_samples", samples), ("reconstructions", reconstructions)):
+                features, probabilities = predict(reference.classifier, images)
+                protocol_rows, protocol_extra = generation_rows(features.double().cpu().numpy(),
+                                                                probabilities.double().cpu().numpy(), reference, protocol,
+                                                                seed)
+                rows += protocol_rows
+                extra.update(protocol_extra)
 
     # Likelihood on a stratified test subset: IWAE bound with K samples, and the ELBO on the same images.
     with timed(seconds, "likelihood"):
         subset = torch.as_tensor(reference.likelihood_indices, device=device)
         nll, neg_elbo = likelihood_scores(model, test_images[subset], settings.iwae_samples, seed)
-        for row in summarize_by_class({"iwae_nll": nll, "neg_elbo": neg_elbo}, labels[reference.likelihood_indices]):
+        for row in summarize_by_class({"iwae_nll": nll, "neg_elbo": neg_elbo}, labels[reference.likelihood_indices],
+                                      num_classes):
             rows.append({"protocol": "likelihood", **row})
         extra["iwae_samples"] = settings.iwae_samples
 
@@ -307,9 +315,11 @@ def analyse(model: nn.Module, latent_dim: int, test_images: torch.Tensor, labels
                      "mean": float(active_units(means)), "ci_low": math.nan, "ci_high": math.nan})
         rows.append({"protocol": "test_set", "class": "all", "n": len(means), "metric": "code_dimension",
                      "mean": code_dimension(means), "ci_low": math.nan, "ci_high": math.nan})
-        train_means, _ = latent.posterior_parameters(model, reference.train_images.to(device))
-        correct = latent.linear_probe(train_means, reference.train_labels, means, labels)
-        rows += [{"protocol": "test_set", **row} for row in summarize_by_class({"probe_accuracy": correct}, labels)]
+        if labelled:
+            train_means, _ = latent.posterior_parameters(model, reference.train_images.to(device))
+            correct = latent.linear_probe(train_means, reference.train_labels, means, labels)
+            rows += [{"protocol": "test_set", **row} for row in summarize_by_class({"probe_accuracy": correct}, labels,
+                                                                                     num_classes)]
 
     if not settings.describe:
         return rows, {"kl_per_dimension": per_dimension}, extra
@@ -329,6 +339,8 @@ def describe_latent_space(model: nn.Module, test_images: torch.Tensor, labels: n
     class_pairs = (TEN_CLASS_PAIRS if class_count == 10 else
                    [(c, (c + class_count // 2) % class_count) for c in range(min(5, class_count))])
     pairs = [(first_of_class[a], first_of_class[b]) for a, b in class_pairs]
+    if class_count == 1:  # one class, or unlabelled images: between the first test images, two by two
+        pairs = [(2 * i, 2 * i + 1) for i in range(min(5, len(labels) // 2))]
     interpolations = np.stack([latent.interpolate(model, test_images[a], test_images[b], settings.interpolation_steps)
                                for a, b in pairs])
     order = np.argsort(-per_dimension)

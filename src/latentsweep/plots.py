@@ -18,6 +18,7 @@ from matplotlib.ticker import MaxNLocator
 from latentsweep.metrics import HEADLINE_METRICS, REGISTRY, lookup, variant_rows, variants
 from latentsweep.storage import atomic_write_bytes
 
+UNLABELLED_GROUP = "test images"  # the one row or legend entry of an unlabelled data set's figures
 PROTOCOL_TITLES = {"representative": "10 representative test images per class",
                    "test_set": "whole test set, 95% CI"}
 

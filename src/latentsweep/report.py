@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from latentsweep import plots
+from latentsweep.plots import UNLABELLED_GROUP
 from latentsweep.config import flat_values
 from latentsweep.classifier import TRUSTED_ACCURACY
 from latentsweep.data import describe_shape
@@ -303,6 +304,11 @@ def _cell(row: dict[str, Any] | None, metric: str, interval: bool = True) -> str
     return _with_ci(row, digits) if interval else _fmt(row["mean"], digits)
 
 
+NO_LABELS = ("The images have no labels (the folder has no labels.csv), so there are no per-class results and no "
+             "classifier to score generated images with: the Fréchet distance, KID and the Inception Score analogue "
+             "are left out, and the reconstruction rule alone selects the latent size.")
+
+
 def make_figures(files: StudyFiles, combined: list[dict[str, Any]], class_names: list[str], evidence: Evidence,
                  prefix: str = "") -> dict[str, Path]:
     """One variant's figures, named figures/PREFIX<name>.png."""
@@ -320,20 +326,22 @@ def make_figures(files: StudyFiles, combined: list[dict[str, Any]], class_names:
         "seeds": plots.psnr_by_seed(evidence.seed_means, combined, evidence.selected, figure("psnr_by_seed")),
     }
     selected = evidence.selected
-    for metric in ("mse", "psnr", "ssim"):
-        paths[metric] = plots.metric_by_class(combined, metric, class_names, figure(f"{metric}_by_class"))
+    if class_names:  # unlabelled images have no classes to break down
+        for metric in ("mse", "psnr", "ssim"):
+            paths[metric] = plots.metric_by_class(combined, metric, class_names, figure(f"{metric}_by_class"))
     shown = {dim: arrays for (dim, seed), arrays in files.images.items() if seed == first_seed}
     if shown:
         any_arrays = next(iter(shown.values()))
-        per_class = len(any_arrays["representatives"]) // len(class_names)
-        columns = min(3, per_class)
+        groups = class_names or [UNLABELLED_GROUP]  # one row of the first test images when unlabelled
+        per_class = len(any_arrays["representatives"]) // len(groups)
+        columns = min(3 if class_names else 8, per_class)
 
         def by_class(images: np.ndarray) -> np.ndarray:
-            return images.reshape(len(class_names), per_class, *images.shape[1:])[:, :columns]
+            return images.reshape(len(groups), per_class, *images.shape[1:])[:, :columns]
 
         paths["reconstructions"] = plots.reconstruction_grid(
             by_class(any_arrays["originals"]), {dim: by_class(a["reconstructions"]) for dim, a in shown.items()},
-            class_names, figure("reconstructions"))
+            groups, figure("reconstructions"))
         paths["samples"] = plots.sample_grid({dim: a["samples"] for dim, a in shown.items()}, figure("samples"))
     if lookup(combined, metric="fd"):
         paths["generation"] = plots.generation_vs_latent(combined, figure("generation_vs_latent"))
@@ -343,10 +351,11 @@ def make_figures(files: StudyFiles, combined: list[dict[str, Any]], class_names:
     if views:
         paths["kl_per_dimension"] = plots.kl_per_dimension({d: a["kl_per_dimension"] for d, a in views.items()},
                                                            figure("kl_per_dimension"))
-        paths["latent_2d"] = plots.latent_2d(views, class_names, figure("latent_2d"))
+        paths["latent_2d"] = plots.latent_2d(views, class_names or [UNLABELLED_GROUP], figure("latent_2d"))
         if selected in views:
             chosen = views[selected]
-            pair_names = [f"{class_names[a]} -> {class_names[b]}" for a, b in chosen["interpolation_pairs"]]
+            pair_names = ([f"{class_names[a]} -> {class_names[b]}" for a, b in chosen["interpolation_pairs"]] if class_names
+                          else [f"pair {number + 1}" for number in range(len(chosen["interpolation_pairs"]))])
             steps = chosen["interpolations"].shape[1]
             paths["interpolations"] = plots.image_rows(
                 chosen["interpolations"], pair_names, [f"{w:.2f}" for w in np.linspace(0, 1, steps)],
@@ -403,7 +412,9 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
             "MSE: mean over pixels (and colour channels) of the squared difference, intensities in [0, 1]. PSNR = 10 log10(1 / MSE) per image "
             "(MSE floored at 1e-10, capping PSNR at 100 dB), averaged over images. SSIM: 11x11 Gaussian window, sigma 1.5 "
             "(torchmetrics; on colour images per channel, averaged). Negative ELBO: reconstruction + KL in nats per image with one sampled z per image.",
-            f"Representative images: the first {config['representatives_per_class']} test images of each {noun} in the official test order.",
+            (f"Representative images: the first {config['representatives_per_class']} test images of each {noun} in the "
+             "official test order." if class_names else
+             f"Representative images: the first {config['representatives_per_class']} test images (unlabelled)."),
             f"Whole test set: all {info['split_sizes']['test']} test images; {ci_note}.",
             f"Selection rule: {rule_text(config['tolerance_db'])}.",
             f"Samples: {config['num_samples']} images decoded from z ~ N(0, I) per latent size (generator seeded with the model's seed).",
@@ -440,7 +451,8 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
         ("psnr", f"PSNR per {noun} and latent size: left, the representative images; right, the whole test set with 95% CI."),
         ("mse", f"MSE per {noun} and latent size: left, the representative images; right, the whole test set with 95% CI."),
         ("ssim", f"SSIM per {noun} and latent size: left, the representative images; right, the whole test set with 95% CI."),
-        ("reconstructions", f"Test images (left) and their posterior-mean reconstructions at each latent size, one row per {noun}."),
+        ("reconstructions", "Test images (left) and their posterior-mean reconstructions at each latent size"
+                            + (f", one row per {noun}." if class_names else ".")),
         ("samples", "Images decoded from z ~ N(0, I) at each latent size."),
         ("loss", "Training (solid) and validation (dashed) loss per epoch, and the validation loss's reconstruction and KL terms."),
     ]
@@ -450,7 +462,9 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
 
     blocks += analysis_blocks(files, combined, rel, answer.selected, noun)
     blocks.append(Heading(f"Per-{noun} results"))
-    for latent_dim in sorted(seconds):
+    if not class_names:
+        blocks.append(Paragraph(NO_LABELS))
+    for latent_dim in sorted(seconds) if class_names else ():
         rows = []
         for index, name in enumerate(class_names):
             cells = [name]
@@ -483,46 +497,15 @@ def _value(combined: list[dict[str, Any]], latent_dim: int, protocol: str, metri
 def analysis_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: dict[str, str], selected: int,
                     noun: str) -> list[Block]:
     """The sections on generation, likelihood, the latent space and seeds; empty for older evaluations."""
-    if not lookup(combined, metric="fd"):
+    if not lookup(combined, metric="iwae_nll"):
         return []
     config = files.config
-    sizes = sorted({row["latent_dim"] for row in lookup(combined, metric="fd")})
-    done = [t for t in files.trials if t.get("status") == "done" and t.get("classifier")]
-    classifier = done[0]["classifier"]
-    samples_n = images_measured(done[0], "prior_samples", "fd")
-    classes = len(files.info["class_names"])
-    blocks: list[Block] = [
-        Heading("Generation quality"),
-        Paragraph(f"Images decoded from z ~ N(0, I) ({samples_n:,} per latent size) and the posterior-mean reconstructions "
-                  f"of the test set, scored by a CNN classifier that latentsweep trained on the {classifier['train_images']:,} "
-                  f"official training images (test accuracy {100 * classifier['test_accuracy']:.2f}%, weights SHA-256 "
-                  f"{str(classifier.get('sha256', 'n/a'))[:12]}...). Fréchet distance (FD) and KID compare the classifier's "
-                  "128-d penultimate features with those of the test set; the Inception Score analogue is "
-                  f"exp(E KL(p(y|x) || p(y))) with this classifier (at most {classes}); 'confident' is the share of images "
-                  "whose top class has p > 0.9; class entropy is that of the histogram of predicted classes "
-                  f"({math.log2(classes):.2f} bits when uniform)."),
-    ]
-    if classifier["test_accuracy"] < TRUSTED_ACCURACY:
-        blocks.append(Paragraph(
-            f"Warning: the classifier recognises only {100 * classifier['test_accuracy']:.1f}% of the test images (below "
-            f"{100 * TRUSTED_ACCURACY:.0f}%), so its features describe these images poorly: FD, KID and the Inception Score "
-            "analogue below rank the latent sizes less reliably than PSNR and SSIM do, and they are not comparable with "
-            "figures from other feature networks (an Inception network's FID, for example)."))
-    rows = []
-    for size in sizes:
-        cells = [str(size) + (" (selected)" if size == selected else "")]
-        cells += [_cell(_value(combined, size, protocol, metric), metric)
-                  for protocol in GENERATION_PROTOCOLS for metric in GENERATION_METRICS]
-        rows.append(cells)
-    shown_on = {"prior_samples": "samples", "reconstructions": "recon."}
-    blocks.append(Table(["latent size", *(f"{REGISTRY[metric].label} ({shown_on[protocol]})" for protocol in GENERATION_PROTOCOLS
-                                          for metric in GENERATION_METRICS)],
-                        rows, "Generation metrics; lower FD/KID is better, higher IS is better"))
-    for key, caption in (("generation", "Generation metrics against latent size: prior samples and test reconstructions."),
-                         ("class_histogram", f"Share of prior samples the classifier assigns to each {noun}.")):
-        if key in rel:
-            blocks.append(Figure(rel[key], caption, caption))
-
+    sizes = sorted({row["latent_dim"] for row in lookup(combined, metric="iwae_nll")})
+    done = [t for t in files.trials if t.get("status") == "done" and t.get("rows")]
+    classes = max(1, len(files.info["class_names"]))
+    blocks = (generation_blocks(files, combined, rel, selected, noun, sizes) if lookup(combined, metric="fd") else
+              [Heading("Generation quality"), Paragraph(NO_LABELS)])
+    labelled = bool(files.info["class_names"])
     mode = ("binarised test images" if config.get("binarize") else
             f"{'grey-level' if image_shape(files.info)[0] == 1 else 'colour'} test images under the Bernoulli decoder")
     k = done[0].get("analysis", {}).get("iwae_samples", config.get("iwae_samples"))
@@ -531,7 +514,9 @@ def analysis_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: dict
     seeds_n = len(config["seeds"])
     blocks.append(Paragraph(
         f"Importance-weighted estimate of -log p(x) (IWAE bound, K = {k} samples per image) and the negative ELBO on the "
-        f"same {likelihood_n} test images (the first {likelihood_n // classes} of each {noun}), on {mode}. The IWAE figure is "
+        f"same {likelihood_n} test images ("
+        + (f"the first {likelihood_n // classes} of each {noun}" if labelled else "the first of the test split")
+        + f"), on {mode}. The IWAE figure is "
         "a tighter upper bound on the negative log-likelihood than the negative ELBO."
         + (" For reference, Burda et al. (2016, Table 1) report 86.76 nats for a VAE and 84.78 nats for an IWAE "
            "(k = 50) on dynamically binarised MNIST: an MLP with one stochastic layer of 50 units trained for 3,280 "
@@ -571,18 +556,64 @@ def analysis_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: dict
             blocks.append(Figure(rel[key], caption, caption))
 
     blocks.append(Heading("Representation quality"))
-    rows = [[str(size), _cell(_value(combined, size, "test_set", "probe_accuracy"), "probe_accuracy")] for size in sizes]
-    blocks.append(Paragraph("A linear probe: multinomial logistic regression (scikit-learn) on standardised posterior means, "
-                            "fitted on the training split and scored on the test set."))
-    blocks.append(Table(["latent size", REGISTRY["probe_accuracy"].label], rows,
-                        f"Mean [95% CI across {seeds_n} seeds]" if seeds_n > 1 else "Mean [95% CI] over test images"))
+    if labelled:
+        rows = [[str(size), _cell(_value(combined, size, "test_set", "probe_accuracy"), "probe_accuracy")] for size in sizes]
+        blocks.append(Paragraph("A linear probe: multinomial logistic regression (scikit-learn) on standardised posterior "
+                                "means, fitted on the training split and scored on the test set."))
+        blocks.append(Table(["latent size", REGISTRY["probe_accuracy"].label], rows,
+                            f"Mean [95% CI across {seeds_n} seeds]" if seeds_n > 1 else "Mean [95% CI] over test images"))
+    else:
+        blocks.append(Paragraph("Without labels there is no linear probe of the codes (it predicts the class)."))
     for key, caption in (("latent_2d", f"Posterior means of test images in 2-D, coloured by {noun}: PCA of all test images "
-                                       f"and t-SNE of {config.get('tsne_points', 2000)} (the first of each {noun})."),
+                                       f"and t-SNE of {config.get('tsne_points', 2000)} (the first of each {noun})." if labelled
+                          else f"Posterior means of test images in 2-D: PCA of all test images and t-SNE of the first "
+                               f"{config.get('tsne_points', 2000)}."),
                          ("interpolations", f"Decoded points on the line between two test images' posterior means, latent size {selected}."),
                          ("traversals", f"One latent dimension varied from -3 to +3 around a test image's posterior mean, latent size {selected}.")):
         if key in rel:
             blocks.append(Figure(rel[key], caption, caption))
 
+    return blocks
+
+
+def generation_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: dict[str, str], selected: int,
+                      noun: str, sizes: list[int]) -> list[Block]:
+    """The generation section: the feature classifier, its warning when weak, the metrics' table and figures."""
+    done = [t for t in files.trials if t.get("status") == "done" and t.get("classifier")]
+    classifier = done[0]["classifier"]
+    samples_n = images_measured(done[0], "prior_samples", "fd")
+    classes = len(files.info["class_names"])
+    blocks: list[Block] = [
+        Heading("Generation quality"),
+        Paragraph(f"Images decoded from z ~ N(0, I) ({samples_n:,} per latent size) and the posterior-mean reconstructions "
+                  f"of the test set, scored by a CNN classifier that latentsweep trained on the {classifier['train_images']:,} "
+                  f"official training images (test accuracy {100 * classifier['test_accuracy']:.2f}%, weights SHA-256 "
+                  f"{str(classifier.get('sha256', 'n/a'))[:12]}...). Fréchet distance (FD) and KID compare the classifier's "
+                  "128-d penultimate features with those of the test set; the Inception Score analogue is "
+                  f"exp(E KL(p(y|x) || p(y))) with this classifier (at most {classes}); 'confident' is the share of images "
+                  "whose top class has p > 0.9; class entropy is that of the histogram of predicted classes "
+                  f"({math.log2(classes):.2f} bits when uniform)."),
+    ]
+    if classifier["test_accuracy"] < TRUSTED_ACCURACY:
+        blocks.append(Paragraph(
+            f"Warning: the classifier recognises only {100 * classifier['test_accuracy']:.1f}% of the test images (below "
+            f"{100 * TRUSTED_ACCURACY:.0f}%), so its features describe these images poorly: FD, KID and the Inception Score "
+            "analogue below rank the latent sizes less reliably than PSNR and SSIM do, and they are not comparable with "
+            "figures from other feature networks (an Inception network's FID, for example)."))
+    rows = []
+    for size in sizes:
+        cells = [str(size) + (" (selected)" if size == selected else "")]
+        cells += [_cell(_value(combined, size, protocol, metric), metric)
+                  for protocol in GENERATION_PROTOCOLS for metric in GENERATION_METRICS]
+        rows.append(cells)
+    shown_on = {"prior_samples": "samples", "reconstructions": "recon."}
+    blocks.append(Table(["latent size", *(f"{REGISTRY[metric].label} ({shown_on[protocol]})" for protocol in GENERATION_PROTOCOLS
+                                          for metric in GENERATION_METRICS)],
+                        rows, "Generation metrics; lower FD/KID is better, higher IS is better"))
+    for key, caption in (("generation", "Generation metrics against latent size: prior samples and test reconstructions."),
+                         ("class_histogram", f"Share of prior samples the classifier assigns to each {noun}.")):
+        if key in rel:
+            blocks.append(Figure(rel[key], caption, caption))
     return blocks
 
 
@@ -812,8 +843,10 @@ def render_report(study_dir: str | Path) -> list[Path]:
         answers = {variant: answer.selected for variant, answer in results.answers.items()}
         blocks = [Heading(title, 1), *comparison_blocks(files, results.combined, answers, figure), *blocks]
     if (study_dir / EXPLORER_FILE).is_file():  # after the answer: the models themselves, live (explorer.py)
-        blocks.insert(2, Link("Every latent size, live in the browser: draw a digit, move each latent dimension, "
-                              "interpolate, sample (one offline page, no server needed):", EXPLORER_FILE, EXPLORER_FILE))
+        grey = image_shape(files.info)[0] == 1  # the page offers drawing for grey images only
+        blocks.insert(2, Link(f"Every latent size, live in the browser: {'draw or pick' if grey else 'pick'} an image, move "
+                              "each latent dimension, interpolate, sample (one offline page, no server needed):",
+                              EXPLORER_FILE, EXPLORER_FILE))
     title = f"latentsweep report: {data_name(files.info, files.config)}"
     atomic_write_text(study_dir / REPORT_MD, to_markdown(blocks))
     atomic_write_text(study_dir / REPORT_HTML, to_html(blocks, study_dir, title))

@@ -393,7 +393,6 @@ def _answer_sentences(combined: Sequence[Mapping[str, Any]], psnr: Mapping[int, 
     """The reconstruction rule's pick, then the answer (`selected`) against the best size, the next smaller
     size and why it fails, the easiest and hardest class at the answer, and the gains between sizes."""
     best, best_psnr, threshold = reconstruction.best, reconstruction.best_psnr, reconstruction.threshold_db
-    easiest, hardest = easiest_and_hardest(combined, selected)
 
     def class_psnr(name: str) -> float:
         return lookup(combined, protocol="test_set", metric="psnr", latent_dim=selected, cls=name)[0]["mean"]
@@ -418,9 +417,11 @@ def _answer_sentences(combined: Sequence[Mapping[str, Any]], psnr: Mapping[int, 
         sentences.append(f"The next smaller size, {below}, reaches {psnr[below]:.2f} dB, within the tolerance, but the "
                          f"Fréchet distance of its prior samples, {fd[below]:.2f}, is more than "
                          f"{100 * fd_tolerance:g}% above the lowest ({lowest:.2f}).")
-    sentences.append(
-        f"At latent size {selected} the easiest {noun} is {class_names[int(easiest)]} "
-        f"({class_psnr(easiest):.2f} dB) and the hardest is {class_names[int(hardest)]} ({class_psnr(hardest):.2f} dB).")
+    if class_names:  # unlabelled images have no classes to rank
+        easiest, hardest = easiest_and_hardest(combined, selected)
+        sentences.append(
+            f"At latent size {selected} the easiest {noun} is {class_names[int(easiest)]} "
+            f"({class_psnr(easiest):.2f} dB) and the hardest is {class_names[int(hardest)]} ({class_psnr(hardest):.2f} dB).")
     gains = [f"{a}->{b}: {psnr[b] - psnr[a]:+.2f} dB" for a, b in zip(sizes, sizes[1:])]
     if gains:
         sentences.append("PSNR change between consecutive sizes: " + ", ".join(gains) + ".")

@@ -59,15 +59,18 @@ class StudyInputs:
 
 
 def build_reference(evaluation: EvaluationConfig, dataset: Dataset, device: torch.device) -> Reference:
-    """The feature classifier (cached or trained) and what it says of the test set, once per study."""
-    classifier, record = load_or_train(
-        cache_root() / "classifiers", dataset.name, dataset.full_train.images.to(device),
-        dataset.full_train.labels.to(device), dataset.test.images.to(device), dataset.test.labels.to(device),
-        ClassifierConfig(epochs=evaluation.classifier_epochs))
-    features, _ = predict(classifier, dataset.test.images.to(device))
+    """The feature classifier (cached or trained) and what it says of the test set, once per study; without
+    labels there is no classifier to train, and the reference holds the test subsets alone."""
+    classifier, record, features = None, None, None
+    if dataset.labelled:
+        classifier, record = load_or_train(
+            cache_root() / "classifiers", dataset.name, dataset.full_train.images.to(device),
+            dataset.full_train.labels.to(device), dataset.test.images.to(device), dataset.test.labels.to(device),
+            ClassifierConfig(epochs=evaluation.classifier_epochs))
+        features = predict(classifier, dataset.test.images.to(device))[0].double().cpu().numpy()
     labels = dataset.test.labels.numpy()
-    classes = len(dataset.class_names)
-    return Reference(classifier=classifier, classifier_record=record, test_features=features.double().cpu().numpy(),
+    classes = max(1, len(dataset.class_names))  # an unlabelled set's subsets: its first test images
+    return Reference(classifier=classifier, classifier_record=record, test_features=features,
                      train_images=dataset.train.images, train_labels=dataset.train.labels.numpy(),
                      likelihood_indices=representative_indices(labels, max(1, evaluation.iwae_images // classes), classes),
                      tsne_indices=representative_indices(labels, max(1, evaluation.tsne_points // classes), classes))
@@ -240,6 +243,7 @@ def evaluate_trial(folder: Path, config: StudyConfig, inputs: StudyInputs, trust
     axes = {"architecture": spec.architecture, "beta": beta, "latent_dim": spec.latent_dim, "seed": seed}
     started = time.perf_counter()
     result = evaluate_model(model, dataset.test.images, dataset.test.labels, spec.latent_dim, seed, axes,
+                            num_classes=len(dataset.class_names),
                             per_class=evaluation.representatives_per_class, num_samples=evaluation.num_samples,
                             batch_size=evaluation.eval_batch_size, reference=reference,
                             settings=AnalysisSettings(generation_samples=evaluation.generation_samples,
@@ -258,8 +262,8 @@ def evaluate_trial(folder: Path, config: StudyConfig, inputs: StudyInputs, trust
         "evaluation": evaluation_settings(config),
         "analysis": result.summary,
         # Only what the same command reproduces exactly: no wall-clock times, no cache state.
-        "classifier": {key: value for key, value in reference.classifier_record.items()
-                       if key not in ("train_seconds", "cached")},
+        "classifier": None if reference.classifier_record is None else
+                      {key: value for key, value in reference.classifier_record.items() if key not in ("train_seconds", "cached")},
         "rows": result.rows,
     }
     save_evaluation(folder, result, metrics)

@@ -307,6 +307,8 @@
     return state.models[key];
   }
   function className(label) { return DATA.class_names[label] ?? String(label); }
+  // "test image 12 (seven)"; an unlabelled data set's images have no class to name.
+  function imageName(index, label) { return `test image ${index}` + (DATA.class_names.length ? ` (${className(label)})` : ""); }
 
   function setInput(image, name) {
     state.input = Float32Array.from(image);
@@ -395,7 +397,7 @@
   function drawInterpolation() {
     ui.interpolation.replaceChildren();
     const partner = state.partner || gallery.find((item) => item.label !== gallery[0].label) || gallery[0];
-    ui.partnerName.textContent = partner.name || `test image ${partner.index} (${className(partner.label)})`;
+    ui.partnerName.textContent = partner.name || imageName(partner.index, partner.label);
     for (const size of runnableSizes()) {
       const m = model(size);
       const a = state.codes[size.latent_dim].mean, b = m.encode(partner.image).mean;
@@ -486,7 +488,7 @@
       element("option", { value: "input", text: "picks the input" }), element("option", { value: "partner", text: "picks B for the interpolation" }));
     const thumbs = element("div", { class: "gallery" });
     gallery.forEach((item) => {
-      item.name = `test image ${item.index} (${className(item.label)})`;
+      item.name = imageName(item.index, item.label);
       const canvas = imageCanvas(1, item.name);
       paint(canvas, item.image);
       canvas.addEventListener("click", () => {
