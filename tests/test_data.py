@@ -7,11 +7,12 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import idx_bytes, write_fake_dataset, write_idx
-from latentsweep.data import (DATASETS, IdxFile, download_dataset, load_dataset, parse_idx, read_idx,
+from latentsweep.data import (DATASETS, IdxFile, download_dataset, intensities, load_dataset, parse_idx, read_idx,
                               resolve_data_dir, stratified_sample)
 from latentsweep.errors import DataError
 
@@ -86,7 +87,7 @@ def test_splits_are_stratified_disjoint_seeded_and_keep_the_test_set(fake_data):
     assert (len(dataset.train), len(dataset.val), len(dataset.test)) == (50, 100, 120)
     assert np.bincount(dataset.val.labels.numpy(), minlength=10).tolist() == [10] * 10
     assert np.bincount(dataset.train.labels.numpy(), minlength=10).tolist() == [5] * 10
-    train_rows = {row.numpy().tobytes() for row in dataset.train.images}
+    train_rows = {row.numpy().tobytes() for row in intensities(dataset.train.images)}
     assert not train_rows & {row.numpy().tobytes() for row in dataset.val.images}
     test_labels = read_idx(fake_data / "t10k-labels-idx1-ubyte.gz")
     np.testing.assert_array_equal(dataset.test.labels.numpy(), test_labels)  # official order, untouched
@@ -94,7 +95,13 @@ def test_splits_are_stratified_disjoint_seeded_and_keep_the_test_set(fake_data):
     assert (again.val.images == dataset.val.images).all()
     other = load_dataset(MNIST, fake_data, val_size=100, train_subset=50, split_seed=4, verify=False)
     assert not (other.val.images == dataset.val.images).all()
-    assert dataset.train.images.dtype.is_floating_point and float(dataset.train.images.max()) <= 1.0
+    # The training splits stay uint8 pixels, the scored ones float intensities: the same values either way.
+    assert dataset.train.images.dtype == dataset.full_train.images.dtype == torch.uint8
+    assert dataset.val.images.dtype == dataset.test.images.dtype == torch.float32
+    pixels = read_idx(fake_data / "t10k-images-idx3-ubyte.gz")
+    assert torch.equal(dataset.test.images[:, 0], torch.from_numpy(pixels.astype(np.float32)) / 255)
+    assert torch.equal(intensities(dataset.full_train.images[:5]),
+                       torch.from_numpy(read_idx(fake_data / "train-images-idx3-ubyte.gz")[:5, None].astype(np.float32)) / 255)
 
 
 def test_subset_larger_than_the_training_split_is_an_error(fake_data):

@@ -50,3 +50,21 @@ def test_export_into_a_file_path_is_refused(tmp_path):
     (tmp_path / "taken").write_text("x")
     with pytest.raises(LatentsweepError, match="exists and is not a folder"):
         export_model(ConvVAE(VAEConfig(latent_dim=2)), ModelSpec("conv", 2), tmp_path / "taken", {})
+
+
+def test_a_colour_model_of_an_odd_size_exports_a_decoder_of_its_shape(tmp_path):
+    import onnxruntime
+
+    spec = ModelSpec("conv", 4, (3, 26, 30))
+    model = spec.build(seed=1).eval()
+    export_model(model, spec, tmp_path / "colour", {"latent_dim": 4})
+    config = json.loads((tmp_path / "colour" / "config.json").read_text())
+    shape = config["model_config"]
+    assert (shape["image_channels"], shape["image_size"], shape["image_width"]) == (3, 26, 30)
+    latents = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+    session = onnxruntime.InferenceSession(str(tmp_path / "colour" / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    (onnx_images,) = session.run(["image"], {"z": latents.numpy()})
+    with torch.no_grad():
+        torch_images = DecoderToImage(model)(latents).numpy()
+    assert onnx_images.shape == (3, 3, 26, 30)
+    np.testing.assert_allclose(onnx_images, torch_images, atol=1e-5, rtol=0)

@@ -298,3 +298,19 @@ def test_a_colour_study_of_an_odd_size_keeps_colour_and_shape_from_file_to_figur
     figure = np.asarray(Image.open(colour_study / "figures" / "reconstructions.png").convert("RGB")).astype(int)
     assert (np.abs(figure[..., 0] - figure[..., 2]) > 100).sum() > 100  # coloured pixels, not grey
     assert "(30x26 RGB images)" in (colour_study / "report.md").read_text()
+
+
+def test_the_run_command_refuses_mixed_sizes_and_channels_in_one_line_and_converts_when_told(tmp_path, capsys):
+    images = [Image.fromarray(rgb(20 + i % 3, 20, i)) if i % 5 else Image.fromarray(rgb(20, 20, i)).convert("L")
+              for i in range(70)]
+    folder = write_images(tmp_path / "mixed", images)
+    base = ["run", "--dataset", "folder", "--data-dir", str(folder), "--out", str(tmp_path / "s"), "--dry-run",
+            "--val-size", "10"]
+    assert main(base) == 2
+    err = capsys.readouterr().err
+    assert "001.png" in err and "3 channel(s), but" in err and "000.png has 1; pass --channels" in err and err.count("\n") == 1
+    assert main(base + ["--channels", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "001.png" in err and "20x21 pixels (width x height), but" in err and err.count("\n") == 1
+    assert main(base + ["--channels", "3", "--image-size", "16x18"]) == 0
+    assert "test images of 18x16 RGB;" in capsys.readouterr().out

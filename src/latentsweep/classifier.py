@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latentsweep.data import fingerprint
+from latentsweep.data import fingerprint, intensities
 from latentsweep.errors import LatentsweepError
 from latentsweep.model import MNIST_SHAPE, conv_stage_sides
 from latentsweep.storage import atomic_torch_save, atomic_write_text
@@ -83,7 +83,7 @@ def predict(classifier: DigitClassifier, images: torch.Tensor, batch_size: int =
     classifier.eval()
     features, probabilities = [], []
     for start in range(0, len(images), batch_size):
-        feature = classifier.features(images[start:start + batch_size])
+        feature = classifier.features(intensities(images[start:start + batch_size]))
         features.append(feature)
         probabilities.append(F.softmax(classifier.head(feature), dim=1))
     return torch.cat(features), torch.cat(probabilities)
@@ -106,7 +106,7 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, config: Classif
             torch.manual_seed(config.seed * 1000 + epoch)
             for start in range(0, len(order), config.batch_size):
                 batch = order[start:start + config.batch_size]
-                loss = F.cross_entropy(classifier(images[batch]), labels[batch])
+                loss = F.cross_entropy(classifier(intensities(images[batch])), labels[batch])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

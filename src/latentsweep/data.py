@@ -234,7 +234,10 @@ def resolve_data_dir(spec: DatasetSpec, data_dir: str | Path | None, opener: Ope
 
 @dataclass
 class Split:
-    images: torch.Tensor  # float32, (N, 1, 28, 28), values in [0, 1]
+    # (N, C, H, W): the training splits (train, full_train) as uint8 pixels, which every consumer turns into
+    # intensities a batch at a time (`intensities`), so that a 50,000-image colour set takes a quarter of the
+    # memory; the scored splits (val, test) as float32 intensities in [0, 1], which evaluation reads whole.
+    images: torch.Tensor
     labels: torch.Tensor  # int64, (N,)
 
     def __len__(self) -> int:
@@ -307,12 +310,19 @@ def stratified_sample(labels: np.ndarray, count: int, rng: np.random.Generator) 
     return np.sort(np.concatenate(chosen))
 
 
-def to_split(images: np.ndarray, labels: np.ndarray) -> Split:
-    """(N, H, W) grey or (N, C, H, W) uint8 images as float (N, C, H, W) in [0, 1]."""
+def to_split(images: np.ndarray, labels: np.ndarray, as_pixels: bool = False) -> Split:
+    """(N, H, W) grey or (N, C, H, W) uint8 images as (N, C, H, W): float intensities in [0, 1], or with
+    `as_pixels` the uint8 values themselves (see Split)."""
     # np.array copies: arrays parsed from bytes are read-only, which torch warns about.
-    pixels = torch.from_numpy(np.array(images, dtype=np.float32)).div_(255.0)
+    pixels = torch.from_numpy(np.array(images, dtype=np.uint8))
     pixels = pixels.unsqueeze(1) if pixels.ndim == 3 else pixels
-    return Split(images=pixels, labels=torch.from_numpy(labels.astype(np.int64)))
+    return Split(images=pixels if as_pixels else intensities(pixels), labels=torch.from_numpy(labels.astype(np.int64)))
+
+
+def intensities(images: torch.Tensor) -> torch.Tensor:
+    """Float32 intensities in [0, 1] of uint8 pixels (value / 255), or float images as they are. Dividing a batch
+    gives exactly the floats that dividing the whole set would."""
+    return images.float().div_(255.0) if images.dtype == torch.uint8 else images
 
 
 def load_dataset(
@@ -349,10 +359,10 @@ def make_splits(name: str, class_names: tuple[str, ...], folder: Path, train: tu
         name=name,
         class_names=class_names,
         source=folder,
-        train=to_split(train_images[train_idx], train_labels[train_idx]),
+        train=to_split(train_images[train_idx], train_labels[train_idx], as_pixels=True),
         val=to_split(train_images[val_idx], train_labels[val_idx]),
         test=to_split(test_images, test_labels),
-        full_train=to_split(train_images, train_labels),
+        full_train=to_split(train_images, train_labels, as_pixels=True),
     )
 
 
@@ -560,7 +570,8 @@ def to_pictures(images: torch.Tensor) -> np.ndarray:
 
 def fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
     """A short hash of labelled images, so caches keyed by it never mix two data sets."""
-    digest = hashlib.sha256(images.detach().mul(255).round().to(torch.uint8).cpu().numpy().tobytes())
+    pixels = images if images.dtype == torch.uint8 else images.detach().mul(255).round().to(torch.uint8)
+    digest = hashlib.sha256(pixels.cpu().numpy().tobytes())
     digest.update(labels.detach().cpu().numpy().astype(np.int64).tobytes())
     return digest.hexdigest()[:12]
 

@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import torch
 
-from latentsweep.data import to_pictures
+from latentsweep.data import intensities, to_pictures
 from latentsweep.model import ConvVAE
 
 
@@ -27,7 +27,7 @@ def posterior_parameters(model: ConvVAE, images: torch.Tensor, batch_size: int =
     model.eval()
     means, log_vars = [], []
     for start in range(0, len(images), batch_size):
-        mean, log_var = model.encode(images[start:start + batch_size])
+        mean, log_var = model.encode(intensities(images[start:start + batch_size]))
         means.append(mean)
         log_vars.append(log_var)
     return torch.cat(means).double().cpu().numpy(), torch.cat(log_vars).double().cpu().numpy()

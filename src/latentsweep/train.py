@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from latentsweep.architectures import ModelSpec, stored_model_config
 from latentsweep.config import LEGACY_AXIS_VALUES
+from latentsweep.data import intensities
 from latentsweep.errors import CheckpointError, ConfigError, TrainingDiverged
 from latentsweep.kernels import use_fast_cpu_kernels
 from latentsweep.model import VAEOutput, vae_forward, vae_loss_terms
@@ -141,7 +142,7 @@ def train_epoch(
     first_bad_step = torch.full((), -1, device=images.device)
     step_numbers = torch.arange(1, math.ceil(len(order) / batch_size) + 1, device=images.device)
     for step, start in enumerate(range(0, len(order), batch_size), start=1):
-        batch = images[order[start:start + batch_size]]
+        batch = intensities(images[order[start:start + batch_size]])
         if binarize:
             batch = torch.bernoulli(batch, generator=generator)
         with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
@@ -176,7 +177,7 @@ def evaluate_loss(
     generator = make_noise_generator(seed + _VALIDATION_NOISE_STREAM, images.device)
     totals = torch.zeros(2, dtype=torch.float64, device=images.device)
     for start in range(0, len(images), batch_size):
-        batch = images[start:start + batch_size]
+        batch = intensities(images[start:start + batch_size])
         terms = vae_loss_terms(vae_forward(model, batch, generator), batch)
         totals += torch.stack([terms.reconstruction.sum(), terms.kl.sum()]).double()
     reconstruction, kl = (totals / len(images)).tolist()
