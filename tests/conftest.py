@@ -208,6 +208,22 @@ def image_folder_study(folder: Path, count: int, shape: tuple[int, int, int], la
     return out
 
 
+def assert_trained_for(folder: Path, latent_dim: int, shape: tuple[int, int, int]) -> None:
+    """A trial folder's model was built for images of `shape` and decodes to it; its stored pictures have it
+    too (data.to_pictures: (N, H, W) grey, (N, H, W, 3) colour)."""
+    from latentsweep.architectures import model_from_checkpoint
+    from latentsweep.train import load_checkpoint
+
+    model, spec = model_from_checkpoint(load_checkpoint(folder / "best.pt"), "best.pt")
+    assert spec.image_shape == shape
+    with torch.no_grad():
+        assert tuple(model.decode(torch.zeros(4, latent_dim)).shape) == (4, *shape)
+    picture = shape[1:] if shape[0] == 1 else (*shape[1:], 3)
+    with np.load(folder / "images.npz") as arrays:
+        assert arrays["originals"].shape[1:] == picture and arrays["samples"].shape[1:] == picture
+        assert arrays["reconstructions"].shape == arrays["originals"].shape
+
+
 @pytest.fixture(scope="session")
 def colour_study(tmp_path_factory) -> Path:
     """Labelled RGB images of an odd size, 30 wide and 26 high (ten classes)."""

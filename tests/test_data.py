@@ -104,9 +104,11 @@ def test_splits_are_stratified_disjoint_seeded_and_keep_the_test_set(fake_data):
                        torch.from_numpy(read_idx(fake_data / "train-images-idx3-ubyte.gz")[:5, None].astype(np.float32)) / 255)
 
 
-def test_subset_larger_than_the_training_split_is_an_error(fake_data):
-    with pytest.raises(DataError, match="--train-subset 500 exceeds the 200 training images"):
-        load_dataset(MNIST, fake_data, val_size=100, train_subset=500, verify=False)
+def test_a_subset_larger_than_the_training_split_takes_all_of_it_and_says_so(fake_data, caplog):
+    dataset = load_dataset(MNIST, fake_data, val_size=100, train_subset=500, verify=False)
+    assert len(dataset.train) == 200 and "--train-subset 500: only 200 training images are left" in caplog.text
+    whole = load_dataset(MNIST, fake_data, val_size=100, verify=False)
+    assert torch.equal(dataset.train.images, whole.train.images)
 
 
 @pytest.mark.parametrize("count", [0, 1, 7, 10, 33, 299, 300])

@@ -11,12 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import SMALL_EVAL
-from latentsweep.architectures import model_from_checkpoint
+from conftest import SMALL_EVAL, assert_trained_for
 from latentsweep.cli import main
 from latentsweep.data import class_order, load_image_folder, read_idx, read_image_folder
 from latentsweep.errors import DataError
-from latentsweep.train import load_checkpoint
 
 WORDS = {0: "zero", 1: "one", 7: "seven"}
 
@@ -272,9 +270,7 @@ def test_an_unlabelled_grey_40x40_study_has_no_classes_and_no_classifier_measure
     assert report.count("The images have no labels (the folder has no labels.csv), so there are no per-class results") == 2
     assert "the reconstruction rule alone selects the latent size" in report and "easiest" not in report
     folder = unlabelled_study / "models" / "conv_beta1_latent002_seed0"
-    model, _ = model_from_checkpoint(load_checkpoint(folder / "best.pt"), "best.pt")
-    with torch.no_grad():
-        assert tuple(model.decode(torch.zeros(5, 2)).shape) == (5, 1, 40, 40)
+    assert_trained_for(folder, 2, (1, 40, 40))
     with np.load(folder / "images.npz") as arrays:
         assert arrays["originals"].shape == (2, 40, 40)  # the first representatives_per_class test images
     with np.load(folder / "analysis.npz") as arrays:
@@ -283,10 +279,7 @@ def test_an_unlabelled_grey_40x40_study_has_no_classes_and_no_classifier_measure
 
 def test_a_colour_study_of_an_odd_size_keeps_colour_and_shape_from_file_to_figure(colour_study):
     folder = colour_study / "models" / "conv_beta1_latent003_seed0"
-    model, spec = model_from_checkpoint(load_checkpoint(folder / "best.pt"), "best.pt")
-    assert spec.image_shape == (3, 26, 30)
-    with torch.no_grad():
-        assert tuple(model.decode(torch.zeros(4, 3)).shape) == (4, 3, 26, 30)
+    assert_trained_for(folder, 3, (3, 26, 30))
     with np.load(folder / "images.npz") as arrays:
         originals, reconstructions = arrays["originals"], arrays["reconstructions"]
     assert originals.shape == (20, 26, 30, 3) and reconstructions.shape == (20, 26, 30, 3)

@@ -142,3 +142,24 @@ def test_a_config_written_before_image_width_reads_as_square():
     assert VAEConfig(**old).image_shape == (1, 28, 28)
     assert stored_model_config("conv", old) == dataclasses.asdict(VAEConfig(latent_dim=4))
     assert stored_model_config("conv", {**old, "image_width": 20}) != dataclasses.asdict(VAEConfig(latent_dim=4))
+
+
+def test_the_feature_classifier_for_mnist_is_the_legacy_network_and_follows_other_shapes():
+    from torch import nn
+
+    from latentsweep.classifier import DigitClassifier
+
+    # As classifier.py wrote it before the shape was a parameter.
+    torch.manual_seed(5)
+    legacy = nn.ModuleDict({
+        "body": nn.Sequential(nn.Conv2d(1, 32, 4, 2, 1), nn.ReLU(), nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU(), nn.Flatten(),
+                              nn.Dropout(0.25), nn.Linear(64 * 7 * 7, 128), nn.ReLU()),
+        "head": nn.Sequential(nn.Dropout(0.25), nn.Linear(128, 10))})
+    torch.manual_seed(5)
+    derived = DigitClassifier()
+    assert list(derived.state_dict()) == list(legacy.state_dict())
+    assert all(torch.equal(derived.state_dict()[name], tensor) for name, tensor in legacy.state_dict().items())
+    colour = DigitClassifier(4, (3, 26, 30))
+    assert [m.in_channels for m in colour.body if isinstance(m, nn.Conv2d)] == [3, 32]
+    assert tuple(colour(torch.rand(2, 3, 26, 30)).shape) == (2, 4)
+    assert tuple(colour.features(torch.rand(2, 3, 26, 30)).shape) == (2, 128)

@@ -29,7 +29,7 @@ from latentsweep.layout import (ANALYSIS_FILE, EXPLORER_FILE, FIGURES, HISTORY_F
 from latentsweep.model import MNIST_SHAPE, VAEConfig, conv_stage_sides
 from latentsweep.metrics import (GENERATION_METRICS, GENERATION_PROTOCOLS, HEADLINE_METRICS, REGISTRY, lookup,
                                  variant_rows)
-from latentsweep.results import Results, class_noun, read_results
+from latentsweep.results import Results, class_noun, plural, read_results
 from latentsweep.selection import Answer, overall_psnr, rule_text
 from latentsweep.storage import atomic_write_text, read_json
 from latentsweep.uncertainty import (PairedComparison, SeedComparison, paired_comparison, seed_comparison,
@@ -392,9 +392,9 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
         Bullets([
             f"Data: {config['dataset']} ({describe_shape(shape)} images) from {info['data_source']}; "
             f"{info['split_sizes']['train']} training images"
-            f" ({'stratified subset of ' + str(config['train_subset']) if config['train_subset'] else 'all remaining after validation'}),"
+            f" ({training_subset_text(config['train_subset'], info['split_sizes']['train'])}),"
             f" {info['split_sizes']['val']} validation images taken from the training split (stratified, split seed {config['split_seed']}),"
-            f" the official {info['split_sizes']['test']}-image test split.",
+            f" the {official(config)}{info['split_sizes']['test']}-image test split.",
             f"Preset: {config['preset']}; {config['epochs']} epochs, batch size {config['batch_size']}, Adam with "
             f"{learning_rate_text(config)}, beta {config['beta']:g} (training loss = reconstruction + beta * KL); the weights "
             "with the lowest validation loss are evaluated. Negative ELBO and IWAE figures are those of the plain VAE "
@@ -413,7 +413,7 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
             "(MSE floored at 1e-10, capping PSNR at 100 dB), averaged over images. SSIM: 11x11 Gaussian window, sigma 1.5 "
             "(torchmetrics; on colour images per channel, averaged). Negative ELBO: reconstruction + KL in nats per image with one sampled z per image.",
             (f"Representative images: the first {config['representatives_per_class']} test images of each {noun} in the "
-             "official test order." if class_names else
+             f"{official(config)}test order." if class_names else
              f"Representative images: the first {config['representatives_per_class']} test images (unlabelled)."),
             f"Whole test set: all {info['split_sizes']['test']} test images; {ci_note}.",
             f"Selection rule: {rule_text(config['tolerance_db'])}.",
@@ -587,7 +587,7 @@ def generation_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: di
         Heading("Generation quality"),
         Paragraph(f"Images decoded from z ~ N(0, I) ({samples_n:,} per latent size) and the posterior-mean reconstructions "
                   f"of the test set, scored by a CNN classifier that latentsweep trained on the {classifier['train_images']:,} "
-                  f"official training images (test accuracy {100 * classifier['test_accuracy']:.2f}%, weights SHA-256 "
+                  f"{official(files.config)}training images (test accuracy {100 * classifier['test_accuracy']:.2f}%, weights SHA-256 "
                   f"{str(classifier.get('sha256', 'n/a'))[:12]}...). Fréchet distance (FD) and KID compare the classifier's "
                   "128-d penultimate features with those of the test set; the Inception Score analogue is "
                   f"exp(E KL(p(y|x) || p(y))) with this classifier (at most {classes}); 'confident' is the share of images "
@@ -694,11 +694,12 @@ def dimension_blocks(data_rows: list[dict[str, Any]], combined: list[dict[str, A
         low, high = ranked[0], ranked[-1]
         rho, p_value = stats.spearmanr([per_class[n]["mean"] for n in shared], [psnr[n]["mean"] for n in shared])
         direction = ("reconstructed worse" if rho < 0 else "reconstructed better")
-        verdict = (f"{noun}s of higher dimension are {direction}" if p_value < 0.05 else
-                   f"no clear relation at the 5% level across so few {noun}s")
+        nouns = plural(noun)
+        verdict = (f"{nouns} of higher dimension are {direction}" if p_value < 0.05 else
+                   f"no clear relation at the 5% level across so few {nouns}")
         sentences.append(
             f"By {noun}, the lowest intrinsic dimension (TwoNN) is {class_names[int(low)]}'s, {per_class[low]['mean']:.1f}, "
-            f"and the highest {class_names[int(high)]}'s, {per_class[high]['mean']:.1f}. Across the {len(shared)} {noun}s, "
+            f"and the highest {class_names[int(high)]}'s, {per_class[high]['mean']:.1f}. Across the {len(shared)} {nouns}, "
             f"Spearman's rank correlation between a {noun}'s intrinsic dimension and its PSNR at latent size {selected} "
             f"is {rho:+.2f} ({p_text(p_value)}): {verdict}.")
     blocks.append(Bullets(sentences))
@@ -748,6 +749,18 @@ def architecture_text(name: str, shape: tuple[int, int, int]) -> str:
         return (f"fully connected VAE (mlp, as in pytorch/examples); encoder {pixels} -> 400 (ReLU) -> mean and log-variance; "
                 f"decoder z -> 400 (ReLU) -> {pixels} Bernoulli logits.")
     return f"the user's architecture {name} (its builder's module, imported by name)."
+
+
+def training_subset_text(asked: int | None, trained: int) -> str:
+    """How the training images were chosen: a stratified subset, or all (also when the subset asked for is larger)."""
+    if asked and asked <= trained:
+        return f"stratified subset of {asked}"
+    return "all remaining after validation" + (f"; the subset of {asked} asked for is larger" if asked else "")
+
+
+def official(config: dict[str, Any]) -> str:
+    """'official ' for a published data set's own splits; a folder of one's own images has none."""
+    return "" if config["dataset"] == "folder" else "official "
 
 
 def image_shape(info: dict[str, Any]) -> tuple[int, int, int]:

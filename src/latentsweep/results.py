@@ -26,6 +26,11 @@ def class_noun(dataset: str) -> str:
     return "digit" if dataset == "mnist" else "class"
 
 
+def plural(noun: str) -> str:
+    """digit -> digits, class -> classes."""
+    return noun + ("es" if noun.endswith("s") else "s")
+
+
 @dataclass(frozen=True)
 class Results:
     study_dir: Path
