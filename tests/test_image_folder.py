@@ -307,3 +307,20 @@ def test_the_run_command_refuses_mixed_sizes_and_channels_in_one_line_and_conver
     assert "001.png" in err and "20x21 pixels (width x height), but" in err and err.count("\n") == 1
     assert main(base + ["--channels", "3", "--image-size", "16x18"]) == 0
     assert "test images of 18x16 RGB;" in capsys.readouterr().out
+
+
+def test_one_model_trains_on_labelled_grey_40x40_images_with_per_class_and_generation_results(tmp_path, capsys):
+    from synthetic_images import synthetic_images, write_image_folder
+
+    images, labels = synthetic_images(140, 40, 40, 1, seed=4)
+    folder = write_image_folder(tmp_path / "grey40", images, labels)
+    out = tmp_path / "model"
+    assert main(["train", "--dataset", "folder", "--data-dir", str(folder), "--latent-dim", "2", "--out", str(out),
+                 "--val-size", "20", "--epochs", "1", *SMALL_EVAL, "--representatives-per-class", "1",
+                 "--iwae-images", "10", "--tsne-points", "50"]) == 0
+    assert_trained_for(out, 2, (1, 40, 40))
+    rows = json.loads((out / "metrics.json").read_text())["rows"]
+    psnr = {r["class"]: r["mean"] for r in rows if (r["protocol"], r["metric"]) == ("test_set", "psnr")}
+    assert set(psnr) == {*map(str, range(10)), "all"}
+    assert f"test PSNR {psnr['all']:.2f} dB" in capsys.readouterr().out
+    assert {r["metric"] for r in rows if r["protocol"] == "prior_samples"} >= {"fd", "kid", "inception_score"}

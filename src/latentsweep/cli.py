@@ -43,8 +43,21 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+# Which images, read how: the options every command that loads data takes (run, train, reconstruct, dimension).
+DATA_SOURCE_KEYS = ("data_dir", "dataset", "image_size", "channels", "verify_data")
+
+
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
+    add_data_source_options(group)
+    group.add_argument("--val-size", help="validation images taken from the training split, stratified (default 5000)")
+    group.add_argument("--train-subset", help="train on a stratified subset of N images (default: all; preset quick: "
+                       "10000; all, with a warning, where fewer remain)")
+    group.add_argument("--split-seed", help="seed of the validation split and subset (default 0)")
+
+
+def add_data_source_options(group: argparse._ActionsContainer) -> None:
+    """The options named in DATA_SOURCE_KEYS."""
     group.add_argument("--data-dir", help="folder with the data set: for mnist and fashion-mnist the four IDX files (.gz "
                        "or not), for cifar10 cifar-10-binary.tar.gz or the extracted cifar-10-batches-bin/, either also in a "
                        "sub-folder named after the data set; with --dataset folder, the folder of images; default: "
@@ -60,10 +73,8 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--channels", help="with --dataset folder: 1 converts every image to grey (ITU-R 601-2 luma), 3 to "
                        "RGB; default: every image must have the first's channels")
     group.add_argument("--no-verify-data", dest="verify_data", action="store_false",
-                       help="accept IDX files whose content differs from the canonical files' SHA-256")
-    group.add_argument("--val-size", help="validation images taken from the training split, stratified (default 5000)")
-    group.add_argument("--train-subset", help="train on a stratified subset of N images (default: all; preset quick: 10000)")
-    group.add_argument("--split-seed", help="seed of the validation split and subset (default 0)")
+                       help="accept data files that differ from the published ones (MNIST's SHA-256, CIFAR-10's MD5 and "
+                       "record counts)")
 
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:
@@ -204,19 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("checkpoint", help="best.pt or last.pt of a run folder")
     reconstruct.add_argument("--out", required=True, help="PNG file to write")
     reconstruct.add_argument("--per-class", default="8", help="test images per class, the first of each class (default 8)")
-    reconstruct.add_argument("--data-dir", help="data folder (default as for 'run')")
-    reconstruct.add_argument("--dataset", default="mnist", help=f"one of {', '.join(DATASET_NAMES)} (default mnist)")
-    reconstruct.add_argument("--no-verify-data", dest="verify_data", action="store_false",
-                             help="accept IDX files whose content differs from the canonical files' SHA-256")
+    add_data_source_options(reconstruct.add_argument_group("data (as the model was trained on)"))
     reconstruct.add_argument("--architecture", help=TRUST_HELP)
 
     dimension = command("dimension", "Print the intrinsic dimension of a data set's test split, overall and per class, "
                         "by scikit-dimension's TwoNN and MLE (Levina-Bickel, K = 20), each with a 95% interval from 10 "
                         "random halves; trains nothing. Cached per data set, as 'run' uses it.", cmd_dimension)
-    dimension.add_argument("--data-dir", help="data folder (default as for 'run')")
-    dimension.add_argument("--dataset", default="mnist", help=f"one of {', '.join(DATASET_NAMES)} (default mnist)")
-    dimension.add_argument("--no-verify-data", dest="verify_data", action="store_false",
-                           help="accept IDX files whose content differs from the canonical files' SHA-256")
+    add_data_source_options(dimension.add_argument_group("data"))
     return parser
 
 
@@ -228,6 +233,11 @@ def config_from_args(args: argparse.Namespace, **forced: Any) -> StudyConfig:
     values.update({key: value for key, value in vars(args).items() if key in STUDY_KEYS})
     values.update(forced)
     return build_config(values)
+
+
+def data_source(args: argparse.Namespace) -> dict[str, Any]:
+    """The data-source options given on the command line (DATA_SOURCE_KEYS), as build_config takes them."""
+    return {key: getattr(args, key) for key in DATA_SOURCE_KEYS if key in vars(args)}
 
 
 def int_option(text: str, option: str, minimum: int) -> int:
@@ -471,8 +481,7 @@ def cmd_dimension(args: argparse.Namespace) -> int:
     from latentsweep.dimension import ESTIMATORS, MLE_NEIGHBOURS
     from latentsweep.study import data_dimension_rows
 
-    config = build_config({**{k: getattr(args, k) for k in ("data_dir", "dataset", "verify_data", "image_size", "channels") if k in vars(args)},
-                           "val_size": 10})  # the test split alone matters
+    config = build_config({**data_source(args), "val_size": 10})  # the test split alone matters
     dataset, data_dir = load_data(config.data)
     rows = data_dimension_rows(dataset)
     names = ["all", *map(str, range(len(dataset.class_names)))]
@@ -503,7 +512,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     per_class = int_option(args.per_class, "--per-class", 1)
     out = _output_png(args.out)
     # The test split does not depend on the validation size; the smallest one loads the fewest images twice.
-    config = build_config({**{k: getattr(args, k) for k in ("data_dir", "dataset", "verify_data", "image_size", "channels") if k in vars(args)}, "val_size": 10})
+    config = build_config({**data_source(args), "val_size": 10})
     model, spec = _load_model(args.checkpoint, trusted_architectures(args))
     dataset, _ = load_data(config.data)
     test = dataset.test
