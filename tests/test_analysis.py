@@ -134,3 +134,16 @@ def test_combined_rule_needs_both_tests_and_falls_back_to_reconstruction():
     assert loose.selected == 10
     none = select_combined(psnr, {5: 10.0, 10: 30.0, 15: 30.0, 20: 30.0}, 0.5, 0.10)
     assert none.fell_back and none.selected == 10 and none.best_fd_size == 5
+
+
+def test_a_cached_classifier_for_other_shaped_images_with_the_same_pixels_is_not_reused(tmp_path, caplog):
+    pixels = (torch.arange(40 * 24 * 20) % 256).to(torch.uint8)  # the same bytes, two shapes
+    labels = torch.arange(40) % 2
+    config = ClassifierConfig(epochs=1)
+    wide, _ = load_or_train(tmp_path, "toy", pixels.reshape(40, 1, 20, 24), labels, pixels.reshape(40, 1, 20, 24).float() / 255,
+                            labels, config)
+    tall, record = load_or_train(tmp_path, "toy", pixels.reshape(40, 1, 24, 20), labels,
+                                 pixels.reshape(40, 1, 24, 20).float() / 255, labels, config)
+    assert len(list(tmp_path.glob("*.pt"))) == 1 and not record["cached"]  # same key, so it is retrained
+    assert "holds a classifier for (1, 20, 24) images; retraining for (1, 24, 20)" in caplog.text
+    assert tuple(tall(torch.rand(3, 1, 24, 20)).shape) == (3, 2)

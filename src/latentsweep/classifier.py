@@ -140,15 +140,20 @@ def load_or_train(cache_dir: Path, dataset_name: str, train_images: torch.Tensor
     """
     key = cache_key(dataset_name, train_images, train_labels, config)
     weights_path, checksum_path = cache_dir / f"{key}.pt", cache_dir / f"{key}.sha256"
+    shape = tuple(train_images.shape[1:])
     if weights_path.is_file() and checksum_path.is_file() and checksum_path.read_text().split()[0] == _sha256(weights_path):
         stored = torch.load(weights_path, map_location="cpu", weights_only=True)
-        # A cache file written before shapes were recorded holds an MNIST classifier.
-        classifier = DigitClassifier(stored["record"].get("num_classes", 10), tuple(stored.get("image_shape", MNIST_SHAPE)))
-        classifier.load_state_dict(stored["state"])
-        classifier.eval()
-        record = {**stored["record"], "sha256": state_dict_sha256(classifier.state_dict())}
-        return classifier.to(train_images.device), {**record, "cached": True}
-    if weights_path.exists():
+        # A cache file written before shapes were recorded holds an MNIST classifier. The key hashes the pixels,
+        # not their shape: the same bytes as other-shaped images are another classifier, trained afresh.
+        if tuple(stored.get("image_shape", MNIST_SHAPE)) == shape:
+            classifier = DigitClassifier(stored["record"].get("num_classes", 10), shape)
+            classifier.load_state_dict(stored["state"])
+            classifier.eval()
+            record = {**stored["record"], "sha256": state_dict_sha256(classifier.state_dict())}
+            return classifier.to(train_images.device), {**record, "cached": True}
+        log.warning("classifier cache %s holds a classifier for %s images; retraining for %s", weights_path,
+                    tuple(stored.get("image_shape", MNIST_SHAPE)), shape)
+    elif weights_path.exists():
         log.warning("classifier cache %s does not match its checksum; retraining", weights_path)
     log.info("training the feature classifier on %d images (%d epochs); cached in %s", len(train_images), config.epochs, cache_dir)
     started = time.perf_counter()
@@ -163,7 +168,7 @@ def load_or_train(cache_dir: Path, dataset_name: str, train_images: torch.Tensor
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         atomic_torch_save({"state": {k: v.cpu() for k, v in classifier.state_dict().items()}, "record": record,
-                           "image_shape": list(train_images.shape[1:])}, weights_path)
+                           "image_shape": list(shape)}, weights_path)
         atomic_write_text(checksum_path, f"{_sha256(weights_path)}  {weights_path.name}\n")
     except (OSError, LatentsweepError) as exc:  # an unwritable cache costs a retraining next time, nothing more
         log.warning("could not cache the classifier in %s: %s", cache_dir, exc)

@@ -94,7 +94,8 @@ def load_inputs(data: DataConfig, evaluation: EvaluationConfig, device_name: str
 @functools.lru_cache(maxsize=1)
 def study_data(data: DataConfig) -> tuple[Dataset, Path]:
     """The study's images and their folder, read once per process (before the reference, whose classifier
-    may take a minute to train, so a model that does not fit the images is refused first)."""
+    may take a minute to train, so a model that does not fit the images is refused first). load_inputs
+    binarises this very dataset's scored images in binarised mode; doing so twice changes nothing."""
     return load_data(data)
 
 
