@@ -196,3 +196,10 @@ def test_real_mnist_loads_and_matches_its_checksums(mnist_dir):
     dataset = load_dataset(MNIST, mnist_dir, val_size=5000)
     assert (len(dataset.train), len(dataset.val), len(dataset.test)) == (55000, 5000, 10000)
     assert np.bincount(dataset.test.labels.numpy()).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_the_data_set_names_the_options_accept_are_those_data_py_reads():
+    from latentsweep.config import DATASET_NAMES
+    from latentsweep.data import CIFAR10, FOLDER_DATASET
+
+    assert sorted(DATASET_NAMES) == sorted([*DATASETS, CIFAR10.name, FOLDER_DATASET])
