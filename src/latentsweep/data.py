@@ -218,6 +218,15 @@ def resolve_data_dir(spec: DatasetSpec, data_dir: str | Path | None, opener: Ope
     data set. Only the cache folder is filled by downloading; a folder the user named is never
     written to.
     """
+    return find_data_folder(spec.name, data_dir, lambda folder: not missing_files(folder, spec),
+                            lambda folder: f"missing {', '.join(missing_files(folder, spec))}",
+                            lambda folder: download_dataset(spec, folder, opener))
+
+
+def find_data_folder(name: str, data_dir: str | Path | None, holds_data: Callable[[Path], bool],
+                     what_is_missing: Callable[[Path], str], download: Callable[[Path], object]) -> Path:
+    """The rules of resolve_data_dir for any data set: `holds_data(folder)` says whether a folder has it,
+    `what_is_missing(folder)` ends the error where a named folder does not, `download(folder)` fills the cache."""
     named = data_dir if data_dir not in (None, "") else os.environ.get(ENV_DATA_DIR) or None
     if named is not None:
         folder = Path(named).expanduser()
@@ -226,15 +235,15 @@ def resolve_data_dir(spec: DatasetSpec, data_dir: str | Path | None, opener: Ope
             raise DataError(f"{folder} ({origin}): folder does not exist")
         if not folder.is_dir():
             raise DataError(f"{folder} ({origin}): not a folder")
-        if not missing_files(folder, spec):
+        if holds_data(folder):
             return folder
-        nested = folder / spec.name
-        if nested.is_dir() and not missing_files(nested, spec):
+        nested = folder / name
+        if nested.is_dir() and holds_data(nested):
             return nested
-        raise DataError(f"{folder} ({origin}): no {spec.name} data; missing {', '.join(missing_files(folder, spec))}")
-    folder = default_cache_dir(spec.name)
-    if missing_files(folder, spec):
-        download_dataset(spec, folder, opener)
+        raise DataError(f"{folder} ({origin}): no {name} data; {what_is_missing(folder)}")
+    folder = default_cache_dir(name)
+    if not holds_data(folder):
+        download(folder)
     return folder
 
 
@@ -547,12 +556,12 @@ def load_image_folder(folder: Path, val_size: int = 5000, train_subset: int | No
     the data set has no class names and every label is 0 (the seventh is then a plain seeded draw)."""
     images, label_text, splits = read_image_folder(folder, image_size, channels)
     if label_text is None:
-        label_text = ["0"] * len(images)
         class_names: tuple[str, ...] = ()
+        labels = np.zeros(len(images), dtype=np.uint8)
     else:
         class_names = class_order(label_text)
-    index = {name: i for i, name in enumerate(class_names)} or {"0": 0}
-    labels = np.array([index[name] for name in label_text], dtype=np.uint8 if len(class_names) <= 256 else np.int64)
+        index = {name: i for i, name in enumerate(class_names)}
+        labels = np.array([index[name] for name in label_text], dtype=np.uint8 if len(class_names) <= 256 else np.int64)
     if splits is not None:
         is_test = np.array([split == "test" for split in splits])
     else:
@@ -717,21 +726,10 @@ def resolve_record_dir(spec: RecordArchive, data_dir: str | Path | None, opener:
     """Where the data set is, by the rules of resolve_data_dir: --data-dir, else $LATENTSWEEP_DATA_DIR, else the
     user cache, which alone is filled by downloading. A named folder may hold it itself or in a sub-folder
     named after the data set."""
-    named = data_dir if data_dir not in (None, "") else os.environ.get(ENV_DATA_DIR) or None
-    if named is not None:
-        folder = Path(named).expanduser()
-        origin = "--data-dir" if data_dir not in (None, "") else f"${ENV_DATA_DIR}"
-        if not folder.is_dir():
-            raise DataError(f"{folder} ({origin}): " + ("not a folder" if folder.exists() else "folder does not exist"))
-        for place in (folder, folder / spec.name):
-            if place.is_dir() and record_sources(place, spec) is not None:
-                return place
-        raise DataError(f"{folder} ({origin}): no {spec.name} data; expected {spec.archive} or the files of "
-                        f"{spec.member_folder}/ ({', '.join(spec.files)})")
-    folder = default_cache_dir(spec.name)
-    if record_sources(folder, spec) is None:
-        download_archive(spec, folder, opener)
-    return folder
+    return find_data_folder(spec.name, data_dir, lambda folder: record_sources(folder, spec) is not None,
+                            lambda folder: f"expected {spec.archive} or the files of {spec.member_folder}/ "
+                                           f"({', '.join(spec.files)})",
+                            lambda folder: download_archive(spec, folder, opener))
 
 
 def load_record_dataset(spec: RecordArchive, folder: Path, val_size: int = 5000, train_subset: int | None = None,

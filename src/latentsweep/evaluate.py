@@ -336,11 +336,12 @@ def describe_latent_space(model: nn.Module, test_images: torch.Tensor, labels: n
     dimensions with the most KL: the arrays of the report's latent-space figures."""
     class_count = int(labels.max()) + 1
     first_of_class = [int(np.flatnonzero(labels == c)[0]) for c in range(class_count)]
-    class_pairs = (TEN_CLASS_PAIRS if class_count == 10 else
-                   [(c, (c + class_count // 2) % class_count) for c in range(min(5, class_count))])
-    pairs = [(first_of_class[a], first_of_class[b]) for a, b in class_pairs]
     if class_count == 1:  # one class, or unlabelled images: between the first test images, two by two
         pairs = [(2 * i, 2 * i + 1) for i in range(min(5, len(labels) // 2))]
+    else:
+        class_pairs = (TEN_CLASS_PAIRS if class_count == 10 else
+                       [(c, (c + class_count // 2) % class_count) for c in range(min(5, class_count))])
+        pairs = [(first_of_class[a], first_of_class[b]) for a, b in class_pairs]
     interpolations = np.stack([latent.interpolate(model, test_images[a], test_images[b], settings.interpolation_steps)
                                for a, b in pairs])
     order = np.argsort(-per_dimension)

@@ -464,19 +464,20 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
     blocks.append(Heading(f"Per-{noun} results"))
     if not class_names:
         blocks.append(Paragraph(NO_LABELS))
-    for latent_dim in sorted(seconds) if class_names else ():
-        rows = []
-        for index, name in enumerate(class_names):
-            cells = [name]
-            for protocol in ("test_set", "representative"):
-                for metric in ("mse", "psnr", "ssim"):
-                    row = lookup(combined, latent_dim=latent_dim, protocol=protocol, cls=str(index), metric=metric)[0]
-                    cells.append(_cell(row, metric, interval=protocol == "test_set"))
-            rows.append(cells)
-        n_test = lookup(combined, latent_dim=latent_dim, protocol="test_set", cls="all", metric="psnr")[0]["n"]
-        n_text = f"n = {n_test} seeds, each over the whole test set" if multi_seed else f"n = {n_test}"
-        blocks.append(Table([noun, "MSE (test)", "PSNR dB (test)", "SSIM (test)", "MSE (repr.)", "PSNR dB (repr.)", "SSIM (repr.)"],
-                            rows, f"Latent size {latent_dim}: whole test set (mean [95% CI], {n_text}) and representative images"))
+    else:
+        for latent_dim in sorted(seconds):
+            rows = []
+            for index, name in enumerate(class_names):
+                cells = [name]
+                for protocol in ("test_set", "representative"):
+                    for metric in ("mse", "psnr", "ssim"):
+                        row = lookup(combined, latent_dim=latent_dim, protocol=protocol, cls=str(index), metric=metric)[0]
+                        cells.append(_cell(row, metric, interval=protocol == "test_set"))
+                rows.append(cells)
+            n_test = lookup(combined, latent_dim=latent_dim, protocol="test_set", cls="all", metric="psnr")[0]["n"]
+            n_text = f"n = {n_test} seeds, each over the whole test set" if multi_seed else f"n = {n_test}"
+            blocks.append(Table([noun, "MSE (test)", "PSNR dB (test)", "SSIM (test)", "MSE (repr.)", "PSNR dB (repr.)", "SSIM (repr.)"],
+                                rows, f"Latent size {latent_dim}: whole test set (mean [95% CI], {n_text}) and representative images"))
     blocks.append(Heading("Files"))
     blocks.append(Paragraph("results.csv and results.json hold every number above as a tidy table (architecture, beta, "
                             "latent_dim, seed, protocol, class, n, metric, mean, ci_low, ci_high); models/*/ hold each model's config.json, history.csv, "
