@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from latentsweep import latent
-from latentsweep.classifier import ClassifierConfig, DigitClassifier, load_or_train, predict
+from latentsweep.classifier import ClassifierConfig, FeatureClassifier, load_or_train, predict
 from latentsweep.data import binarize
 from latentsweep.evaluate import iwae_nll
 from latentsweep.model import ConvVAE, VAEConfig, vae_loss_terms
@@ -70,9 +70,9 @@ def test_classifier_is_trained_once_then_loaded_from_its_checksummed_cache(tmp_p
     for i, label in enumerate(labels):
         images[i, 0, 2 * label: 2 * label + 6, 4:24] = 1.0  # a learnable class signal
     config = ClassifierConfig(epochs=15)
-    first, record = load_or_train(tmp_path, "toy", images, labels, images, labels, config)
+    first, record = load_or_train(tmp_path, "toy", images, labels, images, labels, 10, config)
     assert not record["cached"] and record["test_accuracy"] > 0.9 and len(record["sha256"]) == 64
-    again, cached = load_or_train(tmp_path, "toy", images, labels, images, labels, config)
+    again, cached = load_or_train(tmp_path, "toy", images, labels, images, labels, 10, config)
     assert cached["cached"] and cached["test_accuracy"] == record["test_accuracy"]
     # The record a study writes into metrics.json must not depend on whether the cache was warm.
     assert cached["sha256"] == record["sha256"]
@@ -82,12 +82,12 @@ def test_classifier_is_trained_once_then_loaded_from_its_checksummed_cache(tmp_p
         assert torch.equal(tensor, again.state_dict()[name])
     weights = next(tmp_path.glob("*.pt"))
     weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")  # damaged: checksum no longer matches
-    _, retrained = load_or_train(tmp_path, "toy", images, labels, images, labels, config)
+    _, retrained = load_or_train(tmp_path, "toy", images, labels, images, labels, 10, config)
     assert not retrained["cached"]
 
 
 def test_classifier_outputs_features_and_probabilities():
-    features, probabilities = predict(DigitClassifier(), torch.rand(5, 1, 28, 28))
+    features, probabilities = predict(FeatureClassifier(10, (1, 28, 28)), torch.rand(5, 1, 28, 28))
     assert features.shape == (5, 128) and probabilities.shape == (5, 10)
     assert torch.allclose(probabilities.sum(1), torch.ones(5))
 
@@ -141,9 +141,9 @@ def test_a_cached_classifier_for_other_shaped_images_with_the_same_pixels_is_not
     labels = torch.arange(40) % 2
     config = ClassifierConfig(epochs=1)
     wide, _ = load_or_train(tmp_path, "toy", pixels.reshape(40, 1, 20, 24), labels, pixels.reshape(40, 1, 20, 24).float() / 255,
-                            labels, config)
+                            labels, 2, config)
     tall, record = load_or_train(tmp_path, "toy", pixels.reshape(40, 1, 24, 20), labels,
-                                 pixels.reshape(40, 1, 24, 20).float() / 255, labels, config)
+                                 pixels.reshape(40, 1, 24, 20).float() / 255, labels, 2, config)
     assert len(list(tmp_path.glob("*.pt"))) == 1 and not record["cached"]  # same key, so it is retrained
     assert "holds a classifier for (1, 20, 24) images; retraining for (1, 24, 20)" in caplog.text
     assert tuple(tall(torch.rand(3, 1, 24, 20)).shape) == (3, 2)

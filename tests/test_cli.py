@@ -279,7 +279,7 @@ def test_fd_known_answers_on_test_images(idx_data):
 
     dataset = load_dataset(DATASETS["mnist"], idx_data.folder, val_size=200, verify=idx_data.canonical)
     classifier, record = load_or_train(cache_root() / "classifiers", "mnist", dataset.full_train.images,
-                                       dataset.full_train.labels, dataset.test.images, dataset.test.labels,
+                                       dataset.full_train.labels, dataset.test.images, dataset.test.labels, 10,
                                        ClassifierConfig(epochs=1))
     assert record["test_accuracy"] > 0.95
     test_features = predict(classifier, dataset.test.images)[0].double().numpy()
@@ -331,7 +331,7 @@ def test_export_of_the_selected_model_from_a_study(study, tmp_path, capsys):
     assert config["selected_by_study"] is True and config["latent_dim"] == answer
     assert (tmp_path / "exported" / "decoder.onnx").is_file()
     assert main(["export", str(out), "--out", str(tmp_path / "e2"), "--latent-dim", "3"]) == 2
-    assert "no trained model for conv, beta 1, latent 3, seed 0" in capsys.readouterr().err
+    assert "no trained model for architecture conv, beta 1, latent dim 3, seed 0" in capsys.readouterr().err
 
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from latentsweep.cli import main
-from latentsweep.dimension import (DATA_METRICS, cached_dimension_rows, code_dimension, dimension_rows, estimate)
+from latentsweep.dimension import (ESTIMATE_METRICS, cached_dimension_rows, code_dimension, dimension_rows, estimate)
+from latentsweep.metrics import REGISTRY, data_metrics
 
 from conftest import write_fake_dataset
 
@@ -42,10 +43,12 @@ def test_rows_for_all_images_and_every_class_with_an_interval_around_the_estimat
     images = np.concatenate([embedded_gaussian(2 + 2 * c, 400, 64, seed=c) for c in range(3)])
     images = (images - images.min()) / (images.max() - images.min())
     rows = dimension_rows(images, labels, ["a", "b", "c"], halves=4)
-    assert {(row["class"], row["metric"]) for row in rows} == {(c, m) for c in ("all", "0", "1", "2") for m in DATA_METRICS}
+    # classes by their label text; every estimate is a metric of the images in the registry
+    assert {(row["class"], row["metric"]) for row in rows} == {(c, m) for c in ("all", "a", "b", "c") for m in data_metrics()}
+    assert set(ESTIMATE_METRICS.values()) == set(data_metrics()) and all(REGISTRY[m].of_data for m in data_metrics())
     twonn = {row["class"]: row for row in rows if row["metric"] == "intrinsic_dimension_twonn"}
-    assert twonn["0"]["mean"] < twonn["1"]["mean"] < twonn["2"]["mean"]
-    assert twonn["0"]["mean"] == pytest.approx(2, abs=0.5) and twonn["all"]["n"] == 1200 and twonn["1"]["n"] == 400
+    assert twonn["a"]["mean"] < twonn["b"]["mean"] < twonn["c"]["mean"]
+    assert twonn["a"]["mean"] == pytest.approx(2, abs=0.5) and twonn["all"]["n"] == 1200 and twonn["b"]["n"] == 400
     assert all(row["ci_low"] < row["mean"] < row["ci_high"] for row in rows)
 
 

@@ -99,7 +99,8 @@ def test_the_page_runs_the_mlp_at_two_betas_as_pytorch_does(fake_data, browser, 
                  "--epochs", "1", *SMALL_EVAL)
     assert result.returncode == 0, result.stderr
     data = open_page(browser, out)
-    assert [(v["architecture"], v["beta"]) for v in data["variants"]] == [("mlp", 1.0), ("mlp", 4.0)]
+    assert [(v["axes"]["architecture"], v["axes"]["beta"]) for v in data["variants"]] == [("mlp", 1.0), ("mlp", 4.0)]
+    assert [v["name"] for v in data["variants"]] == ["architecture mlp, beta 1", "architecture mlp, beta 4"]
     for variant in (0, 1):
         assert_page_models_match_pytorch(browser, out, data, variant)
 

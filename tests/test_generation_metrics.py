@@ -43,10 +43,10 @@ def test_frechet_distance_of_gaussians_matches_the_closed_form():
 def test_frechet_distance_matches_torchmetrics_with_our_feature_network():
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    from latentsweep.classifier import DigitClassifier, predict
+    from latentsweep.classifier import FeatureClassifier, predict
 
     torch.manual_seed(0)
-    classifier = DigitClassifier().eval()
+    classifier = FeatureClassifier(10, (1, 28, 28)).eval()
     real = torch.rand(300, 1, 28, 28)
     fake = (torch.rand(300, 1, 28, 28) * 0.5).clamp(0, 1)
     fid = FrechetInceptionDistance(feature=FeatureExtractor(classifier), input_img_size=(1, 28, 28), normalize=True)

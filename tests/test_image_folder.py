@@ -322,5 +322,5 @@ def test_one_model_trains_on_labelled_grey_40x40_images_with_per_class_and_gener
     rows = json.loads((out / "metrics.json").read_text())["rows"]
     psnr = {r["class"]: r["mean"] for r in rows if (r["protocol"], r["metric"]) == ("test_set", "psnr")}
     assert set(psnr) == {*map(str, range(10)), "all"}
-    assert f"test PSNR {psnr['all']:.2f} dB" in capsys.readouterr().out
+    assert f"test PSNR dB {psnr['all']:.2f}" in capsys.readouterr().out
     assert {r["metric"] for r in rows if r["protocol"] == "prior_samples"} >= {"fd", "kid", "inception_score"}

@@ -85,12 +85,16 @@ def test_confidence_interval_degenerate_cases():
 def test_summarize_by_class_groups_and_counts():
     labels = np.array([0, 0, 1, 1, 1, 2])
     scores = {"mse": np.array([1.0, 3.0, 2.0, 2.0, 2.0, 5.0])}
-    rows = summarize_by_class(scores, labels, num_classes=3)
-    by_digit = {row["class"]: row for row in rows}
-    assert by_digit["0"]["mean"] == 2.0 and by_digit["0"]["n"] == 2
-    assert by_digit["1"]["ci_low"] == by_digit["1"]["ci_high"] == 2.0
-    assert by_digit["2"]["n"] == 1 and math.isnan(by_digit["2"]["ci_low"])
-    assert by_digit["all"]["n"] == 6 and by_digit["all"]["mean"] == pytest.approx(15 / 6)
+    rows = summarize_by_class(scores, labels, ["circle", "square", "triangle"])  # rows named by the label text
+    by_class = {row["class"]: row for row in rows}
+    assert list(by_class) == ["circle", "square", "triangle", "all"]
+    assert by_class["circle"]["mean"] == 2.0 and by_class["circle"]["n"] == 2
+    assert by_class["square"]["ci_low"] == by_class["square"]["ci_high"] == 2.0
+    assert by_class["triangle"]["n"] == 1 and math.isnan(by_class["triangle"]["ci_low"])
+    assert by_class["all"]["n"] == 6 and by_class["all"]["mean"] == pytest.approx(15 / 6)
+    # without names, classes 0 to the largest label by index; unlabelled (no names): "all" alone
+    assert [row["class"] for row in summarize_by_class(scores, labels)] == ["0", "1", "2", "all"]
+    assert [row["class"] for row in summarize_by_class(scores, np.zeros(6, int), ())] == ["all"]
 
 
 def test_combine_seeds_passes_one_seed_through_and_averages_several():

@@ -147,7 +147,7 @@ def test_a_config_written_before_image_width_reads_as_square():
 def test_the_feature_classifier_for_mnist_is_the_legacy_network_and_follows_other_shapes():
     from torch import nn
 
-    from latentsweep.classifier import DigitClassifier
+    from latentsweep.classifier import FeatureClassifier
 
     # As classifier.py wrote it before the shape was a parameter.
     torch.manual_seed(5)
@@ -156,10 +156,10 @@ def test_the_feature_classifier_for_mnist_is_the_legacy_network_and_follows_othe
                               nn.Dropout(0.25), nn.Linear(64 * 7 * 7, 128), nn.ReLU()),
         "head": nn.Sequential(nn.Dropout(0.25), nn.Linear(128, 10))})
     torch.manual_seed(5)
-    derived = DigitClassifier()
+    derived = FeatureClassifier(10, (1, 28, 28))
     assert list(derived.state_dict()) == list(legacy.state_dict())
     assert all(torch.equal(derived.state_dict()[name], tensor) for name, tensor in legacy.state_dict().items())
-    colour = DigitClassifier(4, (3, 26, 30))
+    colour = FeatureClassifier(4, (3, 26, 30))
     assert [m.in_channels for m in colour.body if isinstance(m, nn.Conv2d)] == [3, 32]
     assert tuple(colour(torch.rand(2, 3, 26, 30)).shape) == (2, 4)
     assert tuple(colour.features(torch.rand(2, 3, 26, 30)).shape) == (2, 128)

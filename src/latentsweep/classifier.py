@@ -1,7 +1,7 @@
 """The feature network for generation metrics: a small CNN classifier of our own, trained on the data set.
 
-Pretrained Inception weights cannot be downloaded everywhere, and on 28x28 digits features
-of a network trained on the same domain are the established practice. The classifier is
+Pretrained Inception weights cannot be downloaded everywhere, and on small images such as MNIST's
+features of a network trained on the same domain are the established practice. The classifier is
 trained by the tool on the whole official training split (seeded), cached in the user cache
 with the SHA-256 of its weights file, and retrained when the file is absent or does not match.
 
@@ -53,8 +53,11 @@ class ClassifierConfig:
     version: int = 2  # bump when the architecture or training changes, so old caches are not reused
 
 
-class DigitClassifier(nn.Module):
-    def __init__(self, num_classes: int = 10, image_shape: tuple[int, int, int] = MNIST_SHAPE) -> None:
+class FeatureClassifier(nn.Module):
+    """The classifier whose penultimate features score generated images (FD, KID) and whose class
+    probabilities give the Inception Score analogue; built for `num_classes` classes of `image_shape` images."""
+
+    def __init__(self, num_classes: int, image_shape: tuple[int, int, int]) -> None:
         super().__init__()
         channels, height, width = image_shape
         sides = conv_stage_sides(height, width)
@@ -78,7 +81,7 @@ class DigitClassifier(nn.Module):
 
 
 @torch.no_grad()
-def predict(classifier: DigitClassifier, images: torch.Tensor, batch_size: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(classifier: FeatureClassifier, images: torch.Tensor, batch_size: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
     """(features, class probabilities) for `images`, in eval mode."""
     classifier.eval()
     features, probabilities = [], []
@@ -90,10 +93,10 @@ def predict(classifier: DigitClassifier, images: torch.Tensor, batch_size: int =
 
 
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, config: ClassifierConfig,
-                     num_classes: int = 10) -> DigitClassifier:
+                     num_classes: int) -> FeatureClassifier:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        classifier = DigitClassifier(num_classes, tuple(images.shape[1:])).to(images.device)
+        classifier = FeatureClassifier(num_classes, tuple(images.shape[1:])).to(images.device)
     optimizer = torch.optim.Adam(classifier.parameters(), lr=config.peak_learning_rate)
     steps_per_epoch = -(-len(images) // config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.peak_learning_rate,
@@ -115,7 +118,7 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, config: Classif
     return classifier
 
 
-def accuracy(classifier: DigitClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
+def accuracy(classifier: FeatureClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
     _, probabilities = predict(classifier, images)
     return float((probabilities.argmax(1) == labels.to(probabilities.device)).double().mean())
 
@@ -132,9 +135,10 @@ def cache_key(dataset_name: str, images: torch.Tensor, labels: torch.Tensor, con
 
 
 def load_or_train(cache_dir: Path, dataset_name: str, train_images: torch.Tensor, train_labels: torch.Tensor,
-                  test_images: torch.Tensor, test_labels: torch.Tensor,
-                  config: ClassifierConfig = ClassifierConfig()) -> tuple[DigitClassifier, dict[str, Any]]:
-    """The cached classifier for this data set and config, trained (and cached) when missing or damaged.
+                  test_images: torch.Tensor, test_labels: torch.Tensor, num_classes: int,
+                  config: ClassifierConfig = ClassifierConfig()) -> tuple[FeatureClassifier, dict[str, Any]]:
+    """The cached classifier for this data set's `num_classes` classes and config, trained (and cached) when
+    missing or damaged.
 
     Returns the classifier and its record: test accuracy, weights SHA-256, training images, seconds.
     """
@@ -146,7 +150,8 @@ def load_or_train(cache_dir: Path, dataset_name: str, train_images: torch.Tensor
         # A cache file written before shapes were recorded holds an MNIST classifier. The key hashes the pixels,
         # not their shape: the same bytes as other-shaped images are another classifier, trained afresh.
         if tuple(stored.get("image_shape", MNIST_SHAPE)) == shape:
-            classifier = DigitClassifier(stored["record"].get("num_classes", 10), shape)
+            # A record without num_classes was written before it was recorded, for MNIST's ten digits.
+            classifier = FeatureClassifier(stored["record"].get("num_classes", 10), shape)
             classifier.load_state_dict(stored["state"])
             classifier.eval()
             record = {**stored["record"], "sha256": state_dict_sha256(classifier.state_dict())}
@@ -157,7 +162,6 @@ def load_or_train(cache_dir: Path, dataset_name: str, train_images: torch.Tensor
         log.warning("classifier cache %s does not match its checksum; retraining", weights_path)
     log.info("training the feature classifier on %d images (%d epochs); cached in %s", len(train_images), config.epochs, cache_dir)
     started = time.perf_counter()
-    num_classes = int(train_labels.max()) + 1
     classifier = train_classifier(train_images, train_labels, config, num_classes)
     record = {"test_accuracy": accuracy(classifier, test_images, test_labels), "train_images": len(train_images),
               "num_classes": num_classes,

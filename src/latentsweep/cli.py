@@ -290,17 +290,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 def print_summary(study_dir: Path) -> None:
     """A plain table of the headline numbers, readable in a terminal and in a log."""
     from latentsweep.layout import EXPLORER_FILE, REPORT_HTML, REPORT_MD, variant_name
-    from latentsweep.metrics import HEADLINE_METRICS, REGISTRY, lookup
+    from latentsweep.metrics import REGISTRY, headline_metrics, lookup
     from latentsweep.results import read_results
 
     results = read_results(study_dir)
-    width = {name: max(len(REGISTRY[name].label), 6) for name in HEADLINE_METRICS}
+    headline = headline_metrics()
+    width = {name: max(len(REGISTRY[name].label), 6) for name in headline}
     for variant, answer in results.answers.items():
         rows = results.rows_of(variant)
-        print(f"\n{variant_name(variant)}\n{'latent':>6}  " + "  ".join(f"{REGISTRY[m].label:>{width[m]}}" for m in HEADLINE_METRICS))
+        print(f"\n{variant_name(variant)}\n{'latent':>6}  " + "  ".join(f"{REGISTRY[m].label:>{width[m]}}" for m in headline))
         for dim in sorted({row["latent_dim"] for row in rows}):
             cells = []
-            for name in HEADLINE_METRICS:
+            for name in headline:
                 found = lookup(rows, latent_dim=dim, protocol="test_set", cls="all", metric=name)
                 cells.append(f"{found[0]['mean']:>{width[name]}.{REGISTRY[name].digits}f}" if found else f"{'n/a':>{width[name]}}")
             print(f"{dim:>6}  " + "  ".join(cells) + ("  <- selected" if dim == answer.selected else ""))
@@ -309,7 +310,7 @@ def print_summary(study_dir: Path) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from latentsweep.layout import DONE_MARKER, Trial
+    from latentsweep.layout import DONE_MARKER, plan_trials
     from latentsweep.study import check_architectures
     from latentsweep.train import LAST_CHECKPOINT
     from latentsweep.trial import run_trial, set_threads, study_data, study_inputs
@@ -321,6 +322,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args, latent_dims=(latent_dim,), seeds=(seed,), betas=(beta,))
     if len(config.model.architecture) != 1:
         raise ConfigError("--architecture: 'train' trains one model; name one architecture")
+    trial, = plan_trials(config)  # one value of every axis: the one model
     folder = config.out
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{folder} (--out): exists and is not a folder")
@@ -336,13 +338,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     set_threads(config.execution.threads)
     inputs = study_inputs(config)
     folder.mkdir(parents=True, exist_ok=True)
-    trial = Trial(config.model.architecture[0], beta, latent_dim, seed)
     with FolderLock(folder):
         metrics = run_trial(trial, config, inputs, folder, trusted=config.model.architecture)
-    overall = {row["metric"]: row["mean"] for row in metrics["rows"] if row["protocol"] == "test_set" and row["class"] == "all"}
-    print(f"latent {latent_dim}: test PSNR {overall['psnr']:.2f} dB, MSE {overall['mse']:.4f}, SSIM {overall['ssim']:.3f}; "
-          f"files in {folder}")
+    print(f"latent {latent_dim}: test {headline_text(metrics['rows'])}; files in {folder}")
     return 0
+
+
+def headline_text(rows: list[dict[str, Any]]) -> str:
+    """One model's whole-test-set headline metrics (metrics.headline_metrics), e.g. 'PSNR dB 21.40, MSE 0.0089, ...'."""
+    from latentsweep.metrics import REGISTRY, headline_metrics, lookup
+
+    return ", ".join(f"{REGISTRY[name].label} {found[0]['mean']:.{REGISTRY[name].digits}f}" for name in headline_metrics()
+                     if (found := lookup(rows, protocol="test_set", cls="all", metric=name)))
 
 
 def trusted_architectures(args: argparse.Namespace) -> tuple[str, ...]:
@@ -365,8 +372,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     inputs = study_inputs(config)
     with FolderLock(folder):
         metrics = evaluate_trial(folder, config, inputs, trusted_architectures(args))
-    psnr = next(r["mean"] for r in metrics["rows"] if r["protocol"] == "test_set" and r["class"] == "all" and r["metric"] == "psnr")
-    print(f"{folder}: test PSNR {psnr:.2f} dB; wrote metrics.json, per_image.csv, images.npz")
+    print(f"{folder}: test {headline_text(metrics['rows'])}; wrote metrics.json, per_image.csv, images.npz")
     return 0
 
 
@@ -423,28 +429,33 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from latentsweep.config import AXES, VARIANT_AXES, axis_value_type, coerce
     from latentsweep.export import export_model
-    from latentsweep.layout import BEST_CHECKPOINT, Trial, trial_dir
+    from latentsweep.layout import BEST_CHECKPOINT, Trial, axis_values, trial_dir, variant_name
     from latentsweep.metrics import lookup
     from latentsweep.results import read_results
 
     study = Path(args.study_dir)
     results = read_results(study)
     config = results.config
-    architecture = getattr(args, "architecture", config.model.architecture[0])
-    beta = float_option(args.beta, "--beta") if "beta" in vars(args) else config.training.betas[0]
-    if (architecture, beta) not in results.answers:
-        raise ConfigError(f"{study}: no finished model with architecture {architecture} and beta {beta:g}")
-    rows, selected = results.rows_of((architecture, beta)), results.answers[(architecture, beta)].selected
-    latent_dim = int_option(args.latent_dim, "--latent-dim", 1) if "latent_dim" in vars(args) else selected
-    seed = int_option(args.seed, "--seed", 0) if "seed" in vars(args) else config.training.seeds[0]
-    trial = Trial(architecture, beta, latent_dim, seed)
+    # The model's value of every axis: the option named after the axis (--beta), else the study's first value;
+    # the latent size defaults to the variant's answer.
+    listed = axis_values(config)
+    chosen = {axis.name: coerce(getattr(args, axis.name), axis_value_type(axis.name), axis.name)
+              if axis.name in vars(args) else listed[axis.name][0] for axis in AXES}
+    variant = tuple(chosen[name] for name in VARIANT_AXES)
+    if variant not in results.answers:
+        raise ConfigError(f"{study}: no finished model with {variant_name(variant)}")
+    rows, selected = results.rows_of(variant), results.answers[variant].selected
+    if "latent_dim" not in vars(args):
+        chosen["latent_dim"] = selected
+    trial = Trial(**chosen)
     checkpoint = trial_dir(study, trial) / BEST_CHECKPOINT
     if not checkpoint.is_file():
         raise ConfigError(f"{checkpoint}: no trained model for {trial.label()} in this study")
-    psnr = lookup(rows, latent_dim=latent_dim, protocol="test_set", cls="all", metric="psnr")
+    psnr = lookup(rows, latent_dim=trial.latent_dim, protocol="test_set", cls="all", metric="psnr")
     provenance = {"study": str(study.resolve()), "dataset": config.data.dataset, **trial.axes(),
-                  "selected_by_study": latent_dim == selected,
+                  "selected_by_study": trial.latent_dim == selected,
                   "test_psnr_db": psnr[0]["mean"] if psnr else None, "latentsweep": __version__}
     model, spec = _load_model(str(checkpoint), trusted_architectures(args))
     paths = export_model(model, spec, Path(args.out), provenance)

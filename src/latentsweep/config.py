@@ -92,6 +92,13 @@ def axis(name: str) -> Any:
     return field(default=AXIS_BY_NAME[name].default, metadata={"axis": name})
 
 
+def axis_value_type(name: str) -> type:
+    """The type of one value of axis `name`: X of its settings field's tuple[X, ...] (e.g. float for beta)."""
+    option = AXIS_BY_NAME[name].option
+    section = SECTIONS[SECTION_OF[option]]
+    return typing.get_args(typing.get_type_hints(section)[option])[0]
+
+
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = "mnist"

@@ -1,9 +1,10 @@
-"""MNIST-format data: IDX parsing, locating or downloading a data set, and the splits.
+"""The images: locating or downloading a data set, reading it (IDX for MNIST and Fashion-MNIST, CIFAR-10's
+binary records, a folder of PNGs and JPEGs), and the splits.
 
-The whole data set is held in memory as float tensors in [0, 1] with shape (N, 1, 28, 28):
-at 60,000 images that is under 200 MB, and indexing one tensor per batch is far faster than
-a per-item DataLoader. The official test split is kept intact; validation images are taken
-from the training split, stratified by class and seeded.
+The whole data set is held in memory as tensors of shape (N, C, H, W): the training splits as uint8
+pixels, the scored ones as float intensities in [0, 1] (see Split). At MNIST's 60,000 28x28 images that is
+under 200 MB, and indexing one tensor per batch is far faster than a per-item DataLoader. A published
+test split is kept intact; validation images are taken from the training split, stratified by class and seeded.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import urllib.error
 import urllib.request
 import zlib
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -47,6 +49,13 @@ class IdxFile:
     sha256: str  # SHA-256 of the decompressed content, the same whichever mirror compressed it
 
 
+# Pairs of classes whose interpolations the report shows, and the class whose first test image the latent
+# traversal starts from, where a data set defines them (MNIST's look-alike and unlike digits); any other data
+# set pairs each of its first five classes with the one half-way round and traverses from its first class.
+MNIST_INTERPOLATION_PAIRS = ((1, 7), (3, 8), (4, 9), (0, 6), (2, 5))
+MNIST_TRAVERSED_CLASS = 8
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
@@ -56,6 +65,8 @@ class DatasetSpec:
     train_labels: IdxFile
     test_images: IdxFile
     test_labels: IdxFile
+    interpolation_pairs: tuple[tuple[int, int], ...] = ()  # see MNIST_INTERPOLATION_PAIRS
+    traversed_class: int = 0
 
     @property
     def files(self) -> tuple[IdxFile, ...]:
@@ -75,6 +86,8 @@ DATASETS: dict[str, DatasetSpec] = {
         train_labels=IdxFile("train-labels-idx1-ubyte", "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
         test_images=IdxFile("t10k-images-idx3-ubyte", "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
         test_labels=IdxFile("t10k-labels-idx1-ubyte", "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+        interpolation_pairs=MNIST_INTERPOLATION_PAIRS,
+        traversed_class=MNIST_TRAVERSED_CLASS,
     ),
     "fashion-mnist": DatasetSpec(
         name="fashion-mnist",
@@ -272,6 +285,8 @@ class Dataset:
     val: Split
     test: Split
     full_train: Split  # the whole official training split, for the feature classifier
+    interpolation_pairs: tuple[tuple[int, int], ...] = ()  # the data set's own (DatasetSpec); () for the default pairs
+    traversed_class: int = 0
 
     @property
     def labelled(self) -> bool:
@@ -285,8 +300,9 @@ class Dataset:
         return (int(channels), int(height), int(width))
 
 
-def load_pair(folder: Path, images_file: IdxFile, labels_file: IdxFile, verify: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Read one images/labels pair and check that together they form a labelled image set."""
+def load_pair(folder: Path, images_file: IdxFile, labels_file: IdxFile, verify: bool,
+              classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Read one images/labels pair and check that together they form a labelled set of 28x28 images in `classes` classes."""
     arrays = []
     for idx_file in (images_file, labels_file):
         path = find_file(folder, idx_file.stem)
@@ -307,8 +323,8 @@ def load_pair(folder: Path, images_file: IdxFile, labels_file: IdxFile, verify: 
         raise DataError(f"{labels_path}: expected 1-D unsigned-byte labels, found {labels.ndim}-D {labels.dtype.name}")
     if len(images) != len(labels):
         raise DataError(f"{labels_path}: {len(labels)} labels for {len(images)} images in {images_path.name}")
-    if len(labels) and labels.max() > 9:
-        raise DataError(f"{labels_path}: label {int(labels.max())} outside 0-9")
+    if len(labels) and labels.max() >= classes:
+        raise DataError(f"{labels_path}: label {int(labels.max())} outside 0-{classes - 1}")
     return images, labels
 
 
@@ -352,10 +368,12 @@ def load_dataset(
     split_seed: int = 0,
     verify: bool = True,
 ) -> Dataset:
-    train_images, train_labels = load_pair(folder, spec.train_images, spec.train_labels, verify)
-    test_images, test_labels = load_pair(folder, spec.test_images, spec.test_labels, verify)
-    return make_splits(spec.name, spec.class_names, folder, (train_images, train_labels), (test_images, test_labels),
-                       val_size, train_subset, split_seed)
+    classes = len(spec.class_names)
+    train_images, train_labels = load_pair(folder, spec.train_images, spec.train_labels, verify, classes)
+    test_images, test_labels = load_pair(folder, spec.test_images, spec.test_labels, verify, classes)
+    dataset = make_splits(spec.name, spec.class_names, folder, (train_images, train_labels), (test_images, test_labels),
+                          val_size, train_subset, split_seed)
+    return dataclasses.replace(dataset, interpolation_pairs=spec.interpolation_pairs, traversed_class=spec.traversed_class)
 
 
 def make_splits(name: str, class_names: tuple[str, ...], folder: Path, train: tuple[np.ndarray, np.ndarray],

@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 MLE_NEIGHBOURS = 20
 HALVES = 10
 ESTIMATORS = ("twonn", "mle")
-DATA_METRICS = tuple(f"intrinsic_dimension_{name}" for name in ESTIMATORS)  # results.csv's metric column
-VERSION = 1  # of the cached numbers: raise it when an estimator's settings change
+ESTIMATE_METRICS = {name: f"intrinsic_dimension_{name}" for name in ESTIMATORS}  # each one's metrics.REGISTRY entry
+VERSION = 2  # of the cached numbers: raise it when an estimator's settings or the rows change (2: classes by name)
 
 
 def _skdim():
@@ -74,17 +74,18 @@ def code_dimension(means: np.ndarray) -> float:
 
 def dimension_rows(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str], seed: int = 0,
                    halves: int = HALVES) -> list[dict[str, Any]]:
-    """Tidy rows (no axis values): each estimator on all images and on each class, the estimate on every
-    point as the mean, with its half-sampling interval over `halves` random halves (the module's text)."""
+    """Tidy rows (no axis values): each estimator on all images and on each class (named by its label text,
+    `class_names[label]`), the estimate on every point as the mean, with its half-sampling interval over `halves`
+    random halves (the module's text)."""
     points = np.asarray(images, np.float32).reshape(len(images), -1)
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
-    groups = [("all", np.arange(len(points)))] + [(str(index), np.flatnonzero(labels == index))
-                                                   for index in range(len(class_names))]
+    groups = [("all", np.arange(len(points)))] + [(name, np.flatnonzero(labels == index))
+                                                   for index, name in enumerate(class_names)]
     rows = []
     for name, members in groups:
         draws = [rng.choice(members, len(members) // 2, replace=False) for _ in range(halves)]
-        for estimator, metric in zip(ESTIMATORS, DATA_METRICS):
+        for estimator, metric in ESTIMATE_METRICS.items():
             if len(members) < 2 * (MLE_NEIGHBOURS + 1):  # too few points for K = 20 neighbours in a half
                 continue
             on_halves = [estimate(points[draw], estimator) for draw in draws]

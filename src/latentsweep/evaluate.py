@@ -1,13 +1,14 @@
-"""Evaluating a trained model on the official test set.
+"""Evaluating a trained model on the test set (the data set's official one where it has one).
 
 Reconstructions are decoded from the posterior mean (z = mu(x)), not from a random sample, so
 they are deterministic and show what the code of an image holds. The negative ELBO uses one
 seeded sample of z per image, as in training.
 
-Two protocols, both aggregated per class 0-9 and overall:
-  representative  the first `per_class` test images of each class in the official test order
-                  (10 per class by default): a fixed, documented choice that anyone can redo
-  test_set        all 10,000 test images, mean with 95% confidence interval
+Two protocols, both aggregated per class (each row named by its label text) and overall:
+  representative  the first `per_class` test images of each class in the test order (10 per class
+                  by default; the first test images when unlabelled): a fixed, documented choice
+                  that anyone can redo
+  test_set        every test image, mean with 95% confidence interval
 
 With a `Reference` (the feature classifier and what it says of the test set, computed once per
 study), also:
@@ -23,7 +24,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -31,19 +32,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentsweep import latent
-from latentsweep.classifier import DigitClassifier, predict
+from latentsweep.classifier import FeatureClassifier, predict
 from latentsweep.data import to_pictures
 from latentsweep.dimension import code_dimension
-from latentsweep.metrics import (PER_IMAGE_METRICS, active_units, class_histogram, confident_share, entropy_bits, frechet_distance,
-                                 inception_score, kernel_distance, kl_per_dimension, mse_per_image, psnr_from_mse,
-                                 ssim_per_image, summarize_by_class)
+from latentsweep.metrics import (REGISTRY, active_units, class_histogram, confident_share, entropy_bits, frechet_distance,
+                                 inception_score, kernel_distance, kl_per_dimension, per_image_metrics, summarize_by_class)
 from latentsweep.model import vae_forward, vae_loss_terms
 
-PER_IMAGE_FIELDS = ["index", "label", *PER_IMAGE_METRICS]  # per_image.csv's columns
-# Class pairs interpolated between in ten-class data (digits that look alike or unlike); other
-# class counts pair each of the first five classes with the one half-way round.
-TEN_CLASS_PAIRS = ((1, 7), (3, 8), (4, 9), (0, 6), (2, 5))
-TRAVERSED_CLASS_OF_TEN = 8  # the latent traversal starts from a test 8 (class 0 for other class counts)
+
+
+def per_image_fields() -> list[str]:
+    """per_image.csv's columns: the test index, the label, every per-image metric of the registry."""
+    return ["index", "label", *per_image_metrics()]
 
 
 def representative_indices(labels: np.ndarray, per_class: int, num_classes: int | None = None) -> np.ndarray:
@@ -76,22 +76,18 @@ def sample_prior(model: nn.Module, latent_dim: int, count: int, seed: int, devic
 
 @torch.no_grad()
 def per_image_scores(model: nn.Module, images: torch.Tensor, batch_size: int, seed: int) -> dict[str, np.ndarray]:
-    """Every per-image metric of the registry (metrics.PER_IMAGE_METRICS) for every image, as float64 arrays of length N."""
+    """Every per-image metric of the registry (each Metric's score) for every image, as float64 arrays of length N."""
     model.eval()
     generator = torch.Generator(device=images.device).manual_seed(seed)
-    columns: dict[str, list[torch.Tensor]] = {name: [] for name in PER_IMAGE_METRICS}
+    scored = {name: REGISTRY[name].score for name in per_image_metrics()}
+    columns: dict[str, list[torch.Tensor]] = {name: [] for name in scored}
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
         output = vae_forward(model, batch, generator)
         terms = vae_loss_terms(output, batch)
         recon = torch.sigmoid(model.decode(output.mean))
-        mse = mse_per_image(batch, recon)
-        columns["mse"].append(mse)
-        columns["psnr"].append(psnr_from_mse(mse))
-        columns["ssim"].append(ssim_per_image(batch, recon))
-        columns["neg_elbo"].append(terms.reconstruction + terms.kl)
-        columns["reconstruction"].append(terms.reconstruction)
-        columns["kl"].append(terms.kl)
+        for name, score in scored.items():
+            columns[name].append(score(batch, recon, terms))
     return {name: torch.cat(parts).double().cpu().numpy() for name, parts in columns.items()}
 
 
@@ -121,13 +117,13 @@ def evaluate_model(
     batch_size: int = 1000,
     reference: Reference | None = None,
     settings: AnalysisSettings | None = None,
-    num_classes: int | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> Evaluation:
     """Reconstruction metrics on both protocols; with a `reference`, everything `analyse` adds.
 
-    Every tidy row starts with `axes` (the trial's axis values; default latent_dim and seed). The classes are
-    0 to the largest label unless `num_classes` says otherwise; 0 means unlabelled images: rows for "all" alone,
-    and the first `per_class` test images as the representatives.
+    Every tidy row starts with `axes` (the trial's axis values; default latent_dim and seed). Label i is the
+    class `class_names[i]`; without names the classes are 0 to the largest label. Empty `class_names` means
+    unlabelled images: rows for "all" alone, and the first `per_class` test images as the representatives.
     """
     axes = axes if axes is not None else {"latent_dim": latent_dim, "seed": seed}
     device = next(model.parameters()).device
@@ -136,11 +132,10 @@ def evaluate_model(
     seconds: dict[str, float] = {}
     with timed(seconds, "reconstruction"):
         scores = per_image_scores(model, images, batch_size, seed)
-    representatives = representative_indices(labels, per_class, None if num_classes is None else max(1, num_classes))
-    metric_scores = {name: scores[name] for name in PER_IMAGE_METRICS}
+    representatives = representative_indices(labels, per_class, None if class_names is None else max(1, len(class_names)))
     rows = []
     for protocol, subset in (("representative", representatives), ("test_set", np.arange(len(labels)))):
-        for row in summarize_by_class({k: v[subset] for k, v in metric_scores.items()}, labels[subset], num_classes):
+        for row in summarize_by_class({k: v[subset] for k, v in scores.items()}, labels[subset], class_names):
             rows.append({**axes, "protocol": protocol, **row})
     originals = images[torch.as_tensor(representatives, device=device)]
     recon = reconstruct(model, originals, batch_size)
@@ -150,7 +145,7 @@ def evaluate_model(
         if settings is None:
             raise ValueError("evaluate_model needs AnalysisSettings together with a Reference")
         extra_rows, analysis, summary = analyse(model, latent_dim, images, labels, seed, reference, settings, batch_size,
-                                                seconds, num_classes)
+                                                seconds)
         rows += [{**axes, **row} for row in extra_rows]
     return Evaluation(
         rows=rows,
@@ -245,13 +240,20 @@ class AnalysisSettings:
 class Reference:
     """What every model of a study is measured against; computed once per study."""
 
-    classifier: DigitClassifier | None  # None for unlabelled images: no generation metrics then
+    class_names: tuple[str, ...]  # label i's text; empty for unlabelled images
+    classifier: FeatureClassifier | None  # None for unlabelled images: no generation metrics then
     classifier_record: dict | None
     test_features: np.ndarray | None
     train_images: torch.Tensor  # for the linear probe
     train_labels: np.ndarray
     likelihood_indices: np.ndarray  # stratified test subset for the IWAE estimate
     tsne_indices: np.ndarray  # stratified test subset for t-SNE
+    interpolation_pairs: tuple[tuple[int, int], ...] = ()  # the data set's class pairs (data.Dataset), else derived
+    traversed_class: int = 0  # the class whose first test image the traversal starts from
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.class_names)
 
 
 def generation_rows(features: np.ndarray, probabilities: np.ndarray, reference: Reference,
@@ -265,24 +267,22 @@ def generation_rows(features: np.ndarray, probabilities: np.ndarray, reference: 
               "confident_share": confident_share(probabilities, 0.9)}
     rows = [{"protocol": protocol, "class": "all", "n": count, "metric": metric, "mean": value,
              "ci_low": math.nan, "ci_high": math.nan} for metric, value in values.items()]
-    rows += [{"protocol": protocol, "class": str(index), "n": count, "metric": "class_share", "mean": float(share),
-              "ci_low": math.nan, "ci_high": math.nan} for index, share in enumerate(shares)]
+    rows += [{"protocol": protocol, "class": name, "n": count, "metric": "class_share", "mean": float(share),
+              "ci_low": math.nan, "ci_high": math.nan} for name, share in zip(reference.class_names, shares)]
     return rows, {f"{protocol}_kid_std": kid_std}
 
 
 @torch.no_grad()
 def analyse(model: nn.Module, latent_dim: int, test_images: torch.Tensor, labels: np.ndarray, seed: int, reference: Reference,
-            settings: AnalysisSettings, batch_size: int, seconds: dict[str, float] | None = None,
-            num_classes: int | None = None) -> tuple[list[dict], dict[str, np.ndarray], dict]:
+            settings: AnalysisSettings, batch_size: int,
+            seconds: dict[str, float] | None = None) -> tuple[list[dict], dict[str, np.ndarray], dict]:
     """Everything beyond reconstruction for one model: (tidy rows, arrays for figures, extra scalars).
     Each part's wall time is added to `seconds` (generation, likelihood, latent_space, views). Unlabelled
-    images (`num_classes` 0, no classifier in the reference) have no generation metrics and no linear probe."""
+    images (no class names, no classifier in the reference) have no generation metrics and no linear probe."""
     device = test_images.device
     rows: list[dict] = []
     extra: dict = {}
     seconds = {} if seconds is None else seconds
-
-    labelled = num_classes != 0
     # Generation: prior samples and test-set reconstructions through the feature classifier.
     if reference.classifier is not None:
         with timed(seconds, "generation"):
@@ -301,7 +301,7 @@ def analyse(model: nn.Module, latent_dim: int, test_images: torch.Tensor, labels
         subset = torch.as_tensor(reference.likelihood_indices, device=device)
         nll, neg_elbo = likelihood_scores(model, test_images[subset], settings.iwae_samples, seed)
         for row in summarize_by_class({"iwae_nll": nll, "neg_elbo": neg_elbo}, labels[reference.likelihood_indices],
-                                      num_classes):
+                                      reference.class_names):
             rows.append({"protocol": "likelihood", **row})
         extra["iwae_samples"] = settings.iwae_samples
 
@@ -315,11 +315,11 @@ def analyse(model: nn.Module, latent_dim: int, test_images: torch.Tensor, labels
                      "mean": float(active_units(means)), "ci_low": math.nan, "ci_high": math.nan})
         rows.append({"protocol": "test_set", "class": "all", "n": len(means), "metric": "code_dimension",
                      "mean": code_dimension(means), "ci_low": math.nan, "ci_high": math.nan})
-        if labelled:
+        if reference.labelled:
             train_means, _ = latent.posterior_parameters(model, reference.train_images.to(device))
             correct = latent.linear_probe(train_means, reference.train_labels, means, labels)
             rows += [{"protocol": "test_set", **row} for row in summarize_by_class({"probe_accuracy": correct}, labels,
-                                                                                     num_classes)]
+                                                                                     reference.class_names)]
 
     if not settings.describe:
         return rows, {"kl_per_dimension": per_dimension}, extra
@@ -334,12 +334,12 @@ def describe_latent_space(model: nn.Module, test_images: torch.Tensor, labels: n
                           settings: AnalysisSettings) -> dict[str, np.ndarray]:
     """PCA and t-SNE of the posterior means, interpolations between classes, traversals of the
     dimensions with the most KL: the arrays of the report's latent-space figures."""
-    class_count = int(labels.max()) + 1
-    first_of_class = [int(np.flatnonzero(labels == c)[0]) for c in range(class_count)]
-    if class_count == 1:  # one class, or unlabelled images: between the first test images, two by two
+    class_count = len(reference.class_names)
+    first_of_class = [int(np.flatnonzero(labels == c)[0]) for c in range(max(class_count, 1))]
+    if class_count <= 1:  # one class, or unlabelled images: between the first test images, two by two
         pairs = [(2 * i, 2 * i + 1) for i in range(min(5, len(labels) // 2))]
     else:
-        class_pairs = (TEN_CLASS_PAIRS if class_count == 10 else
+        class_pairs = (reference.interpolation_pairs or
                        [(c, (c + class_count // 2) % class_count) for c in range(min(5, class_count))])
         pairs = [(first_of_class[a], first_of_class[b]) for a, b in class_pairs]
     interpolations = np.stack([latent.interpolate(model, test_images[a], test_images[b], settings.interpolation_steps)
@@ -347,7 +347,7 @@ def describe_latent_space(model: nn.Module, test_images: torch.Tensor, labels: n
     order = np.argsort(-per_dimension)
     traversed = list(order[: min(8, len(order))])
     values = np.linspace(-3, 3, settings.traversal_steps)
-    traversed_image = first_of_class[TRAVERSED_CLASS_OF_TEN if class_count == 10 else 0]
+    traversed_image = first_of_class[reference.traversed_class]
     traversals = latent.traverse(model, test_images[traversed_image], traversed, values)
     return {
         "kl_per_dimension": per_dimension,

@@ -1,7 +1,7 @@
 """The latent explorer: one offline HTML page that runs a study's models in the browser.
 
 `write_explorer(study_dir)` writes STUDY_DIR/explorer.html from the folder's files alone: for each
-(architecture, beta, latent size) the best weights of one seed's model (the study's first seed
+variant (architecture, beta) and latent size the best weights of one seed's model (the study's first seed
 that finished), the representative test images, each size's headline numbers and each latent
 dimension's mean KL and activity. The page's script (explorer.js beside this file) runs the
 encoders and decoders in plain JavaScript, so the file needs no server, no network and no
@@ -30,11 +30,13 @@ import torch
 from torch import nn
 
 from latentsweep.architectures import model_from_checkpoint
-from latentsweep.config import BUILTIN_ARCHITECTURES
+from latentsweep.config import BUILTIN_ARCHITECTURES, VARIANT_AXES
 from latentsweep.errors import LatentsweepError
 from latentsweep.layout import (BEST_CHECKPOINT, EXPLORER_FILE, IMAGES_FILE, METRICS_FILE, PER_IMAGE_FILE, Trial, is_done,
-                                trial_dir)
-from latentsweep.metrics import ACTIVE_UNIT_THRESHOLD, lookup
+                                trial_dir, variant_name)
+from latentsweep.metrics import ACTIVE_UNIT_THRESHOLD, REGISTRY, lookup
+
+PAGE_METRICS = ("mse", "psnr", "kl", "active_units")  # what the page shows; labels and decimals from the registry
 from latentsweep.results import read_results
 from latentsweep.storage import atomic_write_text, read_json
 from latentsweep.train import load_checkpoint
@@ -101,11 +103,11 @@ def describe_model(model: nn.Module) -> dict[str, Any]:
     return {"encoder": describe_layers(model.encoder), "decoder": describe_layers(model.decoder)}
 
 
-def chosen_trials(study_dir: Path, trials: list[Trial]) -> dict[tuple[str, float, int], Trial]:
-    """For each (architecture, beta, latent size), grid or probe, the trial the page shows: the first seed that finished."""
-    chosen: dict[tuple[str, float, int], Trial] = {}
+def chosen_trials(study_dir: Path, trials: list[Trial]) -> dict[tuple[tuple, int], Trial]:
+    """For each (variant, latent size), grid or probe, the trial the page shows: the first seed that finished."""
+    chosen: dict[tuple[tuple, int], Trial] = {}
     for trial in trials:
-        key = (trial.architecture, trial.beta, trial.latent_dim)
+        key = (trial.variant, trial.latent_dim)
         if key not in chosen and is_done(trial_dir(study_dir, trial)):
             chosen[key] = trial
     return chosen
@@ -121,8 +123,8 @@ def page_data(study_dir: Path) -> dict[str, Any]:
     for variant, answer in results.answers.items():
         rows, selected = results.rows_of(variant), answer.selected
         sizes = []
-        for (architecture, beta, latent_dim), trial in sorted(chosen.items()):
-            if (architecture, beta) != variant:
+        for (trial_variant, latent_dim), trial in sorted(chosen.items()):
+            if trial_variant != variant:
                 continue
             folder = trial_dir(study_dir, trial)
             metrics = read_json(folder / METRICS_FILE)
@@ -138,7 +140,7 @@ def page_data(study_dir: Path) -> dict[str, Any]:
                 "kl_per_dimension": analysis.get("kl_per_dimension"),
                 "posterior_mean_variance": analysis.get("posterior_mean_variance"),
             }
-            if architecture in BUILTIN_ARCHITECTURES:
+            if trial.architecture in BUILTIN_ARCHITECTURES:
                 model, _ = model_from_checkpoint(load_checkpoint(folder / BEST_CHECKPOINT), folder / BEST_CHECKPOINT)
                 entry["network"] = describe_model(model)
             else:
@@ -147,8 +149,9 @@ def page_data(study_dir: Path) -> dict[str, Any]:
             if representatives is None:  # the same images for every model; their labels from this one's scores
                 with np.load(folder / IMAGES_FILE) as images:
                     representatives = (images["originals"], images["representatives"], folder)
-        variants_data.append({"architecture": variant[0], "beta": variant[1], "selected": selected,
-                              "runnable": variant[0] in BUILTIN_ARCHITECTURES, "sizes": sizes})
+        axes = dict(zip(VARIANT_AXES, variant))
+        variants_data.append({"axes": axes, "name": variant_name(variant), "selected": selected,
+                              "runnable": axes["architecture"] in BUILTIN_ARCHITECTURES, "sizes": sizes})
     if representatives is None:
         raise LatentsweepError(f"{study_dir}: no finished model to explore")
     originals, indices, scored_folder = representatives
@@ -164,7 +167,10 @@ def page_data(study_dir: Path) -> dict[str, Any]:
         "seeds": list(config.training.seeds),
         "active_threshold": ACTIVE_UNIT_THRESHOLD,
         "tolerance_db": selection.tolerance_db,
+        "variant_axes": list(VARIANT_AXES),
         "variants": variants_data,
+        # How the page shows the numbers it computes or reads: each metric's label and decimals.
+        "metrics": {name: {"label": REGISTRY[name].label, "digits": REGISTRY[name].digits} for name in PAGE_METRICS},
         # Representative test images as bytes 0-255 (the page divides by 255), with their labels.
         "images": base64.b64encode(np.clip(np.rint(originals * 255), 0, 255).astype(np.uint8).tobytes()).decode("ascii"),
         "image_labels": labels,

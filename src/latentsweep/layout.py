@@ -75,7 +75,8 @@ class Trial:
         return {axis.name: getattr(self, axis.name) for axis in AXES}
 
     def label(self) -> str:
-        return f"{self.architecture}, beta {self.beta:g}, latent {self.latent_dim}, seed {self.seed}"
+        """The trial in words, e.g. 'architecture conv, beta 1, latent dim 5, seed 0'."""
+        return ", ".join(f"{axis.name.replace('_', ' ')} {axis.as_text(getattr(self, axis.name))}" for axis in AXES)
 
 
 def variant_name(variant: tuple) -> str:

@@ -18,13 +18,14 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 from scipy import stats
 
 from latentsweep.config import AXES, LEGACY_AXIS_VALUES, VARIANT_AXES
+from latentsweep.dimension import MLE_NEIGHBOURS
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 PSNR_CAP_DB = 100.0
@@ -34,9 +35,7 @@ AXIS_FIELDS = [axis.name for axis in AXES]  # the trial's coordinates
 TIDY_FIELDS = [*AXIS_FIELDS, "protocol", "class", "n", "metric", "mean", "ci_low", "ci_high"]
 
 
-# ----------------------------------------------------------------------------------------
-# The registry: one entry per metric of the tidy table, read by evaluation (which per-image scores
-# it computes), the report's tables, the figures, TensorBoard and the command line's summary.
+PerImageScore = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]  # (images, reconstructions, loss terms) -> (N,)
 
 
 @dataclass(frozen=True)
@@ -47,44 +46,20 @@ class Metric:
     digits: int  # decimals in tables and the summary
     better: str | None  # "higher", "lower", or None where neither is better
     protocols: tuple[str, ...]  # what it is measured on (evaluate.py's protocols)
-    per_image: bool = False  # a per-image score: per_image.csv's column, summarised per class with a CI
+    # A per-image score, computed by evaluation for every test image from the image, its posterior-mean
+    # reconstruction and the loss terms (model.LossTerms: per-image reconstruction and KL, nats): per_image.csv's
+    # column, summarised per class with a CI. None: computed by evaluate.analyse or dimension.py.
+    score: PerImageScore | None = None
+    headline: int = 0  # position among the headline columns (results table, overall figure, CLI summary); 0: not one
+    by_class: bool = False  # a column of the per-class tables and a per-class figure
     selection: bool = False  # feeds the selection rule (selection.py)
     column: bool = True  # a column of the report's tables for its protocols (class_share has a figure instead)
+    of_data: bool = False  # a property of the images, not of a model: rows without axis values (dimension.py)
     tensorboard: dict[str, str] = dataclass_field(default_factory=dict)  # protocol -> TensorBoard tag of the final value
 
-
-RECONSTRUCTION_PROTOCOLS = ("representative", "test_set")
-GENERATION_PROTOCOLS = ("prior_samples", "reconstructions")
-REGISTRY: dict[str, Metric] = {metric.name: metric for metric in (
-    Metric("mse", "MSE", "MSE (lower is better)", 4, "lower", RECONSTRUCTION_PROTOCOLS, per_image=True,
-           tensorboard={"test_set": "test/mse"}),
-    Metric("psnr", "PSNR dB", "PSNR, dB (higher is better)", 2, "higher", RECONSTRUCTION_PROTOCOLS, per_image=True,
-           selection=True, tensorboard={"test_set": "test/psnr_db"}),
-    Metric("ssim", "SSIM", "SSIM (higher is better)", 3, "higher", RECONSTRUCTION_PROTOCOLS, per_image=True,
-           tensorboard={"test_set": "test/ssim"}),
-    Metric("neg_elbo", "neg. ELBO nats", "negative ELBO, nats (lower is better)", 1, "lower",
-           (*RECONSTRUCTION_PROTOCOLS, "likelihood"), per_image=True, tensorboard={"test_set": "test/neg_elbo"}),
-    Metric("reconstruction", "distortion: reconstruction, nats", "reconstruction term, nats (lower is better)", 2, "lower",
-           RECONSTRUCTION_PROTOCOLS, per_image=True),
-    Metric("kl", "rate: KL, nats", "KL term, nats", 2, None, RECONSTRUCTION_PROTOCOLS, per_image=True),
-    Metric("fd", "FD", "Fréchet distance (lower is better)", 2, "lower", GENERATION_PROTOCOLS, selection=True,
-           tensorboard={"prior_samples": "samples/frechet_distance"}),
-    Metric("kid", "KID", "KID (lower is better)", 4, "lower", GENERATION_PROTOCOLS),
-    Metric("inception_score", "IS", "classifier Inception Score (higher is better)", 2, "higher", GENERATION_PROTOCOLS),
-    Metric("class_entropy_bits", "entropy bits", "class entropy, bits", 3, "higher", GENERATION_PROTOCOLS),
-    Metric("confident_share", "confident", "share classified with p > 0.9", 3, "higher", GENERATION_PROTOCOLS),
-    Metric("class_share", "share", "share of images assigned to the class", 3, None, GENERATION_PROTOCOLS, column=False),
-    Metric("iwae_nll", "IWAE -log p(x), nats", "IWAE -log p(x), nats (lower is better)", 2, "lower", ("likelihood",),
-           tensorboard={"likelihood": "test/iwae_nll"}),
-    Metric("active_units", "active units", "active units", 1, None, ("test_set",)),
-    Metric("code_dimension", "code dimension", "code dimension (TwoNN of the posterior means)", 1, None, ("test_set",)),
-    Metric("probe_accuracy", "probe test accuracy", "linear probe accuracy", 4, "higher", ("test_set",)),
-)}
-# The headline columns, in the order the report's results table, the overall figure and the summary show them.
-HEADLINE_METRICS = ("psnr", "mse", "ssim", "neg_elbo")
-GENERATION_METRICS = tuple(name for name, metric in REGISTRY.items()
-                           if metric.protocols == GENERATION_PROTOCOLS and metric.column)
-PER_IMAGE_METRICS = tuple(name for name, metric in REGISTRY.items() if metric.per_image)
+    @property
+    def per_image(self) -> bool:
+        return self.score is not None
 
 
 def mse_per_image(originals: torch.Tensor, reconstructions: torch.Tensor) -> torch.Tensor:
@@ -102,6 +77,76 @@ def ssim_per_image(originals: torch.Tensor, reconstructions: torch.Tensor) -> to
     )
 
 
+RECONSTRUCTION_PROTOCOLS = ("representative", "test_set")
+GENERATION_PROTOCOLS = ("prior_samples", "reconstructions")
+# The registry: one entry per metric of the tidy table, read by evaluation (which per-image scores it computes),
+# the report's tables, the figures, TensorBoard, the explorer and the command line's summaries.
+REGISTRY: dict[str, Metric] = {metric.name: metric for metric in (
+    Metric("mse", "MSE", "MSE (lower is better)", 4, "lower", RECONSTRUCTION_PROTOCOLS,
+           score=lambda images, reconstructions, terms: mse_per_image(images, reconstructions), headline=2,
+           by_class=True, tensorboard={"test_set": "test/mse"}),
+    Metric("psnr", "PSNR dB", "PSNR, dB (higher is better)", 2, "higher", RECONSTRUCTION_PROTOCOLS,
+           score=lambda images, reconstructions, terms: psnr_from_mse(mse_per_image(images, reconstructions)),
+           headline=1, by_class=True, selection=True, tensorboard={"test_set": "test/psnr_db"}),
+    Metric("ssim", "SSIM", "SSIM (higher is better)", 3, "higher", RECONSTRUCTION_PROTOCOLS,
+           score=lambda images, reconstructions, terms: ssim_per_image(images, reconstructions), headline=3,
+           by_class=True, tensorboard={"test_set": "test/ssim"}),
+    Metric("neg_elbo", "neg. ELBO nats", "negative ELBO, nats (lower is better)", 1, "lower",
+           (*RECONSTRUCTION_PROTOCOLS, "likelihood"), score=lambda images, reconstructions, terms: terms.reconstruction + terms.kl,
+           headline=4, tensorboard={"test_set": "test/neg_elbo"}),
+    Metric("reconstruction", "distortion: reconstruction, nats", "reconstruction term, nats (lower is better)", 2, "lower",
+           RECONSTRUCTION_PROTOCOLS, score=lambda images, reconstructions, terms: terms.reconstruction),
+    Metric("kl", "rate: KL, nats", "KL term, nats", 2, None, RECONSTRUCTION_PROTOCOLS,
+           score=lambda images, reconstructions, terms: terms.kl),
+    Metric("fd", "FD", "Fréchet distance (lower is better)", 2, "lower", GENERATION_PROTOCOLS, selection=True,
+           tensorboard={"prior_samples": "samples/frechet_distance"}),
+    Metric("kid", "KID", "KID (lower is better)", 4, "lower", GENERATION_PROTOCOLS),
+    Metric("inception_score", "IS", "classifier Inception Score (higher is better)", 2, "higher", GENERATION_PROTOCOLS),
+    Metric("class_entropy_bits", "entropy bits", "class entropy, bits", 3, "higher", GENERATION_PROTOCOLS),
+    Metric("confident_share", "confident", "share classified with p > 0.9", 3, "higher", GENERATION_PROTOCOLS),
+    Metric("class_share", "share", "share of images assigned to the class", 3, None, GENERATION_PROTOCOLS, column=False),
+    Metric("iwae_nll", "IWAE -log p(x), nats", "IWAE -log p(x), nats (lower is better)", 2, "lower", ("likelihood",),
+           tensorboard={"likelihood": "test/iwae_nll"}),
+    Metric("active_units", "active units", "active units", 1, None, ("test_set",)),
+    Metric("code_dimension", "code dimension", "code dimension (TwoNN of the posterior means)", 1, None, ("test_set",)),
+    Metric("probe_accuracy", "probe test accuracy", "linear probe accuracy", 4, "higher", ("test_set",)),
+    Metric("intrinsic_dimension_twonn", "TwoNN", "intrinsic dimension (TwoNN)", 2, None, ("test_set",), of_data=True),
+    Metric("intrinsic_dimension_mle", f"MLE (K={MLE_NEIGHBOURS})", f"intrinsic dimension (MLE, K = {MLE_NEIGHBOURS})", 2,
+           None, ("test_set",), of_data=True),
+)}
+# What "why it saturates" tabulates for each latent size: how much of the code is used, and the rate and distortion.
+SATURATION_METRICS = ("active_units", "code_dimension", "kl", "reconstruction")
+# What the comparison of variants shows at each variant's answer, beside the answer itself.
+COMPARISON_METRICS = ("psnr", "active_units", "neg_elbo")
+
+
+# The registry's groups, read when used (not frozen at import), so that a metric added to REGISTRY joins them.
+def headline_metrics() -> tuple[str, ...]:
+    """The headline columns in their order: the report's results table, the overall figure, the CLI summaries."""
+    return tuple(sorted((name for name, metric in REGISTRY.items() if metric.headline),
+                        key=lambda name: REGISTRY[name].headline))
+
+
+def per_image_metrics() -> tuple[str, ...]:
+    """per_image.csv's metric columns, in registry order."""
+    return tuple(name for name, metric in REGISTRY.items() if metric.per_image)
+
+
+def by_class_metrics() -> tuple[str, ...]:
+    """The metrics of the per-class tables and figures, in registry order."""
+    return tuple(name for name, metric in REGISTRY.items() if metric.by_class)
+
+
+def generation_metrics() -> tuple[str, ...]:
+    """The generation table's and figure's metrics: measured on GENERATION_PROTOCOLS, one number per model."""
+    return tuple(name for name, metric in REGISTRY.items() if metric.protocols == GENERATION_PROTOCOLS and metric.column)
+
+
+def data_metrics() -> tuple[str, ...]:
+    """The metrics of the images themselves (dimension.py's rows, without axis values)."""
+    return tuple(name for name, metric in REGISTRY.items() if metric.of_data)
+
+
 def mean_confidence_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
     """Mean and the Student-t confidence interval of the mean; the interval is NaN for n < 2."""
     values = np.asarray(values, dtype=np.float64)
@@ -115,14 +160,15 @@ def mean_confidence_interval(values: Sequence[float] | np.ndarray, confidence: f
 
 
 def summarize_by_class(
-    scores: Mapping[str, np.ndarray], labels: np.ndarray, num_classes: int | None = None
+    scores: Mapping[str, np.ndarray], labels: np.ndarray, class_names: Sequence[str] | None = None
 ) -> list[dict[str, Any]]:
     """One row per (class or "all", metric) with n, mean and 95% CI; `scores` holds per-image arrays.
 
-    The classes are 0 to the largest label unless `num_classes` says otherwise."""
+    A row's class is its label text, `class_names[label]`; without names the classes are 0 to the largest
+    label, named by their index. Empty `class_names` (unlabelled images): rows for "all" alone."""
     rows = []
-    num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
-    groups = [(str(c), labels == c) for c in range(num_classes)] + [("all", np.ones_like(labels, dtype=bool))]
+    names = [str(c) for c in range(int(labels.max()) + 1)] if class_names is None else list(class_names)
+    groups = [(name, labels == c) for c, name in enumerate(names)] + [("all", np.ones_like(labels, dtype=bool))]
     for name, mask in groups:
         for metric, values in scores.items():
             mean, low, high = mean_confidence_interval(values[mask])
@@ -138,7 +184,9 @@ def combine_seeds(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     training randomness; `n` then counts seeds and `seeds` lists them.
     """
     grouped: dict[tuple, list[Mapping[str, Any]]] = defaultdict(list)
+    class_order: dict[str, int] = {"all": 10**6}  # classes in the order the rows list them (class_names'), "all" last
     for row in rows:
+        class_order.setdefault(row["class"], len(class_order))
         key = (*variant_of(row), row["latent_dim"], row["protocol"], row["class"], row["metric"])
         grouped[key].append(row)
     combined = []
@@ -152,11 +200,7 @@ def combine_seeds(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                          "class": name, "metric": metric, "n": len(members), "mean": mean, "ci_low": low,
                          "ci_high": high, "seeds": sorted(m["seed"] for m in members), "ci_over": "seeds"})
     return sorted(combined, key=lambda r: (*variant_of(r), r["latent_dim"],
-                                           r["protocol"], r["metric"], _class_order(r["class"])))
-
-
-def _class_order(name: str) -> int:
-    return 10**6 if name == "all" else int(name)
+                                           r["protocol"], r["metric"], class_order[r["class"]]))
 
 
 def lookup(rows: Iterable[Mapping[str, Any]], **where: Any) -> list[Mapping[str, Any]]:
@@ -167,12 +211,13 @@ def lookup(rows: Iterable[Mapping[str, Any]], **where: Any) -> list[Mapping[str,
     return [row for row in rows if all(row.get(key) == value for key, value in where.items())]
 
 
-def variants(rows: Iterable[Mapping[str, Any]]) -> list[tuple[str, float]]:
-    """The (architecture, beta) pairs in tidy rows, in order: what the selection rule is applied within."""
+def variants(rows: Iterable[Mapping[str, Any]]) -> list[tuple]:
+    """The variants in tidy rows (each a value of every per-variant axis, config.VARIANT_AXES), in order: what the
+    selection rule is applied within."""
     return sorted({variant_of(row) for row in rows})
 
 
-def variant_rows(rows: Iterable[Mapping[str, Any]], variant: tuple[str, float]) -> list[Mapping[str, Any]]:
+def variant_rows(rows: Iterable[Mapping[str, Any]], variant: tuple) -> list[Mapping[str, Any]]:
     return [row for row in rows if variant_of(row) == tuple(variant)]
 
 

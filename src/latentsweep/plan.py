@@ -98,7 +98,8 @@ def measure_rates(config: StudyConfig, dataset: Dataset, device: torch.device, t
     classifier_rate = None
     if time_classifier:  # the classifier trains in the submitting process, with its own threads
         subset = dataset.full_train.images[:1280].to(device), dataset.full_train.labels[:1280].to(device)
-        classifier_rate = timed_rate(lambda: train_classifier(*subset, ClassifierConfig(epochs=1)), 1280, device)
+        classifier_rate = timed_rate(lambda: train_classifier(*subset, ClassifierConfig(epochs=1),
+                                                               max(len(dataset.class_names), 1)), 1280, device)
     return Rates(train_rates, eval_rates, classifier_rate)
 
 

@@ -15,11 +15,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from latentsweep.metrics import HEADLINE_METRICS, REGISTRY, lookup, variant_rows, variants
+from latentsweep.metrics import REGISTRY, generation_metrics, headline_metrics, lookup, variant_rows, variants
 from latentsweep.storage import atomic_write_bytes
 
 UNLABELLED_GROUP = "test images"  # the one row or legend entry of an unlabelled data set's figures
-PROTOCOL_TITLES = {"representative": "10 representative test images per class",
+PROTOCOL_TITLES = {"representative": "representative test images (the first of each class)",
                    "test_set": "whole test set, 95% CI"}
 
 
@@ -35,6 +35,17 @@ def _colors(count: int) -> list:
 
     cmap = colormaps["viridis"]
     return [cmap(0.1 + 0.8 * i / max(count - 1, 1)) for i in range(count)]
+
+
+def class_colors(count: int) -> np.ndarray:
+    """(count, 4) RGBA colours, one per class and all distinct: tab10 or tab20 where they suffice, else evenly
+    spaced on viridis."""
+    from matplotlib import colormaps
+
+    if count <= 20:
+        cmap = colormaps["tab10" if count <= 10 else "tab20"]
+        return np.array([cmap(i) for i in range(max(count, 1))])
+    return np.array(_colors(count))
 
 
 def _error_bars(rows: Sequence[Mapping[str, Any]]) -> np.ndarray | None:
@@ -75,8 +86,8 @@ def metric_by_class(rows: Sequence[Mapping[str, Any]], metric: str, class_names:
     positions = np.arange(len(class_names))
     for axis, protocol in zip(axes, ("representative", "test_set")):
         for offset, (color, latent_dim) in enumerate(zip(_colors(len(latent_dims)), latent_dims)):
-            selected = sorted(lookup(rows, metric=metric, protocol=protocol, latent_dim=latent_dim),
-                              key=lambda r: 99 if r["class"] == "all" else int(r["class"]))[:len(class_names)]
+            of_class = {r["class"]: r for r in lookup(rows, metric=metric, protocol=protocol, latent_dim=latent_dim)}
+            selected = [of_class[name] for name in class_names]
             axis.bar(positions + (offset - (len(latent_dims) - 1) / 2) * width, [r["mean"] for r in selected], width,
                      yerr=_error_bars(selected), capsize=1.5, color=color, label=f"z={latent_dim}")
         axis.set_title(PROTOCOL_TITLES[protocol])
@@ -92,7 +103,7 @@ def metric_by_class(rows: Sequence[Mapping[str, Any]], metric: str, class_names:
 
 def overall_vs_latent(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     """Whole-test-set mean of each metric against latent size, with 95% CI."""
-    metrics = [m for m in HEADLINE_METRICS if lookup(rows, metric=m)]
+    metrics = [m for m in headline_metrics() if lookup(rows, metric=m)]
     figure = Figure(figsize=(4.2 * len(metrics), 3.8))
     axes = np.atleast_1d(figure.subplots(1, len(metrics)))
     for axis, metric in zip(axes, metrics):
@@ -188,9 +199,9 @@ def sample_grid(samples: Mapping[int, np.ndarray], path: Path, columns: int = 8)
 
 
 def generation_vs_latent(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    """FD, KID, Inception Score and confident share against latent size, for prior samples and reconstructions."""
-    metrics = ["fd", "kid", "inception_score", "confident_share"]
-    figure = Figure(figsize=(16, 3.8))
+    """Every generation metric (metrics.generation_metrics) against latent size, for prior samples and reconstructions."""
+    metrics = [metric for metric in generation_metrics() if lookup(rows, metric=metric)]
+    figure = Figure(figsize=(4 * len(metrics), 3.8))
     axes = figure.subplots(1, len(metrics))
     for axis, metric in zip(axes, metrics):
         for protocol, style, label in (("prior_samples", "o-", "prior samples"), ("reconstructions", "s--", "test reconstructions")):
@@ -206,7 +217,7 @@ def generation_vs_latent(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
 
 
 def class_histogram(rows: Sequence[Mapping[str, Any]], class_names: Sequence[str], path: Path) -> Path:
-    """Share of prior samples the classifier assigns to each class, per latent size (0.1 each would be uniform)."""
+    """Share of prior samples the classifier assigns to each class, per latent size (1 / classes each would be uniform)."""
     latent_dims = sorted({row["latent_dim"] for row in lookup(rows, metric="class_share")})
     figure = Figure(figsize=(10, 3.8))
     axis = figure.subplots()
@@ -214,7 +225,7 @@ def class_histogram(rows: Sequence[Mapping[str, Any]], class_names: Sequence[str
     positions = np.arange(len(class_names))
     for offset, (color, latent_dim) in enumerate(zip(_colors(len(latent_dims)), latent_dims)):
         shares = {r["class"]: r["mean"] for r in lookup(rows, metric="class_share", protocol="prior_samples", latent_dim=latent_dim)}
-        axis.bar(positions + (offset - (len(latent_dims) - 1) / 2) * width, [shares.get(str(i), 0) for i in positions],
+        axis.bar(positions + (offset - (len(latent_dims) - 1) / 2) * width, [shares.get(name, 0) for name in class_names],
                  width, color=color, label=f"z={latent_dim}")
     axis.axhline(1 / len(class_names), color="grey", linestyle=":", label="uniform")
     axis.set_xticks(positions, class_names)
@@ -224,7 +235,7 @@ def class_histogram(rows: Sequence[Mapping[str, Any]], class_names: Sequence[str
     return save(figure, path)
 
 
-def kl_per_dimension(kl: Mapping[int, np.ndarray], path: Path, threshold: float | None = None) -> Path:
+def kl_per_dimension(kl: Mapping[int, np.ndarray], path: Path) -> Path:
     """Each latent dimension's mean KL, sorted, one panel per latent size: unused dimensions sit near 0."""
     figure = Figure(figsize=(3.6 * len(kl), 3.4))
     axes = np.atleast_1d(figure.subplots(1, len(kl), sharey=True))
@@ -256,22 +267,20 @@ def rate_distortion(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
 
 
 def latent_2d(views: Mapping[int, Mapping[str, np.ndarray]], class_names: Sequence[str], path: Path) -> Path:
-    """Posterior means in 2-D (PCA, t-SNE), coloured by class; one column per latent size."""
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10"]
+    """Posterior means in 2-D (PCA, t-SNE), coloured by class (label i in colour i); one column per latent size."""
+    colors = class_colors(len(class_names))
     figure = Figure(figsize=(3.6 * len(views), 7.4))
     axes = np.atleast_2d(figure.subplots(2, len(views))).reshape(2, len(views))
     for column, (latent_dim, arrays) in enumerate(sorted(views.items())):
         for row, (key, title) in enumerate((("pca", "PCA"), ("tsne", "t-SNE"))):
             axis = axes[row, column]
             points, labels = arrays[key], arrays[f"{key}_labels"]
-            axis.scatter(points[:, 0], points[:, 1], c=cmap(labels.astype(int) % 10), s=2, alpha=0.6, rasterized=True)
+            axis.scatter(points[:, 0], points[:, 1], c=colors[labels.astype(int)], s=2, alpha=0.6, rasterized=True)
             axis.set_title(f"z={latent_dim}, {title}", fontsize=10)
             axis.set_xticks([])
             axis.set_yticks([])
-    handles = [axes[0, 0].scatter([], [], color=cmap(i), label=name) for i, name in enumerate(class_names)]
-    figure.legend(handles=handles, loc="lower center", ncol=10, fontsize=8, markerscale=2)
+    handles = [axes[0, 0].scatter([], [], color=colors[i], label=name) for i, name in enumerate(class_names)]
+    figure.legend(handles=handles, loc="lower center", ncol=min(10, len(class_names)), fontsize=8, markerscale=2)
     return save(figure, path)
 
 
@@ -282,9 +291,9 @@ def image_rows(images: np.ndarray, row_labels: Sequence[str], column_labels: Seq
     axis = figure.subplots()
     axis.imshow(tile(images.reshape(rows * columns, *images.shape[2:]), columns), cmap="gray", vmin=0, vmax=1,
                 interpolation="nearest")
-    size = images.shape[2] + 1
-    axis.set_yticks([(r + 0.5) * size for r in range(rows)], row_labels)
-    axis.set_xticks([(c + 0.5) * size for c in range(columns)], column_labels, fontsize=8)
+    row_height, column_width = images.shape[2] + 1, images.shape[3] + 1  # a picture and tile()'s one-pixel gap
+    axis.set_yticks([(r + 0.5) * row_height for r in range(rows)], row_labels)
+    axis.set_xticks([(c + 0.5) * column_width for c in range(columns)], column_labels, fontsize=8)
     axis.set_title(title, fontsize=10)
     return save(figure, path)
 
@@ -293,8 +302,8 @@ def image_rows(images: np.ndarray, row_labels: Sequence[str], column_labels: Seq
 # Comparing variants: (architecture, beta) pairs
 
 
-def variants_vs_latent(rows: Sequence[Mapping[str, Any]], names: Mapping[tuple[str, float], str], path: Path) -> Path:
-    """Whole-test-set PSNR (95% CI) and active units against latent size, one line per (architecture, beta)."""
+def variants_vs_latent(rows: Sequence[Mapping[str, Any]], names: Mapping[tuple, str], path: Path) -> Path:
+    """Whole-test-set PSNR (95% CI) and active units against latent size, one line per variant (named by `names`)."""
     panels = [(name, REGISTRY[name].axis_label) for name in ("psnr", "active_units")]
     figure = Figure(figsize=(11, 4.0))
     axes = figure.subplots(1, len(panels))
@@ -346,7 +355,7 @@ def psnr_refinement(psnr_rows: Sequence[Mapping[str, Any]], grid: Sequence[int],
 
 
 def dimension_vs_psnr(dimension: Mapping[str, Mapping[str, Any]], psnr: Mapping[str, Mapping[str, Any]],
-                      class_names: Sequence[str], estimator_label: str, selected: int, path: Path) -> Path:
+                      estimator_label: str, selected: int, path: Path) -> Path:
     """Per class: the data's intrinsic dimension (95% interval) against the class's whole-test-set PSNR at the answer."""
     classes = [name for name in dimension if name in psnr]
     figure = Figure(figsize=(6.5, 4.5))
@@ -355,7 +364,7 @@ def dimension_vs_psnr(dimension: Mapping[str, Mapping[str, Any]], psnr: Mapping[
     y = [dimension[name]["mean"] for name in classes]
     axis.errorbar(x, y, yerr=_error_bars([dimension[name] for name in classes]), fmt="o", capsize=3)
     for name, px, py in zip(classes, x, y):
-        axis.annotate(class_names[int(name)], (px, py), textcoords="offset points", xytext=(5, 4), fontsize=9)
+        axis.annotate(name, (px, py), textcoords="offset points", xytext=(5, 4), fontsize=9)
     axis.set_xlabel(f"PSNR at latent size {selected}, dB (whole test set)")
     axis.set_ylabel(f"intrinsic dimension of the class ({estimator_label})")
     axis.grid(alpha=0.3)

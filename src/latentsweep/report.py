@@ -19,7 +19,7 @@ import numpy as np
 
 from latentsweep import plots
 from latentsweep.plots import UNLABELLED_GROUP
-from latentsweep.config import flat_values
+from latentsweep.config import AXIS_BY_NAME, VARIANT_AXES, flat_values
 from latentsweep.classifier import TRUSTED_ACCURACY
 from latentsweep.data import describe_shape
 from latentsweep.dimension import HALVES, MLE_NEIGHBOURS
@@ -27,10 +27,10 @@ from latentsweep.layout import (ANALYSIS_FILE, EXPLORER_FILE, FIGURES, HISTORY_F
                                 PER_IMAGE_FILE, REPORT_HTML, REPORT_MD, SUMMARY_FILE, TIMING_FILE, trial_dir,
                                 variant_name, variant_slug)
 from latentsweep.model import MNIST_SHAPE, VAEConfig, conv_stage_sides
-from latentsweep.metrics import (GENERATION_METRICS, GENERATION_PROTOCOLS, HEADLINE_METRICS, REGISTRY, lookup,
-                                 variant_rows)
+from latentsweep.metrics import (COMPARISON_METRICS, GENERATION_PROTOCOLS, REGISTRY, SATURATION_METRICS, TIDY_FIELDS, by_class_metrics,
+                                 data_metrics, generation_metrics, headline_metrics, lookup, variant_of, variant_rows)
 from latentsweep.results import Results, class_noun, plural, read_results
-from latentsweep.selection import Answer, overall_psnr, rule_text
+from latentsweep.selection import Answer, rule_text
 from latentsweep.storage import atomic_write_text, read_json
 from latentsweep.uncertainty import (PairedComparison, SeedComparison, paired_comparison, seed_comparison,
                                      p_text, selected_per_seed, selection_probabilities, selection_rule)
@@ -157,11 +157,22 @@ class StudyFiles:
     study_dir: Path
     info: dict[str, Any]  # config.json
     config: dict[str, Any]  # the study's settings, flat (option name -> value)
+    variant: dict[str, Any]  # for one variant's share: its value of each per-variant axis (axis name -> value)
     summary: dict[str, Any] | None
     trials: list[dict[str, Any]]  # each trial's metrics.json, with "folder"
     histories: dict[tuple[int, int], list[dict[str, float]]]
     images: dict[tuple[int, int], dict[str, np.ndarray]]
     analysis: dict[tuple[int, int], dict[str, np.ndarray]]  # analysis.npz, where the evaluation made one
+
+    @property
+    def class_names(self) -> list[str]:
+        """Label i's text; empty for unlabelled images (results.csv's class column holds these names)."""
+        return self.info["class_names"]
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the images have classes: the one test for per-class tables, the classifier's measures, the probe."""
+        return bool(self.class_names)
 
 
 def read_history(path: Path) -> list[dict[str, float]]:
@@ -191,20 +202,18 @@ def read_study(results: Results) -> StudyFiles:
             if (folder / ANALYSIS_FILE).is_file():
                 with np.load(folder / ANALYSIS_FILE) as npz:
                     analysis[trial] = {name: npz[name] for name in npz.files}
-    return StudyFiles(study_dir, info, config, summary, trials, histories, images, analysis)
+    return StudyFiles(study_dir, info, config, {}, summary, trials, histories, images, analysis)
 
 
-def for_variant(files: StudyFiles, variant: tuple[str, float]) -> StudyFiles:
-    """The files of one (architecture, beta), trials keyed by (latent size, seed), config narrowed to it."""
-    architecture, beta = variant
+def for_variant(files: StudyFiles, variant: tuple) -> StudyFiles:
+    """The files of one variant (layout.Trial.variant), trials keyed by (latent size, seed)."""
 
     def mine(entries: dict) -> dict:
         return {(trial.latent_dim, trial.seed): value for trial, value in entries.items() if trial.variant == variant}
 
-    trials = [t for t in files.trials if (t["architecture"], t["beta"]) == variant]
-    config = {**files.config, "architecture": architecture, "beta": beta}
-    return StudyFiles(files.study_dir, files.info, config, files.summary, trials, mine(files.histories),
-                      mine(files.images), mine(files.analysis))
+    trials = [t for t in files.trials if variant_of(t) == variant]
+    return StudyFiles(files.study_dir, files.info, files.config, dict(zip(VARIANT_AXES, variant)), files.summary, trials,
+                      mine(files.histories), mine(files.images), mine(files.analysis))
 
 
 def per_image_psnr(folder: Path) -> np.ndarray:
@@ -326,8 +335,8 @@ def make_figures(files: StudyFiles, combined: list[dict[str, Any]], class_names:
         "seeds": plots.psnr_by_seed(evidence.seed_means, combined, evidence.selected, figure("psnr_by_seed")),
     }
     selected = evidence.selected
-    if class_names:  # unlabelled images have no classes to break down
-        for metric in ("mse", "psnr", "ssim"):
+    if files.labelled:  # unlabelled images have no classes to break down
+        for metric in by_class_metrics():
             paths[metric] = plots.metric_by_class(combined, metric, class_names, figure(f"{metric}_by_class"))
     shown = {dim: arrays for (dim, seed), arrays in files.images.items() if seed == first_seed}
     if shown:
@@ -371,7 +380,7 @@ def make_figures(files: StudyFiles, combined: list[dict[str, Any]], class_names:
 def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths: dict[str, Path],
                  evidence: Evidence, answer: Answer, data_rows: list[dict[str, Any]] = ()) -> list[Block]:
     info, config = files.info, files.config
-    class_names = info["class_names"]
+    class_names = files.class_names
     shape = image_shape(info)
     noun = class_noun(config["dataset"])
     done = [t for t in files.trials if t.get("status") == "done"]
@@ -396,12 +405,12 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
             f" {info['split_sizes']['val']} validation images taken from the training split (stratified, split seed {config['split_seed']}),"
             f" the {official(config)}{info['split_sizes']['test']}-image test split.",
             f"Preset: {config['preset']}; {config['epochs']} epochs, batch size {config['batch_size']}, Adam with "
-            f"{learning_rate_text(config)}, beta {config['beta']:g} (training loss = reconstruction + beta * KL); the weights "
+            f"{learning_rate_text(config)}, beta {files.variant['beta']:g} (training loss = reconstruction + beta * KL); the weights "
             "with the lowest validation loss are evaluated. Negative ELBO and IWAE figures are those of the plain VAE "
             "(beta 1) whatever beta trained the model, so they compare across betas.",
             f"Latent sizes {', '.join(map(str, sorted(config['latent_dims'])))}; seeds {', '.join(map(str, config['seeds']))}.",
             "Data mode: " + intensity_mode(config, shape),
-            f"Model: {architecture_text(config['architecture'], shape)} Parameters: "
+            f"Model: {architecture_text(files.variant['architecture'], shape)} Parameters: "
             + ", ".join(f"{t['parameters']:,} at z={t['latent_dim']}" for t in done if t["seed"] == config["seeds"][0]) + ".",
             f"Device: {env['device']} ({env['device_name']}), {trials_ran(info)}; Python {env['python']}, "
             f"torch {env['torch']}, numpy {env['numpy']}, latentsweep {env['latentsweep']}; {env['platform']}.",
@@ -427,10 +436,10 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
     overall_rows = []
     for latent_dim in sorted(seconds):
         cells = [str(latent_dim) + (" (selected)" if latent_dim == answer.selected else "")]
-        cells += [_cell(_value(combined, latent_dim, "test_set", metric), metric) for metric in HEADLINE_METRICS]
+        cells += [_cell(_value(combined, latent_dim, "test_set", metric), metric) for metric in headline_metrics()]
         cells.append(f"{np.mean(seconds[latent_dim]):.0f}")
         overall_rows.append(cells)
-    blocks.append(Table(["latent size", *(REGISTRY[m].label for m in HEADLINE_METRICS), "training s"], overall_rows,
+    blocks.append(Table(["latent size", *(REGISTRY[m].label for m in headline_metrics()), "training s"], overall_rows,
                         f"Mean [{ci_note}]"))
     total_train = sum(t["train_seconds"] for t in done)
     total_eval = sum(t["eval_seconds"] for t in done)
@@ -446,13 +455,12 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
 
     blocks.append(Heading("Figures"))
     captions = [
-        ("overall", "Whole-test-set mean PSNR, MSE, SSIM and negative ELBO against latent size (error bars: 95% CI), "
-                    "with the representative-image means dotted."),
-        ("psnr", f"PSNR per {noun} and latent size: left, the representative images; right, the whole test set with 95% CI."),
-        ("mse", f"MSE per {noun} and latent size: left, the representative images; right, the whole test set with 95% CI."),
-        ("ssim", f"SSIM per {noun} and latent size: left, the representative images; right, the whole test set with 95% CI."),
+        ("overall", f"Whole-test-set mean {', '.join(REGISTRY[m].label for m in headline_metrics())} against latent size "
+                    "(error bars: 95% CI), with the representative-image means dotted."),
+        *((metric, f"{REGISTRY[metric].label} per {noun} and latent size: left, the representative images; right, the "
+                   "whole test set with 95% CI.") for metric in by_class_metrics()),
         ("reconstructions", "Test images (left) and their posterior-mean reconstructions at each latent size"
-                            + (f", one row per {noun}." if class_names else ".")),
+                            + (f", one row per {noun}." if files.labelled else ".")),
         ("samples", "Images decoded from z ~ N(0, I) at each latent size."),
         ("loss", "Training (solid) and validation (dashed) loss per epoch, and the validation loss's reconstruction and KL terms."),
     ]
@@ -462,25 +470,27 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
 
     blocks += analysis_blocks(files, combined, rel, answer.selected, noun)
     blocks.append(Heading(f"Per-{noun} results"))
-    if not class_names:
+    if not files.labelled:
         blocks.append(Paragraph(NO_LABELS))
     else:
+        protocols = {"test_set": "test", "representative": "repr."}
         for latent_dim in sorted(seconds):
             rows = []
-            for index, name in enumerate(class_names):
+            for name in class_names:
                 cells = [name]
-                for protocol in ("test_set", "representative"):
-                    for metric in ("mse", "psnr", "ssim"):
-                        row = lookup(combined, latent_dim=latent_dim, protocol=protocol, cls=str(index), metric=metric)[0]
+                for protocol in protocols:
+                    for metric in by_class_metrics():
+                        row = _value(combined, latent_dim, protocol, metric, name)
                         cells.append(_cell(row, metric, interval=protocol == "test_set"))
                 rows.append(cells)
             n_test = lookup(combined, latent_dim=latent_dim, protocol="test_set", cls="all", metric="psnr")[0]["n"]
             n_text = f"n = {n_test} seeds, each over the whole test set" if multi_seed else f"n = {n_test}"
-            blocks.append(Table([noun, "MSE (test)", "PSNR dB (test)", "SSIM (test)", "MSE (repr.)", "PSNR dB (repr.)", "SSIM (repr.)"],
+            blocks.append(Table([noun, *(f"{REGISTRY[metric].label} ({shown})" for shown in protocols.values()
+                                         for metric in by_class_metrics())],
                                 rows, f"Latent size {latent_dim}: whole test set (mean [95% CI], {n_text}) and representative images"))
     blocks.append(Heading("Files"))
-    blocks.append(Paragraph("results.csv and results.json hold every number above as a tidy table (architecture, beta, "
-                            "latent_dim, seed, protocol, class, n, metric, mean, ci_low, ci_high); models/*/ hold each model's config.json, history.csv, "
+    blocks.append(Paragraph(f"results.csv and results.json hold every number above as a tidy table ({', '.join(TIDY_FIELDS)}); "
+                            "models/*/ hold each model's config.json, history.csv, "
                             "metrics.json, per_image.csv and checkpoints (best.pt, last.pt)."))
     return blocks
 
@@ -503,10 +513,10 @@ def analysis_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: dict
     config = files.config
     sizes = sorted({row["latent_dim"] for row in lookup(combined, metric="iwae_nll")})
     done = [t for t in files.trials if t.get("status") == "done" and t.get("rows")]
-    classes = max(1, len(files.info["class_names"]))
+    classes = max(1, len(files.class_names))
     blocks = (generation_blocks(files, combined, rel, selected, noun, sizes) if lookup(combined, metric="fd") else
               [Heading("Generation quality"), Paragraph(NO_LABELS)])
-    labelled = bool(files.info["class_names"])
+    labelled = files.labelled
     mode = ("binarised test images" if config.get("binarize") else
             f"{'grey-level' if image_shape(files.info)[0] == 1 else 'colour'} test images under the Bernoulli decoder")
     k = done[0].get("analysis", {}).get("iwae_samples", config.get("iwae_samples"))
@@ -534,22 +544,16 @@ def analysis_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: dict
                          if seeds_n > 1 else f"Mean [95% CI] over the {likelihood_n} images") + f"; {mode}"))
 
     blocks.append(Heading("Why it saturates"))
-    rows = []
-    for size in sizes:
-        units = _value(combined, size, "test_set", "active_units")
-        kl = _value(combined, size, "test_set", "kl")
-        reconstruction = _value(combined, size, "test_set", "reconstruction")
-        codes = _value(combined, size, "test_set", "code_dimension")
-        rows.append([str(size), _cell(units, "active_units", interval=False), _cell(codes, "code_dimension", interval=False),
-                     _cell(kl, "kl"), _cell(reconstruction, "reconstruction")])
+    # Per-image metrics (rate, distortion) with their intervals; the counts of a model's code without.
+    rows = [[str(size), *(_cell(_value(combined, size, "test_set", metric), metric, interval=REGISTRY[metric].per_image)
+                          for metric in SATURATION_METRICS)] for size in sizes]
     blocks.append(Paragraph("A latent dimension is active when its posterior mean varies across test images "
                             "(variance above 0.01, after Burda et al. 2016). Once extra dimensions stay inactive, their "
                             "KL is near zero and a larger latent size buys nothing: the rate (KL) and the distortion "
                             "(reconstruction term) stop moving. The code dimension is TwoNN's intrinsic dimension "
                             "(scikit-dimension) of the test set's posterior means: how many dimensions the codes "
                             "really span, whatever their count."))
-    blocks.append(Table(["latent size", *(REGISTRY[m].label for m in ("active_units", "code_dimension", "kl",
-                                                                      "reconstruction"))], rows,
+    blocks.append(Table(["latent size", *(REGISTRY[m].label for m in SATURATION_METRICS)], rows,
                         f"Whole test set, mean [95% CI across {seeds_n} seeds]" if seeds_n > 1 else "Whole test set, mean [95% CI]"))
     for key, caption in (("kl_per_dimension", "Mean KL of each latent dimension, sorted, per latent size."),
                          ("rate_distortion", "Rate (KL) against distortion (reconstruction term) across latent sizes.")):
@@ -605,17 +609,23 @@ def generation_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: di
     for size in sizes:
         cells = [str(size) + (" (selected)" if size == selected else "")]
         cells += [_cell(_value(combined, size, protocol, metric), metric)
-                  for protocol in GENERATION_PROTOCOLS for metric in GENERATION_METRICS]
+                  for protocol in GENERATION_PROTOCOLS for metric in generation_metrics()]
         rows.append(cells)
     shown_on = {"prior_samples": "samples", "reconstructions": "recon."}
     blocks.append(Table(["latent size", *(f"{REGISTRY[metric].label} ({shown_on[protocol]})" for protocol in GENERATION_PROTOCOLS
-                                          for metric in GENERATION_METRICS)],
-                        rows, "Generation metrics; lower FD/KID is better, higher IS is better"))
+                                          for metric in generation_metrics())],
+                        rows, "Generation metrics; " + better_text(generation_metrics())))
     for key, caption in (("generation", "Generation metrics against latent size: prior samples and test reconstructions."),
                          ("class_histogram", f"Share of prior samples the classifier assigns to each {noun}.")):
         if key in rel:
             blocks.append(Figure(rel[key], caption, caption))
     return blocks
+
+
+def better_text(metrics: Sequence[str]) -> str:
+    """Which way is better for each of `metrics`, from the registry: 'lower is better: FD, KID; higher is better: IS'."""
+    return "; ".join(f"{way} is better: {', '.join(REGISTRY[m].label for m in metrics if REGISTRY[m].better == way)}"
+                     for way in ("lower", "higher") if any(REGISTRY[m].better == way for m in metrics))
 
 
 def evidence_blocks(evidence: Evidence, seeds: Sequence[int], rel: dict[str, str]) -> list[Block]:
@@ -646,7 +656,7 @@ def evidence_blocks(evidence: Evidence, seeds: Sequence[int], rel: dict[str, str
 
 
 def answer_figures(files: StudyFiles, combined: list[dict[str, Any]], answer: Answer, data_rows: list[dict[str, Any]],
-                   class_names: list[str], prefix: str = "") -> dict[str, Path]:
+                   prefix: str = "") -> dict[str, Path]:
     """The answer's figures: PSNR against latent size with the probes and the threshold, and per class the data's
     intrinsic dimension against PSNR at the answer (where the study measured the data's dimension)."""
     figures_dir = files.study_dir / FIGURES
@@ -657,7 +667,7 @@ def answer_figures(files: StudyFiles, combined: list[dict[str, Any]], answer: An
     dimension = {row["class"]: row for row in lookup(data_rows, metric="intrinsic_dimension_twonn") if row["class"] != "all"}
     psnr = {row["class"]: row for row in lookup(combined, protocol="test_set", metric="psnr", latent_dim=answer.selected)}
     if dimension:
-        paths["dimension"] = plots.dimension_vs_psnr(dimension, psnr, class_names, "TwoNN", answer.selected,
+        paths["dimension"] = plots.dimension_vs_psnr(dimension, psnr, "TwoNN", answer.selected,
                                                      figures_dir / f"{prefix}dimension_vs_psnr.png")
     return paths
 
@@ -687,7 +697,6 @@ def dimension_blocks(data_rows: list[dict[str, Any]], combined: list[dict[str, A
         sentences.append(f"At the answer, {selected}, the models use {units['mean']:.1f} active units and their codes span "
                          f"{codes['mean']:.1f} dimensions (TwoNN of the test set's posterior means){against}.")
     per_class = {row["class"]: row for row in lookup(data_rows, metric="intrinsic_dimension_twonn") if row["class"] != "all"}
-    per_class_mle = {row["class"]: row for row in lookup(data_rows, metric="intrinsic_dimension_mle") if row["class"] != "all"}
     psnr = {row["class"]: row for row in lookup(combined, protocol="test_set", metric="psnr", latent_dim=selected)}
     shared = [name for name in per_class if name in psnr]
     if len(shared) >= 3:
@@ -699,8 +708,8 @@ def dimension_blocks(data_rows: list[dict[str, Any]], combined: list[dict[str, A
         verdict = (f"{nouns} of higher dimension are {direction}" if p_value < 0.05 else
                    f"no clear relation at the 5% level across so few {nouns}")
         sentences.append(
-            f"By {noun}, the lowest intrinsic dimension (TwoNN) is {class_names[int(low)]}'s, {per_class[low]['mean']:.1f}, "
-            f"and the highest {class_names[int(high)]}'s, {per_class[high]['mean']:.1f}. Across the {len(shared)} {nouns}, "
+            f"By {noun}, the lowest intrinsic dimension (TwoNN) is {low}'s, {per_class[low]['mean']:.1f}, "
+            f"and the highest {high}'s, {per_class[high]['mean']:.1f}. Across the {len(shared)} {nouns}, "
             f"Spearman's rank correlation between a {noun}'s intrinsic dimension and its PSNR at latent size {selected} "
             f"is {rho:+.2f} ({p_text(p_value)}): {verdict}.")
     blocks.append(Bullets(sentences))
@@ -709,10 +718,12 @@ def dimension_blocks(data_rows: list[dict[str, Any]], combined: list[dict[str, A
                    "threshold dashed, the answer circled.")
         blocks.append(Figure(rel["refinement"], caption, caption))
     if per_class:
-        rows = [[class_names[int(name)], f"{per_class[name]['n']:,}", _with_ci(per_class[name], 2),
-                 _with_ci(per_class_mle[name], 2) if name in per_class_mle else "n/a",
+        rows = [[name, f"{per_class[name]['n']:,}",
+                 *(_with_ci(found[0], REGISTRY[metric].digits) if (found := lookup(data_rows, metric=metric, cls=name))
+                   else "n/a" for metric in data_metrics()),
                  _cell(psnr.get(name), "psnr")] for name in per_class]
-        blocks.append(Table([noun, "test images", "TwoNN", f"MLE (K={MLE_NEIGHBOURS})", f"PSNR dB at {selected}"], rows,
+        blocks.append(Table([noun, "test images", *(REGISTRY[metric].label for metric in data_metrics()),
+                             f"{REGISTRY['psnr'].label} at {selected}"], rows,
                             f"Intrinsic dimension of each {noun}'s test images [95% interval from {HALVES} random halves] "
                             f"beside its PSNR at the answer"))
     if "dimension" in rel:
@@ -792,31 +803,31 @@ def data_name(info: dict[str, Any], config: dict[str, Any]) -> str:
     return config["dataset"]
 
 
-def comparison_blocks(files: StudyFiles, combined: list[dict[str, Any]], answers: dict[tuple[str, float], int],
+def comparison_blocks(files: StudyFiles, combined: list[dict[str, Any]], answers: dict[tuple, Answer],
                       figure: Path) -> list[Block]:
-    """The answer per (architecture, beta) side by side, for a study over several of them."""
-    names = {variant: variant_name(variant) for variant in answers}
+    """The answer per variant (a value of each per-variant axis, config.VARIANT_AXES) side by side, for a study over
+    several of them. The best size is the rule's reference: the grid's best, whatever the probes reached."""
+    axes = " and ".join(f"{name}s" for name in VARIANT_AXES)
     rows = []
-    for variant, selected in answers.items():
+    for variant, answer in answers.items():
         own = variant_rows(combined, variant)
-        psnr = overall_psnr(own)
-        units = _value(own, selected, "test_set", "active_units")
-        elbo = _value(own, selected, "test_set", "neg_elbo")
-        rows.append([variant[0], f"{variant[1]:g}", str(selected), _fmt(psnr[selected], REGISTRY["psnr"].digits),
-                     str(max(psnr, key=lambda dim: psnr[dim])), _cell(units, "active_units", interval=False),
-                     _cell(elbo, "neg_elbo", interval=False)])
-    sentences = [f"{names[variant]}: smallest latent size {selected}." for variant, selected in answers.items()]
+        rows.append([*(AXIS_BY_NAME[name].as_text(value) for name, value in zip(VARIANT_AXES, variant)),
+                     str(answer.selected), str(answer.reconstruction.best),
+                     *(_cell(_value(own, answer.selected, "test_set", metric), metric, interval=False)
+                       for metric in COMPARISON_METRICS)])
+    sentences = [f"{variant_name(variant)}: smallest latent size {answer.selected}." for variant, answer in answers.items()]
     return [
         Paragraph(" ".join(sentences), highlight=True),
-        Heading("Comparison across architectures and betas"),
-        Paragraph("The selection rule is applied within each (architecture, beta) pair; the sections below give each "
-                  "pair's full results. Negative ELBO is the plain VAE's (beta 1) for every model, so it compares "
+        Heading(f"Comparison across {axes}"),
+        Paragraph(f"The selection rule is applied within each ({', '.join(VARIANT_AXES)}); the sections below give each "
+                  "one's full results. Negative ELBO is the plain VAE's (beta 1) for every model, so it compares "
                   "across betas. Beta weights the KL term of the training loss only: a larger beta asks for a lower rate "
                   "(KL) at some cost in reconstruction; the table shows what it bought."),
-        Table(["architecture", "beta", "selected latent size", "PSNR dB at it (test set)", "best latent size",
-               "active units at it", "neg. ELBO nats at it"], rows, "Per (architecture, beta): the rule's answer"),
-        Figure(str(figure.relative_to(files.study_dir)), "PSNR and active units against latent size per architecture and beta",
-               "Whole-test-set PSNR (95% CI) and active units against latent size, one line per architecture and beta."),
+        Table([*VARIANT_AXES, "selected latent size", "best latent size",
+               *(f"{REGISTRY[metric].label} at it (test set)" for metric in COMPARISON_METRICS)], rows,
+              f"Per ({', '.join(VARIANT_AXES)}): the rule's answer"),
+        Figure(str(figure.relative_to(files.study_dir)), f"PSNR and active units against latent size per {axes}",
+               f"Whole-test-set PSNR (95% CI) and active units against latent size, one line per ({', '.join(VARIANT_AXES)})."),
     ]
 
 
@@ -844,18 +855,17 @@ def render_report(study_dir: str | Path) -> list[Path]:
         view, own = for_variant(files, variant), results.rows_of(variant)
         prefix = f"{variant_slug(variant)}_" if several else ""
         evidence = gather_evidence(view, answer.selected)
-        class_names = files.info["class_names"]
-        figures = {**make_figures(view, own, class_names, evidence, prefix),
-                   **answer_figures(view, own, answer, results.data_rows, class_names, prefix)}
+        figures = {**make_figures(view, own, files.class_names, evidence, prefix),
+                   **answer_figures(view, own, answer, results.data_rows, prefix)}
         variant_blocks = build_blocks(view, own, figures, evidence, answer, results.data_rows)
         blocks += [Heading(variant_name(variant).capitalize()), *demote(variant_blocks)] if several else variant_blocks
     if several:
         (study_dir / FIGURES).mkdir(exist_ok=True)
         figure = plots.variants_vs_latent(results.combined, {v: variant_name(v) for v in results.answers},
                                           study_dir / FIGURES / "variants_vs_latent.png")
-        title = f"How small can a VAE's latent space be? Study over architectures and betas on {data_name(files.info, files.config)}"
-        answers = {variant: answer.selected for variant, answer in results.answers.items()}
-        blocks = [Heading(title, 1), *comparison_blocks(files, results.combined, answers, figure), *blocks]
+        axes = " and ".join(f"{name}s" for name in VARIANT_AXES)
+        title = f"How small can a VAE's latent space be? Study over {axes} on {data_name(files.info, files.config)}"
+        blocks = [Heading(title, 1), *comparison_blocks(files, results.combined, results.answers, figure), *blocks]
     if (study_dir / EXPLORER_FILE).is_file():  # after the answer: the models themselves, live (explorer.py)
         grey = image_shape(files.info)[0] == 1  # the page offers drawing for grey images only
         blocks.insert(2, Link(f"Every latent size, live in the browser: {'draw or pick' if grey else 'pick'} an image, move "

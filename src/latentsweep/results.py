@@ -55,7 +55,7 @@ def read_results(study_dir: str | Path) -> Results:
     config = from_dict(info["config"])
     if not (study_dir / RESULTS_JSON).is_file():
         raise ConfigError(f"{study_dir}: no {RESULTS_JSON} yet; run the study to the end first")
-    everything = read_json(study_dir / RESULTS_JSON)
+    everything = named_classes(read_json(study_dir / RESULTS_JSON), info["class_names"])
     rows = [row for row in everything if row.get("latent_dim") is not None]
     data_rows = [row for row in everything if row.get("latent_dim") is None]
     if not rows:
@@ -73,6 +73,15 @@ def read_results(study_dir: str | Path) -> Results:
                                   class_noun(config.data.dataset), grid_sizes=config.model.latent_dims,
                                   untestable=untestable)
     return Results(study_dir, info, config, rows, data_rows, combined, answers, probes, study_trials(config, probes))
+
+
+def named_classes(rows: list[dict[str, Any]], class_names: list[str]) -> list[dict[str, Any]]:
+    """Rows whose class is the label text. A study written before rows named their classes holds each class's
+    index ("0", "1", ...) instead: where some class is not a name, every index is read as the name it stands for."""
+    known = {*class_names, "all"}
+    if all(row["class"] in known for row in rows):
+        return rows
+    return [{**row, "class": row["class"] if row["class"] == "all" else class_names[int(row["class"])]} for row in rows]
 
 
 def probe_variant(probe: Mapping[str, Any]) -> Variant:

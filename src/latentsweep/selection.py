@@ -65,7 +65,7 @@ def easiest_and_hardest(combined_rows: Iterable[Mapping[str, Any]], latent_dim: 
     """Classes with the highest and the lowest test-set mean PSNR at `latent_dim`."""
     per_class = {row["class"]: row["mean"] for row in lookup(combined_rows, protocol="test_set", metric="psnr", latent_dim=latent_dim)
                  if row["class"] != "all"}
-    ranked = sorted(per_class, key=lambda digit: per_class[digit])
+    ranked = sorted(per_class, key=lambda name: per_class[name])
     return ranked[-1], ranked[0]
 
 
@@ -420,8 +420,8 @@ def _answer_sentences(combined: Sequence[Mapping[str, Any]], psnr: Mapping[int, 
     if class_names:  # unlabelled images have no classes to rank
         easiest, hardest = easiest_and_hardest(combined, selected)
         sentences.append(
-            f"At latent size {selected} the easiest {noun} is {class_names[int(easiest)]} "
-            f"({class_psnr(easiest):.2f} dB) and the hardest is {class_names[int(hardest)]} ({class_psnr(hardest):.2f} dB).")
+            f"At latent size {selected} the easiest {noun} is {easiest} "
+            f"({class_psnr(easiest):.2f} dB) and the hardest is {hardest} ({class_psnr(hardest):.2f} dB).")
     gains = [f"{a}->{b}: {psnr[b] - psnr[a]:+.2f} dB" for a, b in zip(sizes, sizes[1:])]
     if gains:
         sentences.append("PSNR change between consecutive sizes: " + ", ".join(gains) + ".")

@@ -200,7 +200,7 @@ class StudyResults:
     folder: Path
     config: StudyConfig
     table: Any  # a pandas DataFrame when pandas is installed, else the list of tidy rows
-    selection: dict[tuple[str, float], int]  # (architecture, beta) -> selected latent size
+    selection: dict[tuple, int]  # variant (a value of each per-variant axis, config.VARIANT_AXES) -> selected latent size
     trials: list[TrialRecord] = field(default_factory=list)
 
 

@@ -26,10 +26,10 @@ from threadpoolctl import threadpool_limits
 from latentsweep import __version__
 from latentsweep.architectures import ModelSpec, model_from_checkpoint
 from latentsweep.classifier import ClassifierConfig, load_or_train, predict
-from latentsweep.config import LEGACY_AXIS_VALUES, DataConfig, EvaluationConfig, StudyConfig
+from latentsweep.config import AXES, LEGACY_AXIS_VALUES, DataConfig, EvaluationConfig, StudyConfig
 from latentsweep.data import Dataset, binarize_scored_images, cache_root, load_data
 from latentsweep.errors import TrainingDiverged
-from latentsweep.evaluate import (PER_IMAGE_FIELDS, AnalysisSettings, Reference, evaluate_model,
+from latentsweep.evaluate import (AnalysisSettings, Reference, evaluate_model, per_image_fields,
                                   representative_indices)
 from latentsweep.kernels import use_fast_cpu_kernels
 from latentsweep.layout import (ANALYSIS_FILE, CONFIG_FILE, DONE_MARKER, FAILED_MARKER, IMAGES_FILE, METRICS_FILE,
@@ -66,14 +66,15 @@ def build_reference(evaluation: EvaluationConfig, dataset: Dataset, device: torc
         classifier, record = load_or_train(
             cache_root() / "classifiers", dataset.name, dataset.full_train.images.to(device),
             dataset.full_train.labels.to(device), dataset.test.images.to(device), dataset.test.labels.to(device),
-            ClassifierConfig(epochs=evaluation.classifier_epochs))
+            len(dataset.class_names), ClassifierConfig(epochs=evaluation.classifier_epochs))
         features = predict(classifier, dataset.test.images.to(device))[0].double().cpu().numpy()
     labels = dataset.test.labels.numpy()
     classes = max(1, len(dataset.class_names))  # an unlabelled set's subsets: its first test images
-    return Reference(classifier=classifier, classifier_record=record, test_features=features,
-                     train_images=dataset.train.images, train_labels=dataset.train.labels.numpy(),
+    return Reference(class_names=dataset.class_names, classifier=classifier, classifier_record=record,
+                     test_features=features, train_images=dataset.train.images, train_labels=dataset.train.labels.numpy(),
                      likelihood_indices=representative_indices(labels, max(1, evaluation.iwae_images // classes), classes),
-                     tsne_indices=representative_indices(labels, max(1, evaluation.tsne_points // classes), classes))
+                     tsne_indices=representative_indices(labels, max(1, evaluation.tsne_points // classes), classes),
+                     interpolation_pairs=dataset.interpolation_pairs, traversed_class=dataset.traversed_class)
 
 
 @functools.lru_cache(maxsize=1)
@@ -239,12 +240,11 @@ def evaluate_trial(folder: Path, config: StudyConfig, inputs: StudyInputs, trust
     last = load_checkpoint(folder / LAST_CHECKPOINT, map_location="cpu")
     model, spec = model_from_checkpoint(best, folder / BEST_CHECKPOINT, trusted)
     model = use_fast_cpu_kernels(model).to(device)
-    train_config = last["train_config"]
-    seed, beta = train_config["seed"], train_config.get("beta", LEGACY_AXIS_VALUES["beta"])
-    axes = {"architecture": spec.architecture, "beta": beta, "latent_dim": spec.latent_dim, "seed": seed}
+    axes = trial_axes(folder)
+    seed = axes["seed"]
     started = time.perf_counter()
     result = evaluate_model(model, dataset.test.images, dataset.test.labels, spec.latent_dim, seed, axes,
-                            num_classes=len(dataset.class_names),
+                            class_names=dataset.class_names,
                             per_class=evaluation.representatives_per_class, num_samples=evaluation.num_samples,
                             batch_size=evaluation.eval_batch_size, reference=reference,
                             settings=AnalysisSettings(generation_samples=evaluation.generation_samples,
@@ -274,10 +274,18 @@ def evaluate_trial(folder: Path, config: StudyConfig, inputs: StudyInputs, trust
     return {**metrics, **timing}
 
 
+def trial_axes(folder: Path) -> dict[str, Any]:
+    """The trial's value of every axis (config.AXES, in order), as prepare_trial_folder recorded them in the run
+    folder's config.json; an axis the file predates takes its legacy value."""
+    recorded = read_json(folder / CONFIG_FILE)
+    return {axis.name: recorded.get(axis.name, LEGACY_AXIS_VALUES[axis.name]) for axis in AXES}
+
+
 def save_evaluation(folder: Path, evaluation, metrics: dict[str, Any]) -> None:
     columns = evaluation.per_image
-    rows = ({field: columns[field][i].item() for field in PER_IMAGE_FIELDS} for i in range(len(columns["index"])))
-    write_csv(folder / PER_IMAGE_FILE, rows, PER_IMAGE_FIELDS)
+    fields = per_image_fields()
+    rows = ({field: columns[field][i].item() for field in fields} for i in range(len(columns["index"])))
+    write_csv(folder / PER_IMAGE_FILE, rows, fields)
     atomic_savez(folder / IMAGES_FILE, representatives=evaluation.representatives,
                  originals=evaluation.representative_originals,
                  reconstructions=evaluation.representative_reconstructions, samples=evaluation.samples)

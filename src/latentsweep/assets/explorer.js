@@ -300,6 +300,8 @@
   const ui = {};
 
   function variant() { return DATA.variants[state.variant]; }
+  // A value with its metric's label and decimals, as the study's tables show it (metrics.REGISTRY): "PSNR dB 21.40".
+  function shown(metric, value) { return `${DATA.metrics[metric].label} ${format(value, DATA.metrics[metric].digits)}`; }
   function runnableSizes() { return variant().sizes.filter((size) => size.network); }
   function model(size) {
     const key = `${state.variant}:${size.latent_dim}`;
@@ -329,17 +331,18 @@
       state.scores[size.latent_dim] = psnr(state.input, reconstruction);
       paint(ui.cards[size.latent_dim].canvas, reconstruction);
       const score = state.scores[size.latent_dim];
-      ui.cards[size.latent_dim].score.textContent = `this image: MSE ${format(score.mse, 4)}, PSNR ${format(score.psnr, 2)} dB`;
+      ui.cards[size.latent_dim].score.textContent = `this image: ${shown("mse", score.mse)}, ${shown("psnr", score.psnr)}`;
     }
     resetSliders();
     drawInterpolation();
   }
 
   function headline(size) {
-    const ci = size.psnr_ci && size.psnr_ci[0] !== null ? ` [${format(size.psnr_ci[0], 2)}, ${format(size.psnr_ci[1], 2)}]` : "";
+    const digits = DATA.metrics.psnr.digits;
+    const ci = size.psnr_ci && size.psnr_ci[0] !== null ? ` [${format(size.psnr_ci[0], digits)}, ${format(size.psnr_ci[1], digits)}]` : "";
     const over = size.ci_over === "seeds" ? "95% CI across seeds" : "95% CI across test images";
     const units = size.active_units === null ? "n/a" : Number.isInteger(size.active_units) ? size.active_units : size.active_units.toFixed(1);
-    return `test set: PSNR ${format(size.psnr, 2)} dB${ci} (${over}); active units ${units} of ${size.latent_dim}`;
+    return `test set: ${shown("psnr", size.psnr)}${ci} (${over}); ${DATA.metrics.active_units.label} ${units} of ${size.latent_dim}`;
   }
 
   function inactive(size, dimension) {
@@ -383,7 +386,7 @@
       ui.sliders.append(element("label", { class: `slider${off ? " off" : ""}` },
         element("span", { class: "name", text: `z${dimension}` }),
         slider,
-        element("span", { class: "kl", text: `KL ${format(kl[dimension], 2)}${off ? " · inactive" : ""}` })));
+        element("span", { class: "kl", text: `KL ${format(kl[dimension], DATA.metrics.kl.digits)}${off ? " · inactive" : ""}` })));
     }
     decodeSliders();
   }
@@ -472,9 +475,9 @@
 
   function build() {
     document.title = DATA.title;
-    const variantSelect = element("select", { "aria-label": "architecture and beta",
+    const variantSelect = element("select", { "aria-label": DATA.variant_axes.join(" and "),
       onchange: (event) => { state.variant = Number(event.target.value); rebuild(); } });
-    DATA.variants.forEach((v, i) => variantSelect.append(element("option", { value: i, text: `${v.architecture}, beta ${v.beta}` })));
+    DATA.variants.forEach((v, i) => variantSelect.append(element("option", { value: i, text: v.name })));
     const shown = DATA.variants.length > 1 ? element("label", { class: "variant" }, "Model: ", variantSelect) : null;
 
     // The drawing field has the images' aspect, 280 pixels on its longer side.
@@ -544,7 +547,7 @@
     const chosen = runnableSizes().find((size) => size.selected) || runnableSizes()[0];
     if (chosen) ui.sliderSelect.value = chosen.latent_dim;
     if (!runnableSizes().length) {
-      ui.sliders.replaceChildren(element("p", { class: "note", text: `${variant().architecture} is a user's own architecture; this page cannot run it.` }));
+      ui.sliders.replaceChildren(element("p", { class: "note", text: `${variant().name}: a user's own architecture; this page cannot run it.` }));
       ui.interpolation.replaceChildren(); ui.samples.replaceChildren();
       return;
     }

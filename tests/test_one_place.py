@@ -1,0 +1,61 @@
+"""Each idea in one place: a metric added through its registry entry alone reaches every layer that shows metrics."""
+
+from __future__ import annotations
+
+import csv
+import re
+
+import numpy as np
+import pytest
+
+from conftest import TINIEST, tiny_options, write_fake_dataset
+from latentsweep import metrics
+from latentsweep.cli import main
+
+MADE_UP = metrics.Metric(
+    "made_up_mae", "MAE (made up)", "mean absolute error (lower is better)", 3, "lower", metrics.RECONSTRUCTION_PROTOCOLS,
+    score=lambda images, reconstructions, terms: (images - reconstructions).abs().flatten(1).mean(1),
+    headline=len(metrics.headline_metrics()) + 1, by_class=True)
+
+
+def table_header(report: str, first_cell: str) -> list[str]:
+    """The header cells of every Markdown table in `report` whose first header cell is `first_cell`."""
+    return [line for line in report.splitlines() if line.startswith(f"| {first_cell} |")]
+
+
+def test_a_metric_added_to_the_registry_alone_reaches_results_report_and_summary(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(metrics.REGISTRY, MADE_UP.name, MADE_UP)
+    data = write_fake_dataset(tmp_path / "data", train=200, test=60)
+    out = tmp_path / "study"
+    # One worker: the trials run in this process, where the registry holds the new entry.
+    assert main(["run", "--data-dir", str(data), "--out", str(out), "--workers", "1",
+                 *tiny_options(**TINIEST, epochs=1)]) == 0
+
+    # results.csv: the new metric per class and overall, on both reconstruction protocols ...
+    with (out / "results.csv").open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["metric"] == MADE_UP.name]
+    assert {(row["protocol"], row["class"]) for row in rows} == {
+        (protocol, name) for protocol in metrics.RECONSTRUCTION_PROTOCOLS for name in [*map(str, range(10)), "all"]}
+    # ... and its whole-test-set mean is the mean of its per-image column, recomputed here from the images' own scores
+    folder = out / "models" / "conv_beta1_latent002_seed0"
+    with (folder / "per_image.csv").open(newline="") as handle:
+        per_image = [float(row[MADE_UP.name]) for row in csv.DictReader(handle)]
+    overall = next(row for row in rows if row["protocol"] == "test_set" and row["class"] == "all"
+                   and row["latent_dim"] == "2")
+    assert len(per_image) == 60 and float(overall["mean"]) == pytest.approx(np.mean(per_image), rel=1e-12)
+    assert 0 < float(overall["mean"]) < 1
+
+    # The report: a column of the headline table and of every per-class table, and a per-class figure.
+    report = (out / "report.md").read_text()
+    [headline] = table_header(report, "latent size")[:1]
+    assert MADE_UP.label in headline
+    per_class = table_header(report, "digit")
+    assert per_class and all(f"{MADE_UP.label} (test)" in header and f"{MADE_UP.label} (repr.)" in header
+                             for header in per_class if "(test)" in header)
+    assert (out / "figures" / f"{MADE_UP.name}_by_class.png").is_file()
+
+    # The command line's summary: a column with the registry's label and decimals.
+    summary = capsys.readouterr().out
+    assert MADE_UP.label in summary
+    value_row = next(line for line in summary.splitlines() if re.match(r"\s+2\s", line))
+    assert f"{float(overall['mean']):.{MADE_UP.digits}f}" in value_row.split()
