@@ -15,7 +15,7 @@ from torch import nn
 from conftest import TINIEST, cli, expected_answers, tiny_options
 from latentsweep.architectures import ModelSpec, model_from_checkpoint
 from latentsweep.errors import CheckpointError, ConfigError
-from latentsweep.model import ConvVAE, VAEConfig
+from latentsweep.model import MNIST_SHAPE, ConvVAE, VAEConfig
 from latentsweep.storage import state_dict_sha256
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -65,25 +65,25 @@ def not_a_module(latent_dim, image_shape):
 ])
 def test_a_model_that_breaks_the_protocol_is_named_in_one_line(builder, message):
     with pytest.raises(ConfigError, match=f"--architecture test_architectures:{builder}: {message}"):
-        ModelSpec(f"test_architectures:{builder}", 3).build(seed=0)
+        ModelSpec(f"test_architectures:{builder}", 3, MNIST_SHAPE).build(seed=0)
 
 
 def test_a_builder_that_does_not_import_names_the_module():
     with pytest.raises(ConfigError, match="cannot import module 'no_such_package.vae'.*PYTHONPATH"):
-        ModelSpec("no_such_package.vae:build", 3).build(seed=0)
+        ModelSpec("no_such_package.vae:build", 3, MNIST_SHAPE).build(seed=0)
     with pytest.raises(ConfigError, match="module test_architectures has no function 'missing'"):
-        ModelSpec("test_architectures:missing", 3).build(seed=0)
+        ModelSpec("test_architectures:missing", 3, MNIST_SHAPE).build(seed=0)
 
 
 def test_conv_weights_for_a_seed_are_those_of_the_network_built_directly():
     torch.manual_seed(7)
     direct = ConvVAE(VAEConfig(latent_dim=5))
-    assert state_dict_sha256(ModelSpec("conv", 5).build(seed=7).state_dict()) == state_dict_sha256(direct.state_dict())
-    assert ModelSpec("mlp", 5).build(seed=7).state_dict()["encoder.1.weight"].shape == (400, 784)
+    assert state_dict_sha256(ModelSpec("conv", 5, MNIST_SHAPE).build(seed=7).state_dict()) == state_dict_sha256(direct.state_dict())
+    assert ModelSpec("mlp", 5, MNIST_SHAPE).build(seed=7).state_dict()["encoder.1.weight"].shape == (400, 784)
 
 
 def test_a_user_checkpoint_is_rebuilt_only_when_its_architecture_is_named():
-    spec = ModelSpec("my_vae:build", 4)
+    spec = ModelSpec("my_vae:build", 4, MNIST_SHAPE)
     sys.path.insert(0, str(EXAMPLES))
     try:
         model = spec.build(seed=0)

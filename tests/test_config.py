@@ -95,7 +95,7 @@ def test_missing_toml_file(tmp_path):
     ({"preset": "huge"}, "--preset: unknown preset 'huge'"),
     ({"dataset": "cifar"}, "--dataset: unknown data set 'cifar'"),
     ({"device": "tpu"}, "--device: 'tpu' is not one of"),
-    ({"train_subset": "5"}, "--train-subset: must be at least 10"),
+    ({"train_subset": "0"}, "--train-subset: must be at least 1"),
     ({"tolerance_db": "-1"}, "--tolerance-db: must be non-negative"),
     ({"betas": "1,-2"}, "--betas: every beta must be non-negative"),
     ({"betas": "1,1.0"}, "--betas: repeated value"),

@@ -203,3 +203,12 @@ def test_the_data_set_names_the_options_accept_are_those_data_py_reads():
     from latentsweep.data import CIFAR10, FOLDER_DATASET
 
     assert sorted(DATASET_NAMES) == sorted([*DATASETS, CIFAR10.name, FOLDER_DATASET])
+
+
+def test_validation_and_training_subsets_need_one_image_of_every_class(fake_data):
+    """The classes are the data set's (ten here), not a fixed ten: a subset smaller than the class count is refused."""
+    with pytest.raises(DataError, match=r"--val-size: 5 images cannot hold one of each of the 10 classes"):
+        load_dataset(MNIST, fake_data, val_size=5, verify=False)
+    with pytest.raises(DataError, match=r"--train-subset: 9 images cannot hold one of each of the 10 classes"):
+        load_dataset(MNIST, fake_data, val_size=50, train_subset=9, verify=False)
+    assert len(load_dataset(MNIST, fake_data, val_size=10, train_subset=10, verify=False).train) == 10

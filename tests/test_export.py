@@ -9,7 +9,7 @@ import torch
 from latentsweep.errors import LatentsweepError
 from latentsweep.architectures import ModelSpec
 from latentsweep.export import DecoderToImage, export_model, load_exported
-from latentsweep.model import ConvVAE, VAEConfig
+from latentsweep.model import MNIST_SHAPE, ConvVAE, VAEConfig
 from latentsweep.storage import state_dict_sha256
 
 
@@ -18,7 +18,7 @@ def exported(tmp_path_factory):
     torch.manual_seed(0)
     model = ConvVAE(VAEConfig(latent_dim=6)).eval()
     out = tmp_path_factory.mktemp("export") / "model"
-    paths = export_model(model, ModelSpec("conv", 6), out, {"latent_dim": 6, "seed": 0})
+    paths = export_model(model, ModelSpec("conv", 6, MNIST_SHAPE), out, {"latent_dim": 6, "seed": 0})
     return model, out, paths
 
 
@@ -49,7 +49,7 @@ def test_onnx_decoder_matches_pytorch_within_1e_5(exported, batch):
 def test_export_into_a_file_path_is_refused(tmp_path):
     (tmp_path / "taken").write_text("x")
     with pytest.raises(LatentsweepError, match="exists and is not a folder"):
-        export_model(ConvVAE(VAEConfig(latent_dim=2)), ModelSpec("conv", 2), tmp_path / "taken", {})
+        export_model(ConvVAE(VAEConfig(latent_dim=2)), ModelSpec("conv", 2, MNIST_SHAPE), tmp_path / "taken", {})
 
 
 def test_a_colour_model_of_an_odd_size_exports_a_decoder_of_its_shape(tmp_path):

@@ -4,7 +4,7 @@ round, and the sentences, on crafted result tables with known answers."""
 import pytest
 
 from latentsweep.selection import (Refined, apply_rule, decide, predicted_answer, probe_sizes, refine_answer,
-                                  worst_case_probes, worst_case_rounds)
+                                  worst_case_probes)
 from latentsweep.runner import probes_per_round
 
 from test_selection import DIGITS, table, with_fd
@@ -62,9 +62,20 @@ def test_bisection_finds_every_answer_in_an_interval_of_every_width(width, count
         assert sum(map(len, rounds)) <= sum(worst_case_probes(width - 1, count))
 
 
+def worst_case_rounds(candidates: int, count: int) -> int:
+    """k-section's worst case from its definition: each round of `count` probes splits the open sizes into
+    count + 1 runs, so r rounds settle up to (count + 1)^r - 1 sizes."""
+    rounds = 0
+    while (count + 1) ** rounds - 1 < candidates:
+        rounds += 1
+    return rounds
+
+
 def test_the_worst_case_rounds():
     assert [worst_case_rounds(c, 1) for c in range(8)] == [0, 1, 2, 2, 3, 3, 3, 3]  # ceil(log2(c + 1))
     assert [worst_case_rounds(c, 2) for c in range(9)] == [0, 1, 1, 2, 2, 2, 2, 2, 2]  # ceil(log3(c + 1))
+    # the dry run's worst case (selection.worst_case_probes) has exactly k-section's rounds
+    assert all(len(worst_case_probes(c, k)) == worst_case_rounds(c, k) for c in range(30) for k in (1, 2, 3))
 
 
 def test_the_smallest_grid_size_passing_is_refined_down_to_one():

@@ -6,7 +6,7 @@ import torch
 
 from latentsweep.architectures import ModelSpec, model_from_checkpoint as rebuild, register_builder
 from latentsweep.errors import CheckpointError, TrainingDiverged
-from latentsweep.model import ConvVAE, VAEConfig
+from latentsweep.model import MNIST_SHAPE, ConvVAE, VAEConfig
 from latentsweep.storage import state_dict_sha256
 from latentsweep.train import (BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT, TrainConfig, epoch_permutation,
                                evaluate_loss, learning_rate_at, load_checkpoint, train_epoch,
@@ -20,7 +20,7 @@ def small_conv(latent_dim, image_shape):
     return ConvVAE(VAEConfig(latent_dim=latent_dim, conv_channels=(4, 8), hidden_dim=16))
 
 
-SMALL = ModelSpec(register_builder(small_conv), 3)
+SMALL = ModelSpec(register_builder(small_conv), 3, MNIST_SHAPE)
 
 
 def model_from_checkpoint(checkpoint, source):
@@ -119,13 +119,13 @@ def test_resuming_with_other_settings_is_refused(tmp_path, images):
     with pytest.raises(CheckpointError, match="other training settings"):
         train_model(tmp_path / "run", SMALL, TrainConfig(epochs=2, batch_size=8), images[:48], images[48:], CPU)
     with pytest.raises(CheckpointError, match="another model"):
-        train_model(tmp_path / "run", ModelSpec(SMALL.architecture, 4),
+        train_model(tmp_path / "run", ModelSpec(SMALL.architecture, 4, MNIST_SHAPE),
                     TrainConfig(epochs=2, batch_size=16), images[:48], images[48:], CPU)
 
 
 def test_a_checkpoint_written_before_image_width_existed_still_resumes(tmp_path, images):
     """Built-in conv checkpoints of earlier versions store no image_width: they are 28x28 and resume as such."""
-    spec, config = ModelSpec("conv", 2), TrainConfig(epochs=1, batch_size=16)
+    spec, config = ModelSpec("conv", 2, MNIST_SHAPE), TrainConfig(epochs=1, batch_size=16)
     train_model(tmp_path / "run", spec, config, images[:48], images[48:], CPU)
     checkpoint = torch.load(tmp_path / "run" / LAST_CHECKPOINT, weights_only=True)
     assert checkpoint["model_config"].pop("image_width") == 28

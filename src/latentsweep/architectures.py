@@ -27,7 +27,7 @@ from torch import nn
 
 from latentsweep.config import BUILTIN_ARCHITECTURES, LEGACY_AXIS_VALUES
 from latentsweep.errors import CheckpointError, ConfigError
-from latentsweep.model import MNIST_SHAPE, ConvVAE, MlpConfig, MlpVAE, VAEConfig
+from latentsweep.model import ConvVAE, MlpConfig, MlpVAE, VAEConfig
 
 
 Builder = Callable[[int, tuple[int, int, int]], nn.Module]
@@ -51,7 +51,7 @@ class ModelSpec:
 
     architecture: str
     latent_dim: int
-    image_shape: tuple[int, int, int] = MNIST_SHAPE
+    image_shape: tuple[int, int, int]  # (channels, height, width) of the images it is built for
 
     def model_config(self) -> dict[str, Any]:
         """What a checkpoint stores as "model_config": the built-in model's config dataclass as a dict,

@@ -106,8 +106,8 @@ def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--eval-batch-size", help="evaluation batch size (default 1000)")
     group.add_argument("--generation-samples", help="prior samples per model for FD, KID and the classifier scores (default 10000)")
     group.add_argument("--iwae-samples", help="importance samples K per image for the IWAE likelihood bound (default 1000)")
-    group.add_argument("--iwae-images", help="test images for the IWAE bound, the first tenth of each class (default 500)")
-    group.add_argument("--tsne-points", help="test images in the t-SNE view, the first tenth of each class (default 2000)")
+    group.add_argument("--iwae-images", help="test images for the IWAE bound, the first of each class in equal numbers (default 500)")
+    group.add_argument("--tsne-points", help="test images in the t-SNE view, the first of each class in equal numbers (default 2000)")
     group.add_argument("--classifier-epochs", help="training epochs of the feature classifier, cached per setting (default 6)")
 
 

@@ -382,6 +382,10 @@ def make_splits(name: str, class_names: tuple[str, ...], folder: Path, train: tu
     """Validation (stratified, seeded) and the optional training subset from the training split;
     the test split is kept as it is."""
     (train_images, train_labels), (test_images, test_labels) = train, test
+    for option, count in (("--val-size", val_size), ("--train-subset", train_subset)):
+        if count is not None and count < len(class_names):
+            raise DataError(f"{option}: {count} images cannot hold one of each of the {len(class_names)} classes in "
+                            f"{folder}; use at least {len(class_names)}")
     if val_size >= len(train_labels):
         raise DataError(f"{folder}: validation size {val_size} leaves no training images ({len(train_labels)} in total); "
                         "lower --val-size")

@@ -16,13 +16,13 @@ import warnings
 
 import numpy as np
 import torch
+from torch import nn
 
 from latentsweep.data import intensities, to_pictures
-from latentsweep.model import ConvVAE
 
 
 @torch.no_grad()
-def posterior_parameters(model: ConvVAE, images: torch.Tensor, batch_size: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+def posterior_parameters(model: nn.Module, images: torch.Tensor, batch_size: int = 2000) -> tuple[np.ndarray, np.ndarray]:
     """(means, log-variances) of q(z|x) for every image, float64 arrays of shape (N, latent_dim)."""
     model.eval()
     means, log_vars = [], []
@@ -65,7 +65,7 @@ def tsne_2d(codes: np.ndarray, seed: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def interpolate(model: ConvVAE, start_image: torch.Tensor, end_image: torch.Tensor, steps: int) -> np.ndarray:
+def interpolate(model: nn.Module, start_image: torch.Tensor, end_image: torch.Tensor, steps: int) -> np.ndarray:
     """`steps` pictures (data.to_pictures) decoded along the straight line between two posterior means."""
     model.eval()
     start_mean, _ = model.encode(start_image[None])
@@ -76,7 +76,7 @@ def interpolate(model: ConvVAE, start_image: torch.Tensor, end_image: torch.Tens
 
 
 @torch.no_grad()
-def traverse(model: ConvVAE, image: torch.Tensor, dimensions: list[int], values: np.ndarray) -> np.ndarray:
+def traverse(model: nn.Module, image: torch.Tensor, dimensions: list[int], values: np.ndarray) -> np.ndarray:
     """(len(dimensions), len(values), *picture) pictures (data.to_pictures): dimension d of the image's posterior
     mean set to each value."""
     model.eval()

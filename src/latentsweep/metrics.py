@@ -1,7 +1,7 @@
 """Image-quality metrics and their summaries: pure functions on tensors and arrays.
 
 Definitions (intensities in [0, 1]):
-  MSE  = mean over every pixel of every channel (784 for MNIST) of (original - reconstruction)^2,
+  MSE  = mean over every pixel of every channel (C * H * W values) of (original - reconstruction)^2,
          per image
   PSNR = 10 * log10(1 / MSE) dB, per image; identical images would give infinity, so MSE is
          floored at 1e-10, which caps PSNR at 100 dB
@@ -234,7 +234,7 @@ def variant_of(row: Mapping[str, Any]) -> tuple:
 def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     """||mu_a - mu_b||^2 + Tr(S_a) + Tr(S_b) - 2 Tr((S_a S_b)^(1/2)) between Gaussians fitted to two feature sets.
 
-    This is FID's formula (Heusel et al. 2017) on whatever features are given; here the MNIST
+    This is FID's formula (Heusel et al. 2017) on whatever features are given; here the data set's
     classifier's penultimate layer. Tr((S_a S_b)^(1/2)) is computed as the sum of the square roots
     of the eigenvalues of the symmetric matrix S_a^(1/2) S_b S_a^(1/2), which has the same
     eigenvalues; unlike a general matrix square root this stays exact when the covariances are

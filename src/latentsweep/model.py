@@ -188,7 +188,9 @@ def vae_forward(model: nn.Module, images: torch.Tensor, generator: torch.Generat
 
 
 def vae_loss_terms(output: VAEOutput, images: torch.Tensor) -> LossTerms:
-    """Per-sample negative ELBO terms; the training loss is mean(reconstruction + beta * kl)."""
+    """Per-sample negative ELBO terms, in nats: the Bernoulli decoder's -log p(x|z) summed over pixels, and the KL
+    divergence of the Gaussian posterior from N(0, I) in closed form, -1/2 sum(1 + log s^2 - m^2 - s^2) (Kingma and
+    Welling 2014, "Auto-Encoding Variational Bayes", Appendix B). The training loss is mean(reconstruction + beta * kl)."""
     reconstruction = F.binary_cross_entropy_with_logits(output.logits, images, reduction="none").flatten(1).sum(1)
     kl = -0.5 * (1 + output.log_var - output.mean.pow(2) - output.log_var.exp()).sum(1)
     return LossTerms(reconstruction, kl)

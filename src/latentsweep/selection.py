@@ -267,12 +267,6 @@ def _ksection_rounds(candidates: int, count: int) -> int:
     return rounds
 
 
-def worst_case_rounds(candidates: int, count: int) -> int:
-    """Rounds of `probe_sizes(..., count)` needed in the worst case to settle `candidates` untried sizes:
-    the k-section's, which a predicted placement never exceeds (_window_is_safe)."""
-    return _ksection_rounds(candidates, count)
-
-
 @functools.lru_cache(maxsize=None)
 def worst_case_probes(candidates: int, count: int) -> tuple[int, ...]:
     """The probe sizes of each round of `probe_sizes(..., count)` in the worst case: whichever placement each

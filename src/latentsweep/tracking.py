@@ -37,7 +37,7 @@ def require_tensorboard() -> None:
 
 
 def image_grid(images: torch.Tensor, columns: int) -> torch.Tensor:
-    """(N, 1, H, W) in [0, 1] -> one (1, rows*H, columns*W) image, row by row; N must fill the rows."""
+    """(N, C, H, W) in [0, 1] -> one (C, rows*H, columns*W) image, row by row; N must fill the rows."""
     count, channels, height, width = images.shape
     rows = count // columns
     return (images[: rows * columns].reshape(rows, columns, channels, height, width)
