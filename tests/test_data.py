@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import idx_bytes, write_fake_dataset, write_idx
-from latentsweep.data import (DATASETS, IdxFile, download_dataset, intensities, load_dataset, parse_idx, read_idx,
-                              resolve_data_dir, stratified_sample)
-from latentsweep.errors import DataError
+from latentsweep.data import (DATASET_NAMES, DATASETS, IdxFile, download_dataset, intensities, load_dataset, parse_idx,
+                              read_idx, resolve_data_dir, stratified_sample)
+from latentsweep.errors import ConfigError, DataError
 
 MNIST = DATASETS["mnist"]
 
@@ -198,11 +198,27 @@ def test_real_mnist_loads_and_matches_its_checksums(mnist_dir):
     assert np.bincount(dataset.test.labels.numpy()).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
-def test_the_data_set_names_the_options_accept_are_those_data_py_reads():
-    from latentsweep.config import DATASET_NAMES
-    from latentsweep.data import CIFAR10, FOLDER_DATASET
+def test_every_registered_data_source_is_a_dataset_option_and_each_entry_locates_and_loads(fake_data, tmp_path):
+    """--dataset accepts exactly the registry's names; an entry's locate and load are the whole way from settings to
+    a Dataset (here MNIST's on generated IDX files and the folder source on a few PNGs)."""
+    from PIL import Image
 
-    assert sorted(DATASET_NAMES) == sorted([*DATASETS, CIFAR10.name, FOLDER_DATASET])
+    from latentsweep.config import build_config
+    from latentsweep.data import SOURCES, load_data
+
+    assert DATASET_NAMES == tuple(SOURCES) == ("mnist", "fashion-mnist", "cifar10", "folder")
+    for name in DATASET_NAMES:
+        assert build_config({"dataset": name}).data.dataset == name
+    with pytest.raises(ConfigError, match="--dataset: unknown data set 'svhn'; choose from mnist, fashion-mnist"):
+        build_config({"dataset": "svhn"})
+    dataset, folder = load_data(build_config({"data_dir": str(fake_data), "verify_data": False, "val_size": 50}).data)
+    assert (dataset.name, folder, len(dataset.test)) == ("mnist", fake_data, 120)
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    for i in range(14):
+        Image.fromarray(np.full((6, 5), 18 * i, np.uint8)).save(pictures / f"{i:02d}.png")
+    dataset, _ = load_data(build_config({"dataset": "folder", "data_dir": str(pictures), "val_size": 2}).data)
+    assert (dataset.name, dataset.image_shape, dataset.labelled, len(dataset.test)) == ("folder", (1, 6, 5), False, 2)
 
 
 def test_validation_and_training_subsets_need_one_image_of_every_class(fake_data):

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from latentsweep.data import DATASET_NAMES, FOLDER_DATASET  # the data sources' registry (data/__init__.py)
+from latentsweep.data.folder import parse_image_size
 from latentsweep.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -34,7 +36,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
-DATASET_NAMES = ("mnist", "fashion-mnist", "cifar10", "folder")  # folder: the user's PNGs and JPEGs (data.py)
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")  # training's forward pass; see train.TrainConfig
 SCHEDULES = ("constant", "cosine")  # the learning rate over a run; see train.learning_rate_at
@@ -361,8 +362,8 @@ def validate(config: StudyConfig) -> None:
     need(data.split_seed >= 0, f"--split-seed: must be non-negative, got {data.split_seed}")
     parse_image_size(data.image_size)
     need(data.channels in (None, 1, 3), f"--channels: must be 1 (grey) or 3 (RGB), got {data.channels}")
-    need((data.image_size is None and data.channels is None) or data.dataset == "folder",
-         "--image-size and --channels: only used with --dataset folder")
+    need((data.image_size is None and data.channels is None) or data.dataset == FOLDER_DATASET,
+         f"--image-size and --channels: only used with --dataset {FOLDER_DATASET}")
 
     for name in model.architecture:
         need(name in BUILTIN_ARCHITECTURES or _looks_like_builder(name),
@@ -408,19 +409,6 @@ def validate(config: StudyConfig) -> None:
     need(execution.workers is None or execution.scheduler is None,
          "--workers: sets the number of local worker processes; with --scheduler the cluster decides")
     need(execution.workers is None or execution.workers >= 1, f"--workers: must be at least 1, got {execution.workers}")
-
-
-def parse_image_size(text: str | None) -> tuple[int, int] | None:
-    """--image-size: "N" (N x N) or "HxW" as (height, width); a one-line error naming the option otherwise."""
-    if text is None:
-        return None
-    parts = str(text).lower().replace(" ", "").split("x")
-    if len(parts) not in (1, 2) or not all(part.isdigit() for part in parts):
-        raise ConfigError(f"--image-size: {text!r} is not N or HxW (for example 32 or 64x48)")
-    height, width = int(parts[0]), int(parts[-1])
-    if min(height, width) < 2 or max(height, width) > 4096:
-        raise ConfigError(f"--image-size: {text!r}: each side must be between 2 and 4096 pixels")
-    return height, width
 
 
 def _looks_like_builder(name: str) -> bool:
