@@ -163,3 +163,18 @@ def test_the_feature_classifier_for_mnist_is_the_legacy_network_and_follows_othe
     assert [m.in_channels for m in colour.body if isinstance(m, nn.Conv2d)] == [3, 32]
     assert tuple(colour(torch.rand(2, 3, 26, 30)).shape) == (2, 4)
     assert tuple(colour.features(torch.rand(2, 3, 26, 30)).shape) == (2, 128)
+
+
+def test_a_network_describes_its_own_layers_for_any_shape():
+    """The report's model sentence is read from the modules (architectures.describe), not restated beside them."""
+    from latentsweep.architectures import describe
+
+    conv = describe("conv", 4, (3, 26, 30))
+    # 26x30 -> 13x15 -> 6x7: two stages, 32 channels of 6x7 features flattened into the hidden layer
+    assert conv.startswith("convolutional VAE (conv); encoder conv 4x4/2 (3->16) -> conv 4x4/2 (16->32) -> "
+                           "linear 1344->256 -> linear 256->8 (mean and log-variance)")
+    assert conv.endswith("transposed conv 4x4/2 (32->16) -> transposed conv 4x4/2 (16->3) (Bernoulli logits)")
+    assert describe("mlp", 2, (1, 28, 28)).endswith("encoder linear 784->400 -> linear 400->4 (mean and log-variance); "
+                                                    "decoder linear 2->400 -> linear 400->784 (Bernoulli logits)")
+    assert describe("my_pkg.vae:build", 2, (1, 28, 28)) == ("the user's architecture my_pkg.vae:build (its builder's "
+                                                           "module, imported by name)")

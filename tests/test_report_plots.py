@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from latentsweep import plots
-from latentsweep.report import Bullets, Figure, Heading, Paragraph, Table, to_html, to_markdown
+from latentsweep.render import Bullets, Figure, Heading, Paragraph, Table, to_html, to_markdown
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

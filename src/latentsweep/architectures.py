@@ -82,6 +82,15 @@ def builtin_config(name: str, latent_dim: int, shape: tuple[int, int, int]) -> V
     return config_class(latent_dim=latent_dim, image_size=height, image_channels=channels, image_width=width)
 
 
+def describe(name: str, latent_dim: int, shape: tuple[int, int, int]) -> str:
+    """Architecture `name` for images of `shape` at `latent_dim`, in words: a built-in network describes its own
+    layers (model.VAE.describe); a user's builder is named, never imported for this."""
+    if name in BUILTIN_NETWORKS:
+        network = BUILTIN_NETWORKS[name][1](builtin_config(name, latent_dim, shape))
+        return f"{network.title} ({name}); {network.describe()}"
+    return f"the user's architecture {name} (its builder's module, imported by name)"
+
+
 def stored_model_config(name: str, saved: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint's model_config with the fields added since it was written at their defaults (a built-in
     config written before image_width existed is square), as ModelSpec.model_config would write it now."""

@@ -96,6 +96,7 @@ class VAE(nn.Module):
 
     encoder: nn.Module
     decoder: nn.Module
+    title: str  # what the network is, in a few words
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_var = self.encoder(images).chunk(2, dim=1)
@@ -108,8 +109,29 @@ class VAE(nn.Module):
     def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:
         return vae_forward(self, images, generator)
 
+    def describe(self) -> str:
+        """The network's layers in words, read from its own modules (ReLUs and reshapes left out), e.g.
+        'encoder conv 4x4/2 (1->16) -> ... -> linear 256->10 (mean and log-variance); decoder linear 5->256 -> ...'."""
+        return (f"encoder {layers_text(self.encoder)} (mean and log-variance); "
+                f"decoder {layers_text(self.decoder)} (Bernoulli logits)")
+
+
+def layers_text(network: nn.Module) -> str:
+    """The convolutions and linear maps of `network`, in order: 'conv 4x4/2 (1->16) -> linear 3136->256'."""
+    names = []
+    for layer in network.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+            kind = "transposed conv" if isinstance(layer, nn.ConvTranspose2d) else "conv"
+            names.append(f"{kind} {layer.kernel_size[0]}x{layer.kernel_size[1]}/{layer.stride[0]} "
+                         f"({layer.in_channels}->{layer.out_channels})")
+        elif isinstance(layer, nn.Linear):
+            names.append(f"linear {layer.in_features}->{layer.out_features}")
+    return " -> ".join(names)
+
 
 class ConvVAE(VAE):
+    title = "convolutional VAE"
+
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
         self.config = config
@@ -166,6 +188,8 @@ class MlpConfig:
 
 class MlpVAE(VAE):
     """The fully connected VAE of pytorch/examples (mnist VAE): one hidden layer of 400 units each way."""
+
+    title = "fully connected VAE, as in pytorch/examples"
 
     def __init__(self, config: MlpConfig) -> None:
         super().__init__()

@@ -1,295 +1,35 @@
 """The report, rendered from a study folder's files alone (`latentsweep report` redoes it).
 
-The content is built once as a list of blocks (heading, paragraph, list, table, figure) and
-rendered twice: report.md, whose figures are links into figures/, and report.html, which embeds
-every figure as base64 so the one file can be mailed or archived.
+The content is built once as a list of blocks (render.py) from what results.py reads of the folder and
+what uncertainty.py makes of it, then written twice: report.md, whose figures are links into figures/,
+and report.html, which embeds every figure so the one file can be mailed or archived.
 """
 
 from __future__ import annotations
 
-import base64
-import csv
-import html
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from latentsweep import plots
-from latentsweep.plots import UNLABELLED_GROUP
-from latentsweep.config import AXIS_BY_NAME, VARIANT_AXES, flat_values
+from latentsweep.architectures import describe as describe_architecture
 from latentsweep.classifier import TRUSTED_ACCURACY
+from latentsweep.config import AXIS_BY_NAME, VARIANT_AXES, StudyConfig
 from latentsweep.data import describe_shape
 from latentsweep.dimension import HALVES, MLE_NEIGHBOURS
-from latentsweep.layout import (ANALYSIS_FILE, EXPLORER_FILE, FIGURES, HISTORY_FILE, IMAGES_FILE, METRICS_FILE,
-                                PER_IMAGE_FILE, REPORT_HTML, REPORT_MD, SUMMARY_FILE, TIMING_FILE, trial_dir,
-                                variant_name, variant_slug)
-from latentsweep.model import MNIST_SHAPE, VAEConfig, conv_stage_sides
-from latentsweep.metrics import (COMPARISON_METRICS, GENERATION_PROTOCOLS, REGISTRY, SATURATION_METRICS, TIDY_FIELDS, by_class_metrics,
-                                 data_metrics, generation_metrics, headline_metrics, lookup, variant_of, variant_rows)
-from latentsweep.results import Results, class_noun, plural, read_results
+from latentsweep.layout import EXPLORER_FILE, FIGURES, REPORT_HTML, REPORT_MD, variant_name, variant_slug
+from latentsweep.metrics import (COMPARISON_METRICS, GENERATION_PROTOCOLS, REGISTRY, SATURATION_METRICS, TIDY_FIELDS,
+                                 by_class_metrics, data_metrics, generation_metrics, headline_metrics, lookup,
+                                 variant_rows)
+from latentsweep.model import MNIST_SHAPE
+from latentsweep.plots import UNLABELLED_GROUP
+from latentsweep.render import Block, Bullets, Figure, Heading, Link, Paragraph, Table, to_html, to_markdown
+from latentsweep.results import StudyFiles, class_noun, for_variant, model_scores, plural, read_results, read_study
 from latentsweep.selection import Answer, rule_text
-from latentsweep.storage import atomic_write_text, read_json
-from latentsweep.uncertainty import (PairedComparison, SeedComparison, paired_comparison, seed_comparison,
-                                     p_text, selected_per_seed, selection_probabilities, selection_rule)
-
-# ----------------------------------------------------------------------------------------
-# Blocks
-
-
-@dataclass
-class Heading:
-    text: str
-    level: int = 2
-
-
-@dataclass
-class Paragraph:
-    text: str
-    highlight: bool = False  # the answer, set off from the rest in HTML
-
-
-@dataclass
-class Bullets:
-    items: list[str]
-
-
-@dataclass
-class Table:
-    header: list[str]
-    rows: list[list[str]]
-    caption: str = ""
-
-
-@dataclass
-class Figure:
-    path: str  # relative to the study folder
-    alt: str
-    caption: str
-
-
-@dataclass
-class Link:
-    text: str  # what comes before the link
-    href: str  # relative to the study folder
-    label: str
-
-
-Block = Heading | Paragraph | Bullets | Table | Figure | Link
-
-
-def to_markdown(blocks: Sequence[Block]) -> str:
-    lines: list[str] = []
-    for block in blocks:
-        if isinstance(block, Heading):
-            lines += ["#" * block.level + " " + block.text, ""]
-        elif isinstance(block, Paragraph):
-            lines += [block.text, ""]
-        elif isinstance(block, Bullets):
-            lines += [f"- {item}" for item in block.items] + [""]
-        elif isinstance(block, Table):
-            if block.caption:
-                lines += [f"*{block.caption}*", ""]
-            lines.append("| " + " | ".join(block.header) + " |")
-            lines.append("|" + "|".join("---" for _ in block.header) + "|")
-            lines += ["| " + " | ".join(row) + " |" for row in block.rows]
-            lines.append("")
-        elif isinstance(block, Figure):
-            lines += [f"![{block.alt}]({block.path})", "", f"*{block.caption}*", ""]
-        elif isinstance(block, Link):
-            lines += [f"{block.text} [{block.label}]({block.href})", ""]
-    return "\n".join(lines)
-
-
-HTML_STYLE = """
-body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; max-width: 1100px; margin: 2rem auto;
-       padding: 0 1rem; line-height: 1.5; color: #222; }
-h1 { font-size: 1.7rem; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2rem; margin-top: 2rem; }
-table { border-collapse: collapse; margin: .5rem 0 1.2rem; font-size: .88rem; }
-th, td { border: 1px solid #ccc; padding: .25rem .55rem; text-align: right; }
-th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
-caption { caption-side: top; text-align: left; font-style: italic; padding-bottom: .3rem; }
-figure { margin: 1rem 0 1.5rem; } figure img { max-width: 100%; height: auto; }
-figcaption { font-size: .9rem; color: #555; }
-.answer { background: #eef6ee; border-left: 4px solid #4a4; padding: .6rem 1rem; }
-@media print { body { max-width: none; margin: 0; } figure, table { page-break-inside: avoid; } }
-"""
-
-
-def to_html(blocks: Sequence[Block], study_dir: Path, title: str) -> str:
-    parts = [f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-             f"<title>{html.escape(title)}</title>\n<style>{HTML_STYLE}</style>\n</head>\n<body>"]
-    for block in blocks:
-        if isinstance(block, Heading):
-            parts.append(f"<h{block.level}>{html.escape(block.text)}</h{block.level}>")
-        elif isinstance(block, Paragraph):
-            attributes = ' class="answer"' if block.highlight else ""
-            parts.append(f"<p{attributes}>{html.escape(block.text)}</p>")
-        elif isinstance(block, Bullets):
-            parts.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in block.items) + "</ul>")
-        elif isinstance(block, Table):
-            caption = f"<caption>{html.escape(block.caption)}</caption>" if block.caption else ""
-            head = "".join(f"<th>{html.escape(cell)}</th>" for cell in block.header)
-            body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in block.rows)
-            parts.append(f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-        elif isinstance(block, Figure):
-            data = base64.b64encode((study_dir / block.path).read_bytes()).decode("ascii")
-            parts.append(f"<figure><img src=\"data:image/png;base64,{data}\" alt=\"{html.escape(block.alt, quote=True)}\">"
-                         f"<figcaption>{html.escape(block.caption)}</figcaption></figure>")
-        elif isinstance(block, Link):
-            parts.append(f"<p>{html.escape(block.text)} <a href=\"{html.escape(block.href, quote=True)}\">"
-                         f"{html.escape(block.label)}</a></p>")
-    parts.append("</body>\n</html>\n")
-    return "\n".join(parts)
-
-
-# ----------------------------------------------------------------------------------------
-# Reading a study folder
-
-
-@dataclass
-class StudyFiles:
-    """A study folder's files, or one variant's share of them (`for_variant`): within a variant, a trial
-    is keyed by (latent size, seed)."""
-    study_dir: Path
-    info: dict[str, Any]  # config.json
-    config: dict[str, Any]  # the study's settings, flat (option name -> value)
-    variant: dict[str, Any]  # for one variant's share: its value of each per-variant axis (axis name -> value)
-    summary: dict[str, Any] | None
-    trials: list[dict[str, Any]]  # each trial's metrics.json, with "folder"
-    histories: dict[tuple[int, int], list[dict[str, float]]]
-    images: dict[tuple[int, int], dict[str, np.ndarray]]
-    analysis: dict[tuple[int, int], dict[str, np.ndarray]]  # analysis.npz, where the evaluation made one
-
-    @property
-    def class_names(self) -> list[str]:
-        """Label i's text; empty for unlabelled images (results.csv's class column holds these names)."""
-        return self.info["class_names"]
-
-    @property
-    def labelled(self) -> bool:
-        """Whether the images have classes: the one test for per-class tables, the classifier's measures, the probe."""
-        return bool(self.class_names)
-
-
-def read_history(path: Path) -> list[dict[str, float]]:
-    with path.open(newline="") as handle:
-        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
-
-
-def read_study(results: Results) -> StudyFiles:
-    """The trial files of a study whose results were read (results.read_results)."""
-    study_dir, info, study_config = results.study_dir, results.info, results.config
-    config = flat_values(study_config)
-    summary = read_json(study_dir / SUMMARY_FILE) if (study_dir / SUMMARY_FILE).is_file() else None
-    trials, histories, images, analysis = [], {}, {}, {}
-    for trial in results.trials:  # the grid's and the refinement's probes
-        folder = trial_dir(study_dir, trial)
-        if not (folder / METRICS_FILE).is_file():
-            trials.append({"status": "missing", **trial.axes(), "folder": folder})
-            continue
-        metrics = read_json(folder / METRICS_FILE)
-        timing = read_json(folder / TIMING_FILE) if (folder / TIMING_FILE).is_file() else {}
-        trials.append({"train_seconds": float("nan"), "eval_seconds": float("nan"), **metrics, **timing,
-                       "folder": folder})
-        if metrics.get("status") == "done":
-            histories[trial] = read_history(folder / HISTORY_FILE)
-            with np.load(folder / IMAGES_FILE) as npz:
-                images[trial] = {name: npz[name] for name in npz.files}
-            if (folder / ANALYSIS_FILE).is_file():
-                with np.load(folder / ANALYSIS_FILE) as npz:
-                    analysis[trial] = {name: npz[name] for name in npz.files}
-    return StudyFiles(study_dir, info, config, {}, summary, trials, histories, images, analysis)
-
-
-def for_variant(files: StudyFiles, variant: tuple) -> StudyFiles:
-    """The files of one variant (layout.Trial.variant), trials keyed by (latent size, seed)."""
-
-    def mine(entries: dict) -> dict:
-        return {(trial.latent_dim, trial.seed): value for trial, value in entries.items() if trial.variant == variant}
-
-    trials = [t for t in files.trials if variant_of(t) == variant]
-    return StudyFiles(files.study_dir, files.info, files.config, dict(zip(VARIANT_AXES, variant)), files.summary, trials,
-                      mine(files.histories), mine(files.images), mine(files.analysis))
-
-
-def per_image_psnr(folder: Path) -> np.ndarray:
-    """PSNR of every test image, in test order, from a run folder's per_image.csv."""
-    with (folder / PER_IMAGE_FILE).open(newline="") as handle:
-        rows = sorted(csv.DictReader(handle), key=lambda row: int(row["index"]))
-    return np.array([float(row["psnr"]) for row in rows])
-
-
-@dataclass
-class Evidence:
-    """How sure one variant's answer is (uncertainty.py), from its models' per_image.csv and tidy rows."""
-
-    selected: int
-    complete_seeds: list[int]  # seeds with a finished model at every size: the per-seed rule needs all
-    per_seed: list[int]  # the size the rule picks from each of those seeds' models alone
-    probabilities: dict[int, float]  # each size's share of the bootstrap replicates
-    replicates: int
-    seed_means: dict[int, dict[int, float]]  # size -> seed -> whole-test-set mean PSNR
-    paired: PairedComparison | None  # selected size against the next larger one, over test images
-    across_seeds: SeedComparison | None  # the same pair over training seeds (two or more each)
-
-    @property
-    def seeds_resampled(self) -> bool:
-        return any(len(values) > 1 for values in self.seed_means.values())
-
-    def sentences(self) -> list[str]:
-        """The answer's robustness in words, every number from the arrays."""
-        sentences = []
-        if len(self.complete_seeds) > 1:
-            agree = sum(size == self.selected for size in self.per_seed)
-            others = [f"{size} (seed {seed})" for seed, size in zip(self.complete_seeds, self.per_seed) if size != self.selected]
-            sentences.append(f"Applied to each seed's models alone, the rule chooses latent size {self.selected} for {agree} "
-                             f"of {len(self.per_seed)} seeds" + (f"; the others choose {', '.join(others)}." if others else "."))
-        randomness = ("training seeds and test images" if self.seeds_resampled else
-                      "test images only (one seed per size, so training randomness is not covered)")
-        shares = sorted(((share, size) for size, share in self.probabilities.items() if share > 0), reverse=True)
-        sentences.append(f"In {self.replicates:,} bootstrap replicates over {randomness}, the rule selects "
-                         + ", ".join(f"size {size} in {share:.1%}" for share, size in shares) + " of them.")
-        return sentences
-
-
-def gather_evidence(files: StudyFiles, selected: int, replicates: int = 2000) -> Evidence:
-    """The per-seed rule, the selection bootstrap and the tests between the selected and the next larger
-    size, from one variant's files (`for_variant`)."""
-    done = [t for t in files.trials if t.get("status") == "done"]
-    sizes = sorted({t["latent_dim"] for t in done})
-    psnr = {(t["latent_dim"], t["seed"]): per_image_psnr(t["folder"]) for t in done}
-    fd = {(t["latent_dim"], t["seed"]): row["mean"] for t in done
-          for row in lookup(t["rows"], protocol="prior_samples", metric="fd", cls="all")}
-    seeds_of = {size: sorted(seed for dim, seed in psnr if dim == size) for size in sizes}
-    complete = sorted(set.intersection(*(set(seeds) for seeds in seeds_of.values())))
-    with_fd = all(key in fd for key in psnr)
-    rule = selection_rule(files.config["tolerance_db"], files.config["fd_tolerance"], files.config["latent_dims"])
-
-    def stacked(seeds_of_size: dict[int, list[int]]) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray] | None]:
-        per_image = {size: np.stack([psnr[(size, seed)] for seed in seeds]) for size, seeds in seeds_of_size.items()}
-        per_model = ({size: np.array([fd[(size, seed)] for seed in seeds]) for size, seeds in seeds_of_size.items()}
-                     if with_fd else None)
-        return per_image, per_model
-
-    per_seed = selected_per_seed(*stacked({size: complete for size in sizes}), rule) if complete else []
-    probabilities = selection_probabilities(*stacked(seeds_of), rule, replicates=replicates)
-    seed_means = {size: {seed: float(psnr[(size, seed)].mean()) for seed in seeds_of[size]} for size in sizes}
-    paired, across_seeds = None, None
-    larger = [size for size in sizes if size > selected]
-    if larger:
-        paired_seeds = [seed for seed in seeds_of[selected] if seed in seeds_of[larger[0]]]
-        if paired_seeds:
-            paired = paired_comparison(selected, larger[0], np.stack([psnr[(selected, s)] for s in paired_seeds]),
-                                       np.stack([psnr[(larger[0], s)] for s in paired_seeds]))
-        if len(seeds_of[selected]) > 1 and len(seeds_of[larger[0]]) > 1:
-            across_seeds = seed_comparison(selected, larger[0], np.array(list(seed_means[selected].values())),
-                                           np.array(list(seed_means[larger[0]].values())))
-    return Evidence(selected, complete, per_seed, probabilities, replicates, seed_means, paired, across_seeds)
-
+from latentsweep.storage import atomic_write_text
+from latentsweep.uncertainty import Evidence, gather_evidence, p_text, selection_rule
 
 # ----------------------------------------------------------------------------------------
 # Figures and content
@@ -327,7 +67,7 @@ def make_figures(files: StudyFiles, combined: list[dict[str, Any]], class_names:
     def figure(name: str) -> Path:
         return figures_dir / f"{prefix}{name}.png"
 
-    first_seed = files.config["seeds"][0]
+    first_seed = files.config.training.seeds[0]
     paths = {
         "loss": plots.loss_curves({dim: h for (dim, seed), h in files.histories.items() if seed == first_seed},
                                   figure("loss_curves")),
@@ -382,12 +122,12 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
     info, config = files.info, files.config
     class_names = files.class_names
     shape = image_shape(info)
-    noun = class_noun(config["dataset"])
+    noun = class_noun(config.data.dataset)
     done = [t for t in files.trials if t.get("status") == "done"]
     failed = [t for t in files.trials if t.get("status") != "done"]
     env = info["environment"]
     rel = {key: str(path.relative_to(files.study_dir)) for key, path in figure_paths.items()}
-    multi_seed = len(config["seeds"]) > 1
+    multi_seed = len(config.training.seeds) > 1
     ci_note = ("95% Student-t confidence intervals across seeds (n = number of seeds)" if multi_seed
                else "95% Student-t confidence intervals across test images")
 
@@ -399,19 +139,20 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
         *dimension_blocks(list(data_rows), combined, answer, class_names, noun, rel),
         Heading("Setup"),
         Bullets([
-            f"Data: {config['dataset']} ({describe_shape(shape)} images) from {info['data_source']}; "
+            f"Data: {config.data.dataset} ({describe_shape(shape)} images) from {info['data_source']}; "
             f"{info['split_sizes']['train']} training images"
-            f" ({training_subset_text(config['train_subset'], info['split_sizes']['train'])}),"
-            f" {info['split_sizes']['val']} validation images taken from the training split (stratified, split seed {config['split_seed']}),"
+            f" ({training_subset_text(config.data.train_subset, info['split_sizes']['train'])}),"
+            f" {info['split_sizes']['val']} validation images taken from the training split (stratified, split seed {config.data.split_seed}),"
             f" the {official(config)}{info['split_sizes']['test']}-image test split.",
-            f"Preset: {config['preset']}; {config['epochs']} epochs, batch size {config['batch_size']}, Adam with "
+            f"Preset: {config.preset}; {config.training.epochs} epochs, batch size {config.training.batch_size}, Adam with "
             f"{learning_rate_text(config)}, beta {files.variant['beta']:g} (training loss = reconstruction + beta * KL); the weights "
             "with the lowest validation loss are evaluated. Negative ELBO and IWAE figures are those of the plain VAE "
             "(beta 1) whatever beta trained the model, so they compare across betas.",
-            f"Latent sizes {', '.join(map(str, sorted(config['latent_dims'])))}; seeds {', '.join(map(str, config['seeds']))}.",
+            f"Latent sizes {', '.join(map(str, sorted(config.model.latent_dims)))}; seeds {', '.join(map(str, config.training.seeds))}.",
             "Data mode: " + intensity_mode(config, shape),
-            f"Model: {architecture_text(files.variant['architecture'], shape)} Parameters: "
-            + ", ".join(f"{t['parameters']:,} at z={t['latent_dim']}" for t in done if t["seed"] == config["seeds"][0]) + ".",
+            f"Model: {describe_architecture(files.variant['architecture'], min(config.model.latent_dims), shape)} "
+            f"(at latent size {min(config.model.latent_dims)}). Parameters: "
+            + ", ".join(f"{t['parameters']:,} at z={t['latent_dim']}" for t in done if t["seed"] == config.training.seeds[0]) + ".",
             f"Device: {env['device']} ({env['device_name']}), {trials_ran(info)}; Python {env['python']}, "
             f"torch {env['torch']}, numpy {env['numpy']}, latentsweep {env['latentsweep']}; {env['platform']}.",
         ]),
@@ -421,12 +162,12 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
             "MSE: mean over pixels (and colour channels) of the squared difference, intensities in [0, 1]. PSNR = 10 log10(1 / MSE) per image "
             "(MSE floored at 1e-10, capping PSNR at 100 dB), averaged over images. SSIM: 11x11 Gaussian window, sigma 1.5 "
             "(torchmetrics; on colour images per channel, averaged). Negative ELBO: reconstruction + KL in nats per image with one sampled z per image.",
-            (f"Representative images: the first {config['representatives_per_class']} test images of each {noun} in the "
+            (f"Representative images: the first {config.evaluation.representatives_per_class} test images of each {noun} in the "
              f"{official(config)}test order." if class_names else
-             f"Representative images: the first {config['representatives_per_class']} test images (unlabelled)."),
+             f"Representative images: the first {config.evaluation.representatives_per_class} test images (unlabelled)."),
             f"Whole test set: all {info['split_sizes']['test']} test images; {ci_note}.",
-            f"Selection rule: {rule_text(config['tolerance_db'])}.",
-            f"Samples: {config['num_samples']} images decoded from z ~ N(0, I) per latent size (generator seeded with the model's seed).",
+            f"Selection rule: {rule_text(config.selection.tolerance_db)}.",
+            f"Samples: {config.evaluation.num_samples} images decoded from z ~ N(0, I) per latent size (generator seeded with the model's seed).",
         ]),
         Heading("Results by latent size (whole test set)"),
     ]
@@ -447,7 +188,7 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
     if files.summary:
         timing += f"; the last invocation of the study ran {files.summary['wall_seconds']:.0f} s wall time"
     blocks.append(Paragraph(timing + "."))
-    blocks += evidence_blocks(evidence, config["seeds"], rel)
+    blocks += evidence_blocks(evidence, config.training.seeds, rel)
     if failed:
         blocks.append(Heading("Failed or missing models"))
         blocks.append(Bullets([f"latent size {t['latent_dim']}, seed {t['seed']}: {t.get('status')}"
@@ -517,12 +258,12 @@ def analysis_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: dict
     blocks = (generation_blocks(files, combined, rel, selected, noun, sizes) if lookup(combined, metric="fd") else
               [Heading("Generation quality"), Paragraph(NO_LABELS)])
     labelled = files.labelled
-    mode = ("binarised test images" if config.get("binarize") else
+    mode = ("binarised test images" if config.data.binarize else
             f"{'grey-level' if image_shape(files.info)[0] == 1 else 'colour'} test images under the Bernoulli decoder")
-    k = done[0].get("analysis", {}).get("iwae_samples", config.get("iwae_samples"))
+    k = done[0].get("analysis", {}).get("iwae_samples", config.evaluation.iwae_samples)
     blocks.append(Heading("Likelihood"))
     likelihood_n = images_measured(done[0], "likelihood", "iwae_nll")
-    seeds_n = len(config["seeds"])
+    seeds_n = len(config.training.seeds)
     blocks.append(Paragraph(
         f"Importance-weighted estimate of -log p(x) (IWAE bound, K = {k} samples per image) and the negative ELBO on the "
         f"same {likelihood_n} test images ("
@@ -532,7 +273,7 @@ def analysis_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: dict
         + (" For reference, Burda et al. (2016, Table 1) report 86.76 nats for a VAE and 84.78 nats for an IWAE "
            "(k = 50) on dynamically binarised MNIST: an MLP with one stochastic layer of 50 units trained for 3,280 "
            "epochs, -log p(x) estimated with K = 5,000 on all 10,000 test images. 'latentsweep likelihood' computes this "
-           "study's bound on the whole test set." if config.get("binarize") else "")))
+           "study's bound on the whole test set." if config.data.binarize else "")))
     rows = []
     for size in sizes:
         iwae = _value(combined, size, "likelihood", "iwae_nll")
@@ -570,9 +311,9 @@ def analysis_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: dict
     else:
         blocks.append(Paragraph("Without labels there is no linear probe of the codes (it predicts the class)."))
     for key, caption in (("latent_2d", f"Posterior means of test images in 2-D, coloured by {noun}: PCA of all test images "
-                                       f"and t-SNE of {config.get('tsne_points', 2000)} (the first of each {noun})." if labelled
+                                       f"and t-SNE of {config.evaluation.tsne_points} (the first of each {noun})." if labelled
                           else f"Posterior means of test images in 2-D: PCA of all test images and t-SNE of the first "
-                               f"{config.get('tsne_points', 2000)}."),
+                               f"{config.evaluation.tsne_points}."),
                          ("interpolations", f"Decoded points on the line between two test images' posterior means, latent size {selected}."),
                          ("traversals", f"One latent dimension varied from -3 to +3 around a test image's posterior mean, latent size {selected}.")):
         if key in rel:
@@ -732,35 +473,18 @@ def dimension_blocks(data_rows: list[dict[str, Any]], combined: list[dict[str, A
     return blocks
 
 
-def learning_rate_text(config: dict[str, Any]) -> str:
+def learning_rate_text(config: StudyConfig) -> str:
     """'learning rate 0.001', or the cosine schedule's peak and warm-up."""
-    if config.get("schedule", "constant") == "constant":
-        return f"learning rate {config['learning_rate']:g}"
-    return (f"a cosine learning-rate schedule peaking at {config['learning_rate']:g} after a linear warm-up over "
-            f"{config['warmup_fraction']:.0%} of the steps, then falling to zero at the last step")
+    if config.training.schedule == "constant":
+        return f"learning rate {config.training.learning_rate:g}"
+    return (f"a cosine learning-rate schedule peaking at {config.training.learning_rate:g} after a linear warm-up over "
+            f"{config.training.warmup_fraction:.0%} of the steps, then falling to zero at the last step")
 
 
 def trials_ran(info: dict[str, Any]) -> str:
     """How the trials ran, from config.json (folders made before it recorded that give the threads alone)."""
     description = info.get("execution", {}).get("description")
     return f"trials ran {description}" if description else f"{info['environment']['torch_threads']} threads"
-
-
-def architecture_text(name: str, shape: tuple[int, int, int]) -> str:
-    """The built-in network for images of `shape` (channels, height, width) in words, from its config (model.py)."""
-    if name == "conv":
-        config = VAEConfig(image_size=shape[1], image_channels=shape[0], image_width=shape[2])
-        side_h, side_w = conv_stage_sides(shape[1], shape[2])[-1]
-        stages = " -> ".join(f"conv 4x4/2 ({into}->{out})"
-                             for into, out in zip((shape[0], *config.conv_channels), config.conv_channels))
-        return (f"convolutional VAE (conv); encoder {stages} -> linear {config.conv_channels[-1] * side_h * side_w}->"
-                f"{config.hidden_dim} -> linear to mean and log-variance; decoder mirrors it with transposed convolutions "
-                "to Bernoulli logits.")
-    if name == "mlp":
-        pixels = shape[0] * shape[1] * shape[2]
-        return (f"fully connected VAE (mlp, as in pytorch/examples); encoder {pixels} -> 400 (ReLU) -> mean and log-variance; "
-                f"decoder z -> 400 (ReLU) -> {pixels} Bernoulli logits.")
-    return f"the user's architecture {name} (its builder's module, imported by name)."
 
 
 def training_subset_text(asked: int | None, trained: int) -> str:
@@ -770,9 +494,9 @@ def training_subset_text(asked: int | None, trained: int) -> str:
     return "all remaining after validation" + (f"; the subset of {asked} asked for is larger" if asked else "")
 
 
-def official(config: dict[str, Any]) -> str:
+def official(config: StudyConfig) -> str:
     """'official ' for a published data set's own splits; a folder of one's own images has none."""
-    return "" if config["dataset"] == "folder" else "official "
+    return "" if config.data.dataset == "folder" else "official "
 
 
 def image_shape(info: dict[str, Any]) -> tuple[int, int, int]:
@@ -780,9 +504,9 @@ def image_shape(info: dict[str, Any]) -> tuple[int, int, int]:
     return tuple(info.get("image_shape", MNIST_SHAPE))
 
 
-def intensity_mode(config: dict[str, Any], shape: tuple[int, int, int]) -> str:
+def intensity_mode(config: StudyConfig, shape: tuple[int, int, int]) -> str:
     """What the pixels are and what the Bernoulli decoder's likelihood then means, in a sentence."""
-    if config.get("binarize"):
+    if config.data.binarize:
         return ("binarised images (training batches re-drawn as Bernoulli(intensity) every time; validation and test "
                 "images binarised once with fixed seeds; every test metric on those); the Bernoulli decoder's likelihood "
                 "is then a proper likelihood.")
@@ -796,11 +520,11 @@ def intensity_mode(config: dict[str, Any], shape: tuple[int, int, int]) -> str:
             "of this study; they are not the bits per dimension of the colour-image literature.")
 
 
-def data_name(info: dict[str, Any], config: dict[str, Any]) -> str:
+def data_name(info: dict[str, Any], config: StudyConfig) -> str:
     """'mnist', or for a folder of the user's images, the folder's name."""
-    if config["dataset"] == "folder":
+    if config.data.dataset == "folder":
         return f"the images in {Path(info['data_source']).name}/"
-    return config["dataset"]
+    return config.data.dataset
 
 
 def comparison_blocks(files: StudyFiles, combined: list[dict[str, Any]], answers: dict[tuple, Answer],
@@ -854,7 +578,10 @@ def render_report(study_dir: str | Path) -> list[Path]:
     for variant, answer in results.answers.items():
         view, own = for_variant(files, variant), results.rows_of(variant)
         prefix = f"{variant_slug(variant)}_" if several else ""
-        evidence = gather_evidence(view, answer.selected)
+        selection = results.config.selection
+        evidence = gather_evidence(*model_scores(view), answer.selected,
+                                   selection_rule(selection.tolerance_db, selection.fd_tolerance,
+                                                  results.config.model.latent_dims))
         figures = {**make_figures(view, own, files.class_names, evidence, prefix),
                    **answer_figures(view, own, answer, results.data_rows, prefix)}
         variant_blocks = build_blocks(view, own, figures, evidence, answer, results.data_rows)

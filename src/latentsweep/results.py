@@ -1,20 +1,25 @@
-"""A study's results read back: the tidy rows and, per variant, the answer.
+"""A study's results read back: the tidy rows and, per variant, the answer; and the trials' own files.
 
 `read_results(study_dir)` reads the folder's config.json and results.json once and decides each
 variant's answer with selection.decide. The report, the explorer, the command line (its summary and
-`export`) and `load_study` take the answer from here; none of them decides it again.
+`export`) and `load_study` take the answer from here; none of them decides it again. `read_study`
+reads what the report draws beyond the table: each trial's history, images and latent-space arrays.
 """
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
+
 from latentsweep.config import VARIANT_AXES, StudyConfig, from_dict
 from latentsweep.errors import ConfigError, LatentsweepError
-from latentsweep.layout import PROBES_KEY, RESULTS_JSON, Trial, read_study_info, study_trials
-from latentsweep.metrics import combine_seeds, variant_rows, variants
+from latentsweep.layout import (ANALYSIS_FILE, HISTORY_FILE, IMAGES_FILE, METRICS_FILE, PER_IMAGE_FILE, PROBES_KEY,
+                                RESULTS_JSON, SUMMARY_FILE, TIMING_FILE, Trial, read_study_info, study_trials, trial_dir)
+from latentsweep.metrics import combine_seeds, lookup, variant_of, variant_rows, variants
 from latentsweep.selection import Answer, decide
 from latentsweep.storage import read_json
 
@@ -87,3 +92,89 @@ def named_classes(rows: list[dict[str, Any]], class_names: list[str]) -> list[di
 def probe_variant(probe: Mapping[str, Any]) -> Variant:
     """The variant a probe of config.json refines."""
     return tuple(probe[name] for name in VARIANT_AXES)
+
+
+# ----------------------------------------------------------------------------------------
+# The trials' own files: histories, images, latent-space arrays, per-image scores
+
+
+@dataclass
+class StudyFiles:
+    """A study folder's files, or one variant's share of them (`for_variant`): within a variant, a trial
+    is keyed by (latent size, seed)."""
+    study_dir: Path
+    info: dict[str, Any]  # config.json
+    config: StudyConfig  # the study's settings
+    variant: dict[str, Any]  # for one variant's share: its value of each per-variant axis (axis name -> value)
+    summary: dict[str, Any] | None
+    trials: list[dict[str, Any]]  # each trial's metrics.json, with "folder"
+    histories: dict[tuple[int, int], list[dict[str, float]]]
+    images: dict[tuple[int, int], dict[str, np.ndarray]]
+    analysis: dict[tuple[int, int], dict[str, np.ndarray]]  # analysis.npz, where the evaluation made one
+
+    @property
+    def class_names(self) -> list[str]:
+        """Label i's text; empty for unlabelled images (results.csv's class column holds these names)."""
+        return self.info["class_names"]
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the images have classes: the one test for per-class tables, the classifier's measures, the probe."""
+        return bool(self.class_names)
+
+
+def read_history(path: Path) -> list[dict[str, float]]:
+    with path.open(newline="") as handle:
+        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+
+
+def read_study(results: Results) -> StudyFiles:
+    """The trial files of a study whose results were read (results.read_results)."""
+    study_dir, info = results.study_dir, results.info
+    summary = read_json(study_dir / SUMMARY_FILE) if (study_dir / SUMMARY_FILE).is_file() else None
+    trials, histories, images, analysis = [], {}, {}, {}
+    for trial in results.trials:  # the grid's and the refinement's probes
+        folder = trial_dir(study_dir, trial)
+        if not (folder / METRICS_FILE).is_file():
+            trials.append({"status": "missing", **trial.axes(), "folder": folder})
+            continue
+        metrics = read_json(folder / METRICS_FILE)
+        timing = read_json(folder / TIMING_FILE) if (folder / TIMING_FILE).is_file() else {}
+        trials.append({"train_seconds": float("nan"), "eval_seconds": float("nan"), **metrics, **timing,
+                       "folder": folder})
+        if metrics.get("status") == "done":
+            histories[trial] = read_history(folder / HISTORY_FILE)
+            with np.load(folder / IMAGES_FILE) as npz:
+                images[trial] = {name: npz[name] for name in npz.files}
+            if (folder / ANALYSIS_FILE).is_file():
+                with np.load(folder / ANALYSIS_FILE) as npz:
+                    analysis[trial] = {name: npz[name] for name in npz.files}
+    return StudyFiles(study_dir, info, results.config, {}, summary, trials, histories, images, analysis)
+
+
+def for_variant(files: StudyFiles, variant: tuple) -> StudyFiles:
+    """The files of one variant (layout.Trial.variant), trials keyed by (latent size, seed)."""
+
+    def mine(entries: dict) -> dict:
+        return {(trial.latent_dim, trial.seed): value for trial, value in entries.items() if trial.variant == variant}
+
+    trials = [t for t in files.trials if variant_of(t) == variant]
+    return StudyFiles(files.study_dir, files.info, files.config, dict(zip(VARIANT_AXES, variant)), files.summary, trials,
+                      mine(files.histories), mine(files.images), mine(files.analysis))
+
+
+def per_image_psnr(folder: Path) -> np.ndarray:
+    """PSNR of every test image, in test order, from a run folder's per_image.csv."""
+    with (folder / PER_IMAGE_FILE).open(newline="") as handle:
+        rows = sorted(csv.DictReader(handle), key=lambda row: int(row["index"]))
+    return np.array([float(row["psnr"]) for row in rows])
+
+
+def model_scores(files: StudyFiles) -> tuple[dict[tuple[int, int], np.ndarray], dict[tuple[int, int], float]]:
+    """Of every finished model of `files` (one variant's, `for_variant`), keyed by (latent size, seed): the PSNR of
+    each test image (per_image.csv) and the Fréchet distance of its prior samples, where it was measured."""
+    done = [t for t in files.trials if t.get("status") == "done"]
+    psnr = {(t["latent_dim"], t["seed"]): per_image_psnr(t["folder"]) for t in done}
+    fd = {(t["latent_dim"], t["seed"]): row["mean"] for t in done
+          for row in lookup(t["rows"], protocol="prior_samples", metric="fd", cls="all")}
+    return psnr, fd

@@ -12,7 +12,8 @@ the test images it is scored on. Each function here says which it covers:
   paired image test    test images only: per-image PSNR averaged over seeds, larger size minus smaller
   seed test            training seeds only: Welch's t-test on the seeds' whole-test-set means
 
-Pure functions of arrays; the report (report.py) reads the arrays from the study's files.
+Pure functions of arrays, up to `gather_evidence`, which does all of it for one variant's answer; the
+arrays come from the study's files (results.model_scores).
 """
 
 from __future__ import annotations
@@ -144,3 +145,72 @@ def _seed_count(psnr: Mapping[int, np.ndarray]) -> int:
     if len(counts) != 1:
         raise ValueError(f"every latent size needs the same number of seeds, got {sorted(counts)}")
     return counts.pop()
+
+
+# ----------------------------------------------------------------------------------------
+# All of it for one variant's answer
+
+
+@dataclass
+class Evidence:
+    """How sure one variant's answer is, from its models' per-image PSNR and prior-sample FD."""
+
+    selected: int
+    complete_seeds: list[int]  # seeds with a finished model at every size: the per-seed rule needs all
+    per_seed: list[int]  # the size the rule picks from each of those seeds' models alone
+    probabilities: dict[int, float]  # each size's share of the bootstrap replicates
+    replicates: int
+    seed_means: dict[int, dict[int, float]]  # size -> seed -> whole-test-set mean PSNR
+    paired: PairedComparison | None  # selected size against the next larger one, over test images
+    across_seeds: SeedComparison | None  # the same pair over training seeds (two or more each)
+
+    @property
+    def seeds_resampled(self) -> bool:
+        return any(len(values) > 1 for values in self.seed_means.values())
+
+    def sentences(self) -> list[str]:
+        """The answer's robustness in words, every number from the arrays."""
+        sentences = []
+        if len(self.complete_seeds) > 1:
+            agree = sum(size == self.selected for size in self.per_seed)
+            others = [f"{size} (seed {seed})" for seed, size in zip(self.complete_seeds, self.per_seed) if size != self.selected]
+            sentences.append(f"Applied to each seed's models alone, the rule chooses latent size {self.selected} for {agree} "
+                             f"of {len(self.per_seed)} seeds" + (f"; the others choose {', '.join(others)}." if others else "."))
+        randomness = ("training seeds and test images" if self.seeds_resampled else
+                      "test images only (one seed per size, so training randomness is not covered)")
+        shares = sorted(((share, size) for size, share in self.probabilities.items() if share > 0), reverse=True)
+        sentences.append(f"In {self.replicates:,} bootstrap replicates over {randomness}, the rule selects "
+                         + ", ".join(f"size {size} in {share:.1%}" for share, size in shares) + " of them.")
+        return sentences
+
+
+def gather_evidence(psnr: Mapping[tuple[int, int], np.ndarray], fd: Mapping[tuple[int, int], float], selected: int,
+                    rule: Rule, replicates: int = 2000) -> Evidence:
+    """The per-seed rule, the selection bootstrap and the tests between the selected and the next larger size,
+    from one variant's models, keyed by (latent size, seed): each one's per-image PSNR and prior-sample FD (where
+    every model has one, the bootstrap resamples it too)."""
+    sizes = sorted({size for size, _ in psnr})
+    seeds_of = {size: sorted(seed for dim, seed in psnr if dim == size) for size in sizes}
+    complete = sorted(set.intersection(*(set(seeds) for seeds in seeds_of.values())))
+    with_fd = all(key in fd for key in psnr)
+
+    def stacked(seeds_of_size: dict[int, list[int]]) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray] | None]:
+        per_image = {size: np.stack([psnr[(size, seed)] for seed in seeds]) for size, seeds in seeds_of_size.items()}
+        per_model = ({size: np.array([fd[(size, seed)] for seed in seeds]) for size, seeds in seeds_of_size.items()}
+                     if with_fd else None)
+        return per_image, per_model
+
+    per_seed = selected_per_seed(*stacked({size: complete for size in sizes}), rule) if complete else []
+    probabilities = selection_probabilities(*stacked(seeds_of), rule, replicates=replicates)
+    seed_means = {size: {seed: float(psnr[(size, seed)].mean()) for seed in seeds_of[size]} for size in sizes}
+    paired, across_seeds = None, None
+    larger = [size for size in sizes if size > selected]
+    if larger:
+        paired_seeds = [seed for seed in seeds_of[selected] if seed in seeds_of[larger[0]]]
+        if paired_seeds:
+            paired = paired_comparison(selected, larger[0], np.stack([psnr[(selected, s)] for s in paired_seeds]),
+                                       np.stack([psnr[(larger[0], s)] for s in paired_seeds]))
+        if len(seeds_of[selected]) > 1 and len(seeds_of[larger[0]]) > 1:
+            across_seeds = seed_comparison(selected, larger[0], np.array(list(seed_means[selected].values())),
+                                           np.array(list(seed_means[larger[0]].values())))
+    return Evidence(selected, complete, per_seed, probabilities, replicates, seed_means, paired, across_seeds)
