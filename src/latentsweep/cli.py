@@ -9,23 +9,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from latentsweep import __version__
-from latentsweep.config import (AXIS_BY_NAME, BUILTIN_ARCHITECTURES, DATASET_NAMES, DEVICES, FIELD_NAMES, PRESETS, SCHEDULES,
-                                StudyConfig, build_config, from_dict, load_toml)
+from latentsweep.config import (ARCHITECTURE_HELP, AXES, AXIS_BY_NAME, DEVICES, FIELD_NAMES, PRESETS, SECTION_OF,
+                                StudyConfig, build_config, coerce, from_dict, load_toml, option, option_help, setting_type)
 from latentsweep.errors import ConfigError, LatentsweepError
 from latentsweep.storage import FolderLock
 
 log = logging.getLogger("latentsweep")
 
 
-ARCHITECTURE_HELP = (f"the network: {' or '.join(BUILTIN_ARCHITECTURES)} (built in: the conv VAE, or the 784-400-z MLP "
-                     "of pytorch/examples), or your own as package.module:function, where function(latent_dim, "
-                     "image_shape) returns an nn.Module with encode(x) -> (mean, log_var) and decode(z) -> logits "
-                     "(see examples/my_vae.py; the module must be importable, e.g. via PYTHONPATH)")
 TRUST_HELP = ("a user's architecture (package.module:function) the checkpoint was made with: latentsweep imports a "
               "module named in a file only when you name it here")
 
@@ -43,72 +40,30 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-# Which images, read how: the options every command that loads data takes (run, train, reconstruct, dimension).
+# Which images, read how: the settings every command that loads data takes (run, train, reconstruct, dimension).
 DATA_SOURCE_KEYS = ("data_dir", "dataset", "image_size", "channels", "verify_data")
+# What 'train' takes beside the data and training settings (its axes are single values: --latent-dim, --seed, ...).
+TRAIN_EXECUTION_KEYS = ("device", "threads", "tensorboard")
 
 
-def add_data_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("data")
-    add_data_source_options(group)
-    group.add_argument("--val-size", help="validation images taken from the training split, stratified (default 5000)")
-    group.add_argument("--train-subset", help="train on a stratified subset of N images (default: all; preset quick: "
-                       "10000; all, with a warning, where fewer remain)")
-    group.add_argument("--split-seed", help="seed of the validation split and subset (default 0)")
+def add_settings(parser: argparse.ArgumentParser, names: Iterable[str], title: str | None = None) -> None:
+    """One option per setting in `names` (config's fields), under a group per section or all under `title`: a
+    true-or-false setting as --name/--no-name, any other as --name VALUE; each one's help is the field's own
+    (config.option_help), so an option, its meaning and its default are spelled in one place."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for name in names:
+        group_name = title or SECTION_OF[name]
+        if group_name not in groups:
+            groups[group_name] = parser.add_argument_group(group_name)
+        if setting_type(name) is bool:
+            groups[group_name].add_argument(option(name), action=argparse.BooleanOptionalAction, help=option_help(name))
+        else:
+            groups[group_name].add_argument(option(name), help=option_help(name))
 
 
-def add_data_source_options(group: argparse._ActionsContainer) -> None:
-    """The options named in DATA_SOURCE_KEYS."""
-    group.add_argument("--data-dir", help="folder with the data set: for mnist and fashion-mnist the four IDX files (.gz "
-                       "or not), for cifar10 cifar-10-binary.tar.gz or the extracted cifar-10-batches-bin/, either also in a "
-                       "sub-folder named after the data set; with --dataset folder, the folder of images; default: "
-                       "$LATENTSWEEP_DATA_DIR, else ~/.cache/latentsweep/datasets/NAME, where a missing data set is "
-                       "downloaded and verified")
-    group.add_argument("--dataset", help=f"one of {', '.join(DATASET_NAMES)} (default mnist); folder: your own PNG or "
-                       "JPEG images of any size, grey or RGB, in --data-dir: listed in its labels.csv with columns file,label "
-                       "and optionally split (train or test; without it a stratified seventh of the images is the test "
-                       "set), or without labels.csv every PNG and JPEG under the folder, unlabelled (then no per-class "
-                       "results and no classifier-based generation measures)")
-    group.add_argument("--image-size", help="with --dataset folder: resize every image to N x N or HxW pixels (Pillow's "
-                       "antialiased Lanczos filter); default: every image must have the first's size")
-    group.add_argument("--channels", help="with --dataset folder: 1 converts every image to grey (ITU-R 601-2 luma), 3 to "
-                       "RGB; default: every image must have the first's channels")
-    group.add_argument("--no-verify-data", dest="verify_data", action="store_false",
-                       help="accept data files that differ from the published ones (MNIST's SHA-256, CIFAR-10's MD5 and "
-                       "record counts)")
-
-
-def add_training_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("training")
-    group.add_argument("--preset", help=f"quick or full (default full): {'; '.join(f'{k}: ' + ', '.join(f'{a}={b}' for a, b in v.items()) for k, v in PRESETS.items())}")
-    group.add_argument("--epochs", help="training epochs per model (default: from the preset)")
-    group.add_argument("--batch-size", help="training batch size (default: from the preset)")
-    group.add_argument("--learning-rate", help="Adam learning rate, the peak with a cosine schedule (default: from the preset)")
-    group.add_argument("--schedule", help=f"learning rate over the run: {' or '.join(SCHEDULES)} (a linear warm-up over "
-                       "--warmup-fraction of the steps, then a half cosine to zero); default: from the preset")
-    group.add_argument("--warmup-fraction", help="with --schedule cosine: the share of the steps spent warming up "
-                       "(default: from the preset)")
-    group.add_argument("--binarize", action="store_true", help="dynamically binarised MNIST: training batches re-drawn as "
-                       "Bernoulli(intensity), validation and test binarised once; makes likelihoods comparable with the literature")
-    group.add_argument("--device", help=f"one of {', '.join(DEVICES)} (default auto: CUDA when available)")
-    group.add_argument("--precision", help="fp32 (default) or bf16: training's forward pass under bfloat16 autocast, "
-                       "whether it pays on a CPU depends on its bf16 instructions (benchmarks/bench_cpu_levers.py measures "
-                       "it); weights, loss and evaluation stay float32")
-    group.add_argument("--tensorboard", action="store_true", help="log losses, sample and reconstruction grids per epoch "
-                       "and final metrics with hyperparameters to OUT/tensorboard/ (needs the tensorboard extra; "
-                       "view with: tensorboard --logdir OUT/tensorboard)")
-    group.add_argument("--threads", help="CPU threads for torch (default: torch's choice, the physical cores; on a local Dask cluster, the cores shared out among the workers)")
-
-
-def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("evaluation")
-    group.add_argument("--representatives-per-class", help="representative test images per class (default 10: the first 10 of each class)")
-    group.add_argument("--num-samples", help="images decoded from the prior per model for the figures (default 64)")
-    group.add_argument("--eval-batch-size", help="evaluation batch size (default 1000)")
-    group.add_argument("--generation-samples", help="prior samples per model for FD, KID and the classifier scores (default 10000)")
-    group.add_argument("--iwae-samples", help="importance samples K per image for the IWAE likelihood bound (default 1000)")
-    group.add_argument("--iwae-images", help="test images for the IWAE bound, the first of each class in equal numbers (default 500)")
-    group.add_argument("--tsne-points", help="test images in the t-SNE view, the first of each class in equal numbers (default 2000)")
-    group.add_argument("--classifier-epochs", help="training epochs of the feature classifier, cached per setting (default 6)")
+PRESET_HELP = ("quick or full (default full): " + "; ".join(f"{name}: " + ", ".join(f"{key}={value}" for key, value in
+                                                                                     values.items())
+                                                          for name, values in PRESETS.items()))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,46 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
                   "results, figures and report.md/report.html into --out. Re-running on the same folder skips "
                   "finished models and resumes unfinished ones.", cmd_run)
     run.add_argument("--config", help="TOML file of options (keys as the flags, e.g. latent_dims = [5, 10]); flags override it")
-    run.add_argument("--out", help="study folder (default runs/study)")
-    run.add_argument("--latent-dims", help=f"comma-separated latent sizes (default {default_values('latent_dim')})")
-    run.add_argument("--seeds", help="comma-separated training seeds (default: from the preset; full: 0,1,2, so the "
-                     "intervals and the selection bootstrap cover training randomness; quick: 0)")
-    run.add_argument("--betas", help=f"comma-separated weights of the KL term in the training loss (default {default_values('beta')}, the plain "
-                     "VAE); likelihoods are always reported for the plain VAE, so they compare across betas")
-    run.add_argument("--architecture", help=ARCHITECTURE_HELP + f"; comma-separated to compare several (default {default_values('architecture')})")
-    run.add_argument("--tolerance-db", help="selection rule: the smallest latent size within this many dB of the best "
-                     "mean test-set PSNR (default 0.5)")
-    run.add_argument("--fd-tolerance", help="combined rule: prior samples' Fréchet distance within this fraction of the "
-                     "best size's (default 0.10)")
-    run.add_argument("--refine", action=argparse.BooleanOptionalAction, help="after the grid, train the sizes between "
-                     "its answer and the largest smaller grid size that fails (bisection, every seed, ordinary trials), "
-                     "until the smallest adequate size is known to one dimension; the grid's best PSNR and lowest "
-                     "Fréchet distance stay the reference (default: on in the full preset, off in quick)")
+    run.add_argument("--preset", help=PRESET_HELP)
     run.add_argument("--dry-run", action="store_true", help="print the plan (trials, data, what is already done) and "
                      "its estimated time, from a few timed training steps on this machine; train nothing")
-    group = run.add_argument_group("execution")
-    group.add_argument("--executor", help="local (default: worker processes on this machine, one per core, at most one "
-                       "per trial, each with its share of the cores as torch threads) or dask (each trial a task on "
-                       "Dask distributed; needs the dask extra)")
-    group.add_argument("--scheduler", help="with --executor dask: address of a running scheduler, e.g. tcp://HOST:8786 "
-                       "(default: start a local cluster on 127.0.0.1)")
-    group.add_argument("--workers", help="worker processes on this machine, local or a local Dask cluster (default: "
-                       "one per core, at most one per trial; 1 runs the trials one after another in this process)")
-    add_data_options(run)
-    add_training_options(run)
-    add_evaluation_options(run)
+    add_settings(run, SECTION_OF)
 
     train = command("train", "Train and evaluate one model into a run folder.", cmd_train)
     train.add_argument("--config", help="TOML file of options; flags override it")
+    train.add_argument("--preset", help=PRESET_HELP)
     train.add_argument("--out", required=True, help="run folder for this model")
     train.add_argument("--latent-dim", required=True, help="latent size")
     train.add_argument("--seed", help=f"training seed (default {default_values('seed')})")
     train.add_argument("--beta", help=f"weight of the KL term in the training loss (default {default_values('beta')})")
     train.add_argument("--architecture", help=ARCHITECTURE_HELP + f" (default {default_values('architecture')})")
     train.add_argument("--resume", action="store_true", help="continue from the folder's last checkpoint")
-    add_data_options(train)
-    add_training_options(train)
-    add_evaluation_options(train)
+    add_settings(train, [name for name, section in SECTION_OF.items() if section in ("data", "training", "evaluation")
+                         and name not in AXIS_OPTIONS] + list(TRAIN_EXECUTION_KEYS))
 
     evaluate = command("evaluate", "Re-evaluate a run folder's best checkpoint on the test set (rewrites its metrics.json).", cmd_evaluate)
     evaluate.add_argument("run_dir", help="a run folder (models/conv_beta1_latent010_seed0 inside a study, or a 'train' --out)")
@@ -215,17 +146,18 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("checkpoint", help="best.pt or last.pt of a run folder")
     reconstruct.add_argument("--out", required=True, help="PNG file to write")
     reconstruct.add_argument("--per-class", default="8", help="test images per class, the first of each class (default 8)")
-    add_data_source_options(reconstruct.add_argument_group("data (as the model was trained on)"))
+    add_settings(reconstruct, DATA_SOURCE_KEYS, "data (as the model was trained on)")
     reconstruct.add_argument("--architecture", help=TRUST_HELP)
 
     dimension = command("dimension", "Print the intrinsic dimension of a data set's test split, overall and per class, "
                         "by scikit-dimension's TwoNN and MLE (Levina-Bickel, K = 20), each with a 95% interval from 10 "
                         "random halves; trains nothing. Cached per data set, as 'run' uses it.", cmd_dimension)
-    add_data_source_options(dimension.add_argument_group("data"))
+    add_settings(dimension, DATA_SOURCE_KEYS)
     return parser
 
 
 STUDY_KEYS = set(FIELD_NAMES)
+AXIS_OPTIONS = {axis.option for axis in AXES}  # the settings that list an axis's values
 
 
 def config_from_args(args: argparse.Namespace, **forced: Any) -> StudyConfig:
@@ -240,23 +172,14 @@ def data_source(args: argparse.Namespace) -> dict[str, Any]:
     return {key: getattr(args, key) for key in DATA_SOURCE_KEYS if key in vars(args)}
 
 
-def int_option(text: str, option: str, minimum: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"{option}: {text!r} is not an integer") from None
+def number_option(text: Any, key: str, kind: type, minimum: float) -> Any:
+    """A command's own number option (--num, --per-class, ...) as `kind` (config.coerce, so the errors read as every
+    setting's), at least `minimum` and finite; a one-line error naming the option otherwise."""
+    value = coerce(text, kind, key)
+    if not math.isfinite(value):
+        raise ConfigError(f"{option(key)}: must be a finite number, got {value}")
     if value < minimum:
-        raise ConfigError(f"{option}: must be at least {minimum}, got {value}")
-    return value
-
-
-def float_option(text: str, option: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(f"{option}: {text!r} is not a number") from None
-    if not 0 <= value < float("inf"):
-        raise ConfigError(f"{option}: must be non-negative and finite, got {value}")
+        raise ConfigError(f"{option(key)}: must be at least {minimum:g}, got {value}")
     return value
 
 
@@ -315,9 +238,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from latentsweep.train import LAST_CHECKPOINT
     from latentsweep.trial import run_trial, set_threads, study_data, study_inputs
 
-    latent_dim = int_option(args.latent_dim, "--latent-dim", 1)
-    seed = int_option(getattr(args, "seed", default_values("seed")), "--seed", 0)
-    beta = float_option(getattr(args, "beta", default_values("beta")), "--beta")
+    latent_dim = number_option(args.latent_dim, "latent_dim", int, 1)
+    seed = number_option(getattr(args, "seed", default_values("seed")), "seed", int, 0)
+    beta = number_option(getattr(args, "beta", default_values("beta")), "beta", float, 0)
     resume = getattr(args, "resume", False)
     config = config_from_args(args, latent_dims=(latent_dim,), seeds=(seed,), betas=(beta,))
     if len(config.model.architecture) != 1:
@@ -389,7 +312,7 @@ def cmd_likelihood(args: argparse.Namespace) -> int:
     folder = Path(args.run_dir)
     if not (folder / CONFIG_FILE).is_file():
         raise ConfigError(f"{folder}: not a run folder (no config.json)")
-    samples = int_option(args.samples, "--samples", 1)
+    samples = number_option(args.samples, "samples", int, 1)
     run_config = read_json(folder / CONFIG_FILE)
     saved = from_dict(run_config["study"])
     config = saved.replace(**{key: getattr(args, key) for key in ("data_dir", "device") if key in vars(args)})
@@ -397,7 +320,7 @@ def cmd_likelihood(args: argparse.Namespace) -> int:
     device = resolve_device(config.execution.device)
     dataset, _ = load_data(config.data)
     binarize_scored_images(dataset, config.data)
-    count = len(dataset.test) if args.images == "all" else int_option(args.images, "--images", 1)
+    count = len(dataset.test) if args.images == "all" else number_option(args.images, "images", int, 1)
     if count > len(dataset.test):
         raise ConfigError(f"--images: the test set has {len(dataset.test)} images, not {count}")
     model, spec = _load_model(str(folder / BEST_CHECKPOINT), trusted_architectures(args))
@@ -429,7 +352,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from latentsweep.config import AXES, VARIANT_AXES, axis_value_type, coerce
+    from latentsweep.config import VARIANT_AXES, axis_value_type
     from latentsweep.export import export_model
     from latentsweep.layout import BEST_CHECKPOINT, Trial, axis_values, trial_dir, variant_name
     from latentsweep.metrics import lookup
@@ -477,8 +400,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from latentsweep.evaluate import sample_prior
     from latentsweep.plots import sample_grid
 
-    count = int_option(args.num, "--num", 1)
-    seed = int_option(args.seed, "--seed", 0)
+    count = number_option(args.num, "num", int, 1)
+    seed = number_option(args.seed, "seed", int, 0)
     out = _output_png(args.out)
     model, spec = _load_model(args.checkpoint, trusted_architectures(args))
     images = to_pictures(sample_prior(model, spec.latent_dim, count, seed, torch.device("cpu")))
@@ -520,7 +443,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from latentsweep.plots import UNLABELLED_GROUP, reconstruction_grid
     from latentsweep.data import load_data, to_pictures
 
-    per_class = int_option(args.per_class, "--per-class", 1)
+    per_class = number_option(args.per_class, "per_class", int, 1)
     out = _output_png(args.out)
     # The test split does not depend on the validation size; the smallest one loads the fewest images twice.
     config = build_config({**data_source(args), "val_size": 10})

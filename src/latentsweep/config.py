@@ -88,35 +88,59 @@ VARIANT_AXES = tuple(axis.name for axis in AXES if axis.per_variant)  # what "a 
 LEGACY_AXIS_VALUES = {axis.name: axis.default[0] for axis in AXES}
 
 
-def axis(name: str) -> Any:
+def setting(default: Any, help: str, none: str | None = None) -> Any:
+    """A settings field with its meaning: `help` is what --help and the docs say of it, `none` what its None
+    default means (e.g. "all"). Its default for a new study is the preset's where the preset sets it (option_help)."""
+    return field(default=default, metadata={"help": help, "none": none})
+
+
+def axis(name: str, help: str) -> Any:
     """The settings field listing the values of axis `name`, with the axis's default."""
-    return field(default=AXIS_BY_NAME[name].default, metadata={"axis": name})
+    return field(default=AXIS_BY_NAME[name].default, metadata={"axis": name, "help": help, "none": None})
 
 
 def axis_value_type(name: str) -> type:
     """The type of one value of axis `name`: X of its settings field's tuple[X, ...] (e.g. float for beta)."""
-    option = AXIS_BY_NAME[name].option
-    section = SECTIONS[SECTION_OF[option]]
-    return typing.get_args(typing.get_type_hints(section)[option])[0]
+    return typing.get_args(setting_type(AXIS_BY_NAME[name].option))[0]
+
+
+ARCHITECTURE_HELP = (f"the network: {' or '.join(BUILTIN_ARCHITECTURES)} (built in: the conv VAE, or the 784-400-z MLP "
+                     "of pytorch/examples), or your own as package.module:function, where function(latent_dim, "
+                     "image_shape) returns an nn.Module with encode(x) -> (mean, log_var) and decode(z) -> logits "
+                     "(see examples/my_vae.py; the module must be importable, e.g. via PYTHONPATH)")
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    verify_data: bool = True
-    val_size: int = 5000
-    split_seed: int = 0
-    train_subset: int | None = None
-    binarize: bool = False
-    image_size: str | None = None  # --dataset folder: "N" or "HxW" resizes every image; None: all the first's size
-    channels: int | None = None  # --dataset folder: 1 or 3 converts every image; None: all the first's channels
+    dataset: str = setting("mnist", f"one of {', '.join(DATASET_NAMES)}; {FOLDER_DATASET}: your own PNG or JPEG images "
+                           "of any size, grey or RGB, in --data-dir: listed in its labels.csv with columns file,label and "
+                           "optionally split (train or test; without it a stratified seventh of the images is the test "
+                           "set), or without labels.csv every PNG and JPEG under the folder, unlabelled (then no "
+                           "per-class results and no classifier-based generation measures)")
+    data_dir: str | None = setting(None, "folder with the data set: for mnist and fashion-mnist the four IDX files (.gz "
+                                   "or not), for cifar10 cifar-10-binary.tar.gz or the extracted cifar-10-batches-bin/, "
+                                   "either also in a sub-folder named after the data set; with --dataset folder, the "
+                                   "folder of images",
+                                   none="$LATENTSWEEP_DATA_DIR, else ~/.cache/latentsweep/datasets/NAME, where a missing "
+                                        "data set is downloaded and verified")
+    verify_data: bool = setting(True, "check data files against the published ones (MNIST's SHA-256, CIFAR-10's MD5 and "
+                                "record counts); --no-verify-data accepts modified copies")
+    val_size: int = setting(5000, "validation images taken from the training split, stratified")
+    split_seed: int = setting(0, "seed of the validation split and the training subset")
+    train_subset: int | None = setting(None, "train on a stratified subset of N images (all, with a warning, where "
+                                       "fewer remain)", none="all")
+    binarize: bool = setting(False, "dynamically binarised images: training batches re-drawn as Bernoulli(intensity), "
+                             "validation and test binarised once; makes likelihoods comparable with the literature")
+    image_size: str | None = setting(None, "with --dataset folder: resize every image to N x N or HxW pixels (Pillow's "
+                                     "antialiased Lanczos filter)", none="every image must have the first's size")
+    channels: int | None = setting(None, "with --dataset folder: 1 converts every image to grey (ITU-R 601-2 luma), 3 "
+                                   "to RGB", none="every image must have the first's channels")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    architecture: tuple[str, ...] = axis("architecture")
-    latent_dims: tuple[int, ...] = axis("latent_dim")
+    architecture: tuple[str, ...] = axis("architecture", ARCHITECTURE_HELP + "; comma-separated to compare several")
+    latent_dims: tuple[int, ...] = axis("latent_dim", "comma-separated latent sizes")
 
 
 @dataclass(frozen=True)
@@ -125,49 +149,63 @@ class TrainingConfig:
     rate 1e-3, batch 128, 30 epochs): from_dict fills a field an older config.json lacks with them.
     A new study takes its recipe from its preset (PRESETS)."""
 
-    betas: tuple[float, ...] = axis("beta")
-    seeds: tuple[int, ...] = axis("seed")
-    epochs: int = 30
-    batch_size: int = 128
-    learning_rate: float = 1e-3  # the peak rate, with a schedule other than constant
-    schedule: str = "constant"
-    warmup_fraction: float = 0.0  # of the run's steps, with the cosine schedule
-    precision: str = "fp32"
+    betas: tuple[float, ...] = axis("beta", "comma-separated weights of the KL term in the training loss (1: the plain "
+                                    "VAE); likelihoods are always reported for the plain VAE, so they compare across betas")
+    seeds: tuple[int, ...] = axis("seed", "comma-separated training seeds; several make the intervals and the selection "
+                                  "bootstrap cover training randomness")
+    epochs: int = setting(30, "training epochs per model")
+    batch_size: int = setting(128, "training batch size")
+    learning_rate: float = setting(1e-3, "Adam learning rate, the peak with a cosine schedule")
+    schedule: str = setting("constant", f"learning rate over the run: {' or '.join(SCHEDULES)} (a linear warm-up over "
+                            "--warmup-fraction of the steps, then a half cosine to zero)")
+    warmup_fraction: float = setting(0.0, "with --schedule cosine: the share of the steps spent warming up")
+    precision: str = setting("fp32", f"one of {', '.join(PRECISIONS)}: bf16 runs training's forward pass under bfloat16 "
+                             "autocast, which pays on a CPU only with bf16 instructions (benchmarks/bench_cpu_levers.py "
+                             "measures it); weights, loss and evaluation stay float32")
 
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    representatives_per_class: int = 10
-    num_samples: int = 64
-    eval_batch_size: int = 1000
-    generation_samples: int = 10_000
-    iwae_samples: int = 1000
-    iwae_images: int = 500
-    tsne_points: int = 2000
-    classifier_epochs: int = 6
+    representatives_per_class: int = setting(10, "representative test images per class: the first of each class")
+    num_samples: int = setting(64, "images decoded from the prior per model for the figures")
+    eval_batch_size: int = setting(1000, "evaluation batch size")
+    generation_samples: int = setting(10_000, "prior samples per model for FD, KID and the classifier scores")
+    iwae_samples: int = setting(1000, "importance samples K per image for the IWAE likelihood bound")
+    iwae_images: int = setting(500, "test images for the IWAE bound, the first of each class in equal numbers")
+    tsne_points: int = setting(2000, "test images in the t-SNE view, the first of each class in equal numbers")
+    classifier_epochs: int = setting(6, "training epochs of the feature classifier, cached per setting")
 
 
 @dataclass(frozen=True)
 class SelectionConfig:
-    tolerance_db: float = 0.5
-    fd_tolerance: float = 0.10
-    # After the grid, train the sizes between its answer and the largest failing grid size below it until
-    # the answer is known to one dimension (study.refine). Adds trials, so it is more than the report's
-    # business; off for studies whose config.json predates it.
-    refine: bool = False
+    tolerance_db: float = setting(0.5, "selection rule: the smallest latent size within this many dB of the best mean "
+                                  "test-set PSNR")
+    fd_tolerance: float = setting(0.10, "combined rule: prior samples' Fréchet distance within this fraction of the "
+                                  "best size's")
+    # Adds trials, so it is more than the report's business; off for studies whose config.json predates it.
+    refine: bool = setting(False, "after the grid, train the sizes between its answer and the largest smaller grid size "
+                           "that fails (bisection, every seed, ordinary trials), until the smallest adequate size is known "
+                           "to one dimension; the grid's best PSNR and lowest Fréchet distance stay the reference")
 
 
 @dataclass(frozen=True)
 class ExecutionConfig:
-    out: str = "runs/study"
-    device: str = "auto"
+    out: str = setting("runs/study", "study folder")
+    device: str = setting("auto", f"one of {', '.join(DEVICES)}; auto: CUDA when available")
     # Where the trials run (runner.py). They do not change what a model is, but other torch thread
     # counts change the last bits of the arithmetic, so the counts used are recorded in config.json.
-    executor: str = "local"
-    scheduler: str | None = None
-    workers: int | None = None
-    threads: int | None = None
-    tensorboard: bool = False  # TensorBoard event files under OUT/tensorboard/ (tracking.py)
+    executor: str = setting("local", "local (worker processes on this machine, one per core, at most one per trial, "
+                            "each with its share of the cores as torch threads) or dask (each trial a task on Dask "
+                            "distributed; needs the dask extra)")
+    scheduler: str | None = setting(None, "with --executor dask: address of a running scheduler, e.g. tcp://HOST:8786",
+                                    none="start a local cluster on 127.0.0.1")
+    workers: int | None = setting(None, "worker processes on this machine, local or a local Dask cluster; 1 runs the "
+                                  "trials one after another in this process", none="one per core, at most one per trial")
+    threads: int | None = setting(None, "CPU threads for torch", none="torch's choice, the physical cores; on a local "
+                                  "Dask cluster, the cores shared out among the workers")
+    tensorboard: bool = setting(False, "log losses, sample and reconstruction grids per epoch and final metrics with "
+                                "hyperparameters to OUT/tensorboard/ (needs the tensorboard extra; view with: "
+                                "tensorboard --logdir OUT/tensorboard)")
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig,
@@ -235,6 +273,30 @@ def flat_values(config: StudyConfig) -> dict[str, Any]:
         values.update({f.name: getattr(getattr(config, section), f.name)
                        for f in dataclasses.fields(getattr(config, section))})
     return values
+
+
+def setting_type(name: str) -> Any:
+    """The annotated type of setting `name` (e.g. int | None, tuple[float, ...]): what its values are coerced to."""
+    return typing.get_type_hints(SECTIONS[SECTION_OF[name]])[name]
+
+
+def option_help(name: str) -> str:
+    """--help's text for setting `name`: its meaning (the field's metadata) and what a new study takes, the full
+    preset's value and the quick preset's where it differs."""
+    meta = next(f.metadata for f in dataclasses.fields(SECTIONS[SECTION_OF[name]]) if f.name == name)
+
+    def shown(value: Any) -> str:
+        if value is None:
+            return meta["none"] or "none"
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if meta.get("axis"):
+            return ",".join(AXIS_BY_NAME[meta["axis"]].as_text(item) for item in value)
+        return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+    full, quick = (flat_values(build_config({"preset": preset}))[name] for preset in (DEFAULT_PRESET, "quick"))
+    default = shown(full) + (f"; preset quick: {shown(quick)}" if quick != full else "")
+    return f"{meta['help']} (default: {default})"
 
 
 def from_dict(data: Mapping[str, Any]) -> StudyConfig:
