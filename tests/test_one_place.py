@@ -59,3 +59,34 @@ def test_a_metric_added_to_the_registry_alone_reaches_results_report_and_summary
     assert MADE_UP.label in summary
     value_row = next(line for line in summary.splitlines() if re.match(r"\s+2\s", line))
     assert f"{float(overall['mean']):.{MADE_UP.digits}f}" in value_row.split()
+
+
+def test_a_folder_labelled_with_words_is_reported_by_its_words_everywhere(tmp_path):
+    """Classes are named by their label text in results.csv, the per-class tables and the sentences, and three
+    classes are three (the shares of prior samples, the interpolation pairs), on non-square images."""
+    import csv as csv_module
+
+    from conftest import IMAGE_STUDY
+    from synthetic_images import synthetic_images, write_image_folder
+
+    words = ["circle", "square", "triangle"]
+    images, labels = synthetic_images(120, 12, 20, 1, classes=3, seed=5)
+    folder = write_image_folder(tmp_path / "shapes", images, None)
+    with (folder / "labels.csv").open("w", newline="") as handle:
+        writer = csv_module.writer(handle)
+        writer.writerow(["file", "label"])
+        writer.writerows((f"img/{i:05d}.png", words[label]) for i, label in enumerate(labels))
+    out = tmp_path / "study"
+    assert main(["-q", "run", "--dataset", "folder", "--data-dir", str(folder), "--out", str(out), "--workers", "1",
+                 *IMAGE_STUDY]) == 0
+    with (out / "results.csv").open(newline="") as handle:
+        rows = list(csv_module.DictReader(handle))
+    assert {row["class"] for row in rows if row["metric"] == "psnr"} == {*words, "all"}
+    assert {row["class"] for row in rows if row["metric"] == "class_share"} == set(words)
+    report = (out / "report.md").read_text()
+    for word in words:
+        assert f"| {word} |" in report  # a row of each per-class table
+    assert "the easiest class is" in report
+    with np.load(out / "models" / "conv_beta1_latent002_seed0" / "analysis.npz") as arrays:
+        pairs = arrays["interpolation_pairs"]
+    assert pairs.tolist() == [[0, 1], [1, 2], [2, 0]]  # each of the three with the one half-way round

@@ -56,3 +56,15 @@ def _rows(metric="psnr"):
 def test_each_figure_writes_a_png(tmp_path, draw):
     path = draw(tmp_path / "figure.png")
     assert path.read_bytes()[:8] == PNG and path.stat().st_size > 2000
+
+
+def test_image_rows_places_row_and_column_labels_on_non_square_pictures(tmp_path, monkeypatch):
+    """Pictures 4 high and 10 wide, one-pixel gaps: a row every 5 pixels, a column every 11 (the tick bug spaced
+    the columns by the height)."""
+    shown = {}
+    monkeypatch.setattr(plots, "save", lambda figure, path, dpi=110: shown.setdefault("figure", figure) and path)
+    plots.image_rows(np.zeros((2, 3, 4, 10), np.float32), ["a", "b"], ["x", "y", "z"], "title", tmp_path / "rows.png")
+    axis = shown["figure"].axes[0]
+    assert list(axis.get_yticks()) == [2.5, 7.5]
+    assert list(axis.get_xticks()) == [5.5, 16.5, 27.5]
+    assert [label.get_text() for label in axis.get_xticklabels()] == ["x", "y", "z"]
