@@ -111,8 +111,9 @@ def test_the_example_architecture_runs_end_to_end_and_its_checkpoints_need_it_na
     assert "the user's architecture my_vae:build" in report
     # The explorer runs the built-in mlp and names the user's architecture as one it cannot run.
     explorer = (out / "explorer.html").read_text()
-    assert '"architecture":"my_vae:build","beta":1.0,"selected":' in explorer and '"runnable":false' in explorer
-    assert '"architecture":"mlp","beta":1.0' in explorer and '"runnable":true' in explorer
+    assert '"axes":{"architecture":"my_vae:build","beta":1.0},"name":"architecture my_vae:build, beta 1"' in explorer
+    assert '"runnable":false' in explorer
+    assert '"axes":{"architecture":"mlp","beta":1.0}' in explorer and '"runnable":true' in explorer
     checkpoint = out / "models" / "my_vae-build_beta1_latent002_seed0" / "best.pt"
     refused = cli("sample", str(checkpoint), "--out", str(tmp_path / "s.png"), env=env)
     assert refused.returncode == 2 and "pass --architecture my_vae:build" in refused.stderr

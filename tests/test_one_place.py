@@ -90,3 +90,44 @@ def test_a_folder_labelled_with_words_is_reported_by_its_words_everywhere(tmp_pa
     with np.load(out / "models" / "conv_beta1_latent002_seed0" / "analysis.npz") as arrays:
         pairs = arrays["interpolation_pairs"]
     assert pairs.tolist() == [[0, 1], [1, 2], [2, 0]]  # each of the three with the one half-way round
+
+
+MADE_UP_AXIS = '''    Axis("tag", "tags", ("a",), "tag{}", "{}", per_variant=True, section="training", value_type=str,
+         help="a made-up axis: a label that changes nothing in the model"),
+'''
+
+
+@pytest.mark.slow  # a subprocess running a copy of the package
+def test_an_axis_added_to_config_axes_alone_reaches_results_report_and_summary(tmp_path):
+    """A copy of the package whose config.AXES has one entry more and no other change: its settings field, its
+    trials, results.csv's column, the report's comparison and the command line's summary all follow."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import latentsweep
+
+    package = tmp_path / "copy" / "latentsweep"
+    shutil.copytree(Path(latentsweep.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+    config_py = package / "config.py"
+    source = config_py.read_text()
+    marker = 'Axis("seed", "seeds"'
+    assert source.count(marker) == 1
+    config_py.write_text(source.replace("    " + marker, MADE_UP_AXIS + "    " + marker))
+    data = write_fake_dataset(tmp_path / "data", train=200, test=60)
+    out = tmp_path / "study"
+    result = subprocess.run(
+        [sys.executable, "-m", "latentsweep", "run", "--data-dir", str(data), "--out", str(out), "--workers", "1",
+         "--tags", "a,b", *tiny_options(**TINIEST, epochs=1)],
+        capture_output=True, text=True, env={**__import__("os").environ, "PYTHONPATH": str(package.parent)}, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(path.name for path in (out / "models").iterdir()) == sorted(
+        f"conv_beta1_latent00{size}_tag{tag}_seed0" for tag in "ab" for size in (2, 3))
+    with (out / "results.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert "tag" in rows[0] and {row["tag"] for row in rows if row["latent_dim"]} == {"a", "b"}
+    report = (out / "report.md").read_text()
+    assert "Comparison across architectures and betas and tags" in report
+    assert "| architecture | beta | tag | selected latent size |" in report
+    assert "architecture conv, beta 1, tag a" in result.stdout and "architecture conv, beta 1, tag b" in result.stdout

@@ -67,6 +67,9 @@ class Axis:
     folder_format: str  # how a value prints in a trial folder's name, e.g. "beta{:g}" -> beta1
     text_format: str  # how a value prints in tables and sentences, e.g. "{:g}"
     per_variant: bool  # the answer is given for each value (every axis but latent size and seed)
+    section: str  # the settings section whose field `option` lists the values (config.SECTIONS)
+    value_type: type  # of one value: the field is tuple[value_type, ...]
+    help: str  # what --option means
 
     def in_folder_name(self, value: Any) -> str:
         return self.folder_format.format(value).replace(":", "-")  # a builder's module:function
@@ -75,12 +78,24 @@ class Axis:
         return self.text_format.format(value)
 
 
-# In folder-name order. A new axis is an entry here, a field below and a field of layout.Trial.
+ARCHITECTURE_HELP = (f"the network: {' or '.join(BUILTIN_ARCHITECTURES)} (built in: the conv VAE, or the 784-400-z MLP "
+                     "of pytorch/examples), or your own as package.module:function, where function(latent_dim, "
+                     "image_shape) returns an nn.Module with encode(x) -> (mean, log_var) and decode(z) -> logits "
+                     "(see examples/my_vae.py; the module must be importable, e.g. via PYTHONPATH)")
+
+# In folder-name order. A new axis is an entry here: its settings field (with_axes) and its layout.Trial field are
+# made from it, and every layer iterates AXES; what the value changes in a model is the code that reads it.
 AXES: tuple[Axis, ...] = (
-    Axis("architecture", "architecture", ("conv",), "{}", "{}", per_variant=True),
-    Axis("beta", "betas", (1.0,), "beta{:g}", "{:g}", per_variant=True),
-    Axis("latent_dim", "latent_dims", (5, 10, 15, 20), "latent{:03d}", "{}", per_variant=False),
-    Axis("seed", "seeds", (0,), "seed{}", "{}", per_variant=False),
+    Axis("architecture", "architecture", ("conv",), "{}", "{}", per_variant=True, section="model", value_type=str,
+         help=ARCHITECTURE_HELP + "; comma-separated to compare several"),
+    Axis("beta", "betas", (1.0,), "beta{:g}", "{:g}", per_variant=True, section="training", value_type=float,
+         help="comma-separated weights of the KL term in the training loss (1: the plain VAE); likelihoods are always "
+              "reported for the plain VAE, so they compare across betas"),
+    Axis("latent_dim", "latent_dims", (5, 10, 15, 20), "latent{:03d}", "{}", per_variant=False, section="model",
+         value_type=int, help="comma-separated latent sizes"),
+    Axis("seed", "seeds", (0,), "seed{}", "{}", per_variant=False, section="training", value_type=int,
+         help="comma-separated training seeds; several make the intervals and the selection bootstrap cover training "
+              "randomness"),
 )
 AXIS_BY_NAME = {axis.name: axis for axis in AXES}
 VARIANT_AXES = tuple(axis.name for axis in AXES if axis.per_variant)  # what "a variant" is: (architecture, beta)
@@ -94,9 +109,21 @@ def setting(default: Any, help: str, none: str | None = None) -> Any:
     return field(default=default, metadata={"help": help, "none": none})
 
 
-def axis(name: str, help: str) -> Any:
-    """The settings field listing the values of axis `name`, with the axis's default."""
-    return field(default=AXIS_BY_NAME[name].default, metadata={"axis": name, "help": help, "none": None})
+def with_axes(section: str) -> Any:
+    """Class decorator of a settings section: the dataclass with, first and in AXES order, a field listing the values
+    of each axis of `section` (tuple[value_type, ...], the axis's default and help), so that an axis is declared in
+    its AXES entry alone."""
+
+    def build(cls: type) -> type:
+        fields: list[tuple[str, Any, Any]] = [
+            (spec.option, tuple[spec.value_type, ...],
+             field(default=spec.default, metadata={"axis": spec.name, "help": spec.help, "none": None}))
+            for spec in AXES if spec.section == section]
+        fields += [(f.name, f.type, field(default=f.default, metadata=f.metadata)) for f in dataclasses.fields(cls)]
+        return dataclasses.make_dataclass(cls.__name__, fields, frozen=True, namespace={
+            "__doc__": cls.__doc__, "__module__": cls.__module__, "__qualname__": cls.__qualname__})
+
+    return build
 
 
 def axis_value_type(name: str) -> type:
@@ -104,12 +131,7 @@ def axis_value_type(name: str) -> type:
     return typing.get_args(setting_type(AXIS_BY_NAME[name].option))[0]
 
 
-ARCHITECTURE_HELP = (f"the network: {' or '.join(BUILTIN_ARCHITECTURES)} (built in: the conv VAE, or the 784-400-z MLP "
-                     "of pytorch/examples), or your own as package.module:function, where function(latent_dim, "
-                     "image_shape) returns an nn.Module with encode(x) -> (mean, log_var) and decode(z) -> logits "
-                     "(see examples/my_vae.py; the module must be importable, e.g. via PYTHONPATH)")
-
-
+@with_axes("data")
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = setting("mnist", f"one of {', '.join(DATASET_NAMES)}; {FOLDER_DATASET}: your own PNG or JPEG images "
@@ -137,22 +159,19 @@ class DataConfig:
                                    "to RGB", none="every image must have the first's channels")
 
 
+@with_axes("model")
 @dataclass(frozen=True)
 class ModelConfig:
-    architecture: tuple[str, ...] = axis("architecture", ARCHITECTURE_HELP + "; comma-separated to compare several")
-    latent_dims: tuple[int, ...] = axis("latent_dim", "comma-separated latent sizes")
+    """The networks and latent sizes tried: axes alone (architecture, latent_dims)."""
 
 
+@with_axes("training")
 @dataclass(frozen=True)
 class TrainingConfig:
-    """The defaults here are the recipe of studies made before the presets set it (one seed, constant
-    rate 1e-3, batch 128, 30 epochs): from_dict fills a field an older config.json lacks with them.
-    A new study takes its recipe from its preset (PRESETS)."""
+    """The recipe, after the axes betas and seeds. The defaults here are the recipe of studies made before the
+    presets set it (one seed, constant rate 1e-3, batch 128, 30 epochs): from_dict fills a field an older
+    config.json lacks with them. A new study takes its recipe from its preset (PRESETS)."""
 
-    betas: tuple[float, ...] = axis("beta", "comma-separated weights of the KL term in the training loss (1: the plain "
-                                    "VAE); likelihoods are always reported for the plain VAE, so they compare across betas")
-    seeds: tuple[int, ...] = axis("seed", "comma-separated training seeds; several make the intervals and the selection "
-                                  "bootstrap cover training randomness")
     epochs: int = setting(30, "training epochs per model")
     batch_size: int = setting(128, "training batch size")
     learning_rate: float = setting(1e-3, "Adam learning rate, the peak with a cosine schedule")
@@ -164,6 +183,7 @@ class TrainingConfig:
                              "measures it); weights, loss and evaluation stay float32")
 
 
+@with_axes("evaluation")
 @dataclass(frozen=True)
 class EvaluationConfig:
     representatives_per_class: int = setting(10, "representative test images per class: the first of each class")
@@ -176,6 +196,7 @@ class EvaluationConfig:
     classifier_epochs: int = setting(6, "training epochs of the feature classifier, cached per setting")
 
 
+@with_axes("selection")
 @dataclass(frozen=True)
 class SelectionConfig:
     tolerance_db: float = setting(0.5, "selection rule: the smallest latent size within this many dB of the best mean "
@@ -188,6 +209,7 @@ class SelectionConfig:
                            "to one dimension; the grid's best PSNR and lowest Fréchet distance stay the reference")
 
 
+@with_axes("execution")
 @dataclass(frozen=True)
 class ExecutionConfig:
     out: str = setting("runs/study", "study folder")

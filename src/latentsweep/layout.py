@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from dataclasses import dataclass
+import dataclasses
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -52,14 +52,8 @@ EXPLORER_FILE = "explorer.html"
 PROBES_KEY = "probes"  # config.json's list of the refinement's probes: {architecture, beta, latent_dim}
 
 
-@dataclass(frozen=True, order=True)
-class Trial:
-    """One point of the grid: a model trained with these axis values (one field per config.AXES entry)."""
-
-    architecture: str
-    beta: float
-    latent_dim: int
-    seed: int
+class TrialPoint:
+    """What a trial is beside its fields (Trial below): its folder name, its variant, its values in words."""
 
     @property
     def name(self) -> str:
@@ -77,6 +71,13 @@ class Trial:
     def label(self) -> str:
         """The trial in words, e.g. 'architecture conv, beta 1, latent dim 5, seed 0'."""
         return ", ".join(f"{axis.name.replace('_', ' ')} {axis.as_text(getattr(self, axis.name))}" for axis in AXES)
+
+
+# One point of the grid: a model trained with these axis values, one field per config.AXES entry in its order
+# (architecture: str, beta: float, latent_dim: int, seed: int), made from the entries so that an axis is declared once.
+Trial = dataclasses.make_dataclass(
+    "Trial", [(axis.name, axis.value_type) for axis in AXES], bases=(TrialPoint,), frozen=True, order=True,
+    namespace={"__module__": __name__, "__doc__": "One point of the grid: a model trained with these axis values."})
 
 
 def variant_name(variant: tuple) -> str:
