@@ -109,6 +109,8 @@ def test_pca_and_tsne_shapes_and_pca_finds_the_main_axis():
     assert projected.shape == (300, 2)
     assert abs(np.corrcoef(projected[:, 0], codes[:, 0])[0, 1]) > 0.99
     assert latent.tsne_2d(codes[:60], seed=0).shape == (60, 2)
+    # a collapsed model's codes, all the same: at the origin (scikit-learn's t-SNE would crash the process)
+    assert (latent.tsne_2d(np.zeros((60, 3)), seed=0) == 0).all() and latent.tsne_2d(np.zeros((60, 3)), 0).shape == (60, 2)
     assert latent.pca_2d(codes[:, :1]).shape == (300, 2)
 
 

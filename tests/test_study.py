@@ -66,7 +66,8 @@ def test_a_diverging_model_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypat
     monkeypatch.setattr(explorer_module, "write_explorer", refuse_explorer)
     config = build_config({"data_dir": str(data), "verify_data": False, "out": str(tmp_path / "study"),
                            "latent_dims": "2,3", "seeds": "0", "epochs": "1", "val_size": "50", "num_samples": "4",
-                           "representatives_per_class": "2", "workers": 1, "refine": False})  # in this process, so the patch applies
+                           "representatives_per_class": "2", "workers": 1, "refine": False,
+                           "check_training": False})  # in this process, so the patch applies
     prepare_study_dir(config.out, config)
     result = execute(config)
     assert [t["status"] for t in result["trials"]] == ["done", "failed"]
@@ -74,6 +75,6 @@ def test_a_diverging_model_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypat
     assert failed["status"] == "failed" and "epoch 1" in failed["error"]
     assert (tmp_path / "study" / "models" / "conv_beta1_latent003_seed0" / "FAILED").is_file()
     report = (tmp_path / "study" / "report.md").read_text()
-    assert "Failed or missing models" in report and "latent size 3, seed 0: failed" in report
+    assert "Failed, excluded or missing models" in report and "latent size 3, seed 0: failed" in report
     assert "explorer.html" not in report and not (tmp_path / "study" / "explorer.html").exists()
     assert "explorer.html not written" in caplog.text and "too large" in caplog.text

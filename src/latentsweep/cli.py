@@ -229,6 +229,8 @@ def print_summary(study_dir: Path) -> None:
                 cells.append(f"{found[0]['mean']:>{width[name]}.{REGISTRY[name].digits}f}" if found else f"{'n/a':>{width[name]}}")
             print(f"{dim:>6}  " + "  ".join(cells) + ("  <- selected" if dim == answer.selected else ""))
         print("\n".join(answer.headline))
+    for name, signs in results.excluded.items():
+        print(f"left out, failed to train: {name} ({'; '.join(signs)})")
     print(f"Report: {study_dir / REPORT_HTML} and {study_dir / REPORT_MD}; every size live: {study_dir / EXPLORER_FILE}")
 
 

@@ -51,8 +51,8 @@ BUILTIN_ARCHITECTURES = ("conv", "mlp")  # model.py; anything else is a user's "
 # quick preset trains one seed on a 10,000-image subset with the same schedule.
 RECIPE = {"schedule": "cosine", "learning_rate": 2e-3, "warmup_fraction": 0.05, "batch_size": 64}
 PRESETS: dict[str, dict[str, Any]] = {
-    "quick": {**RECIPE, "epochs": 10, "train_subset": 10_000, "seeds": (0,), "refine": False},
-    "full": {**RECIPE, "epochs": 12, "train_subset": None, "seeds": (0, 1, 2), "refine": True},
+    "quick": {**RECIPE, "epochs": 10, "train_subset": 10_000, "seeds": (0,), "refine": False, "check_training": True},
+    "full": {**RECIPE, "epochs": 12, "train_subset": None, "seeds": (0, 1, 2), "refine": True, "check_training": True},
 }
 DEFAULT_PRESET = "full"
 
@@ -207,6 +207,11 @@ class SelectionConfig:
     refine: bool = setting(False, "after the grid, train the sizes between its answer and the largest smaller grid size "
                            "that fails (bisection, every seed, ordinary trials), until the smallest adequate size is known "
                            "to one dimension; the grid's best PSNR and lowest Fréchet distance stay the reference")
+    # Off for studies whose config.json predates the checks, which counted every finished model.
+    check_training: bool = setting(False, "check every finished model for the signs of a failed training run (posterior "
+                                   "collapse, reconstructions no better than a constant image, a PSNR well below a "
+                                   "smaller size's at the same seed: health.py) and leave those that failed out of the "
+                                   "answer, naming them in the report; --no-check-training counts every model")
 
 
 @with_axes("execution")

@@ -23,7 +23,7 @@ import json
 import math
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Container
 
 import numpy as np
 import torch
@@ -103,12 +103,13 @@ def describe_model(model: nn.Module) -> dict[str, Any]:
     return {"encoder": describe_layers(model.encoder), "decoder": describe_layers(model.decoder)}
 
 
-def chosen_trials(study_dir: Path, trials: list[Trial]) -> dict[tuple[tuple, int], Trial]:
-    """For each (variant, latent size), grid or probe, the trial the page shows: the first seed that finished."""
+def chosen_trials(study_dir: Path, trials: list[Trial], excluded: Container[str] = ()) -> dict[tuple[tuple, int], Trial]:
+    """For each (variant, latent size), grid or probe, the trial the page shows: the first seed that finished and
+    trained (not `excluded` by the health checks)."""
     chosen: dict[tuple[tuple, int], Trial] = {}
     for trial in trials:
         key = (trial.variant, trial.latent_dim)
-        if key not in chosen and is_done(trial_dir(study_dir, trial)):
+        if key not in chosen and is_done(trial_dir(study_dir, trial)) and trial.name not in excluded:
             chosen[key] = trial
     return chosen
 
@@ -119,7 +120,7 @@ def page_data(study_dir: Path) -> dict[str, Any]:
     info, config = results.info, results.config
     selection = config.selection
     variants_data, representatives = [], None
-    chosen = chosen_trials(study_dir, results.trials)
+    chosen = chosen_trials(study_dir, results.trials, results.excluded)
     for variant, answer in results.answers.items():
         rows, selected = results.rows_of(variant), answer.selected
         sizes = []

@@ -57,8 +57,12 @@ def pca_2d(codes: np.ndarray) -> np.ndarray:
 
 
 def tsne_2d(codes: np.ndarray, seed: int) -> np.ndarray:
+    """t-SNE of the codes in 2-D; all at the origin where fewer than three codes differ (a collapsed model's codes
+    are all the same, and scikit-learn's Barnes-Hut t-SNE crashes the process on points at zero distance)."""
     from sklearn.manifold import TSNE
 
+    if len(np.unique(codes, axis=0)) < 3:
+        return np.zeros((len(codes), 2))
     perplexity = min(30.0, max(2.0, (len(codes) - 1) / 3))
     init = "pca" if codes.shape[1] >= 2 else "random"  # one latent dimension has no second principal component
     return TSNE(n_components=2, perplexity=perplexity, init=init, random_state=seed).fit_transform(codes)

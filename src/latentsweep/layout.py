@@ -1,13 +1,14 @@
 """The study folder's layout: trial names and paths, markers, and reading results back.
 
   config.json              the study's settings, class names, split sizes, the environment, how the
-                           trials were run (executor, workers, threads) and the refinement's probes
+                           trials were run (executor, workers, threads), the refinement's probes, the
+                           constant image's PSNR and the models that failed to train (health.py)
   study.log                the log of every run of the study in this folder
   models/<trial>/          one folder per trial, named by its axis values, e.g. conv_beta1_latent005_seed0:
       config.json  history.csv  last.pt  best.pt  metrics.json  timing.json  per_image.csv  images.npz
       analysis.npz  DONE (or FAILED)  trial.log (when a worker process ran it)
-  results.csv, results.json  the tidy table of every finished trial, one column per axis, and the data's
-                           intrinsic dimension (rows without axis values)
+  results.csv, results.json  the tidy table of every finished trial that trained, one column per axis, and
+                           the data's intrinsic dimension (rows without axis values)
   summary.json             wall time and status of each trial
   figures/, report.md, report.html   written by latentsweep.report from the files above only
 
@@ -50,6 +51,8 @@ REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 EXPLORER_FILE = "explorer.html"
 PROBES_KEY = "probes"  # config.json's list of the refinement's probes: {architecture, beta, latent_dim}
+EXCLUDED_KEY = "excluded"  # config.json's models that failed to train: {trial, the axes, signs} (health.py)
+CONSTANT_PSNR_KEY = "constant_image_psnr_db"  # config.json: the training images' mean image's test-set PSNR
 
 
 class TrialPoint:
@@ -141,12 +144,24 @@ def read_timing(folder: Path) -> dict[str, float]:
     return read_json(path) if path.is_file() else {}
 
 
+def read_excluded(study_dir: Path) -> dict[str, list[str]]:
+    """{trial name: the signs it failed to train by} from config.json (health.py); none before the checks existed."""
+    path = Path(study_dir) / CONFIG_FILE
+    return {entry["trial"]: entry["signs"] for entry in read_json(path).get(EXCLUDED_KEY, [])} if path.is_file() else {}
+
+
+def record_excluded(study_dir: Path, excluded: list[dict[str, Any]]) -> None:
+    path = Path(study_dir) / CONFIG_FILE
+    write_json(path, {**read_json(path), EXCLUDED_KEY: excluded})
+
+
 def collect_results(study_dir: Path, trials: Iterable[Trial]) -> list[dict[str, Any]]:
-    """The tidy rows of every finished trial, read back from their metrics.json files."""
+    """The tidy rows of every finished trial that trained (not excluded by the health checks), from metrics.json."""
     rows = []
+    excluded = read_excluded(study_dir)
     for trial in trials:
         folder = trial_dir(study_dir, trial)
-        if is_done(folder):
+        if is_done(folder) and trial.name not in excluded:
             rows.extend(read_json(folder / METRICS_FILE)["rows"])
     return rows
 

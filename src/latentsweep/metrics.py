@@ -147,6 +147,19 @@ def data_metrics() -> tuple[str, ...]:
     return tuple(name for name, metric in REGISTRY.items() if metric.of_data)
 
 
+def constant_image_psnr(train_images: torch.Tensor, test_images: torch.Tensor, batch_size: int = 5000) -> float:
+    """Mean PSNR over `test_images` of one constant image, the mean of `train_images` (uint8 pixels or intensities):
+    what a model that decodes the same image for every input scores at best, in float64."""
+    total = torch.zeros(train_images.shape[1:], dtype=torch.float64)
+    for start in range(0, len(train_images), batch_size):
+        batch = train_images[start:start + batch_size].double()
+        total += (batch / 255 if train_images.dtype == torch.uint8 else batch).sum(0)
+    mean_image = total / len(train_images)
+    scores = [psnr_from_mse(mse_per_image(test_images[start:start + batch_size].double(), mean_image[None]))
+              for start in range(0, len(test_images), batch_size)]
+    return float(torch.cat(scores).mean())
+
+
 def mean_confidence_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
     """Mean and the Student-t confidence interval of the mean; the interval is NaN for n < 2."""
     values = np.asarray(values, dtype=np.float64)

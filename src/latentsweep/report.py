@@ -19,6 +19,7 @@ from latentsweep.classifier import TRUSTED_ACCURACY
 from latentsweep.config import AXIS_BY_NAME, VARIANT_AXES, StudyConfig
 from latentsweep.data import describe_shape
 from latentsweep.dimension import HALVES, MLE_NEIGHBOURS
+from latentsweep.health import COLLAPSE_KL_NATS, CONSTANT_MARGIN_DB, WORSE_MARGIN_DB
 from latentsweep.layout import EXPLORER_FILE, FIGURES, REPORT_HTML, REPORT_MD, variant_name, variant_slug
 from latentsweep.metrics import (COMPARISON_METRICS, GENERATION_PROTOCOLS, REGISTRY, SATURATION_METRICS, TIDY_FIELDS,
                                  by_class_metrics, data_metrics, generation_metrics, headline_metrics, lookup,
@@ -133,7 +134,7 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
 
     blocks: list[Block] = [
         Heading(f"How small can a VAE's latent space be? Latent-size study on {data_name(files.info, config)}", 1),
-        Paragraph(" ".join([*answer.headline, *evidence.sentences()]), highlight=True),
+        Paragraph(" ".join([*answer.headline, *excluded_sentences(files), *evidence.sentences()]), highlight=True),
         Heading("Conclusion"),
         Bullets([*answer.sentences, *evidence.sentences()]),
         *dimension_blocks(list(data_rows), combined, answer, class_names, noun, rel),
@@ -190,7 +191,8 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
     blocks.append(Paragraph(timing + "."))
     blocks += evidence_blocks(evidence, config.training.seeds, rel)
     if failed:
-        blocks.append(Heading("Failed or missing models"))
+        blocks.append(Heading("Failed, excluded or missing models"))
+        blocks.append(Paragraph(HEALTH_TEXT))
         blocks.append(Bullets([f"latent size {t['latent_dim']}, seed {t['seed']}: {t.get('status')}"
                                + (f" ({t['error']})" if t.get("error") else "") for t in failed]))
 
@@ -234,6 +236,22 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
                             "models/*/ hold each model's config.json, history.csv, "
                             "metrics.json, per_image.csv and checkpoints (best.pt, last.pt)."))
     return blocks
+
+
+HEALTH_TEXT = (f"A model is excluded from the answer when it failed to train (health.py): posterior collapse (mean KL below "
+               f"{COLLAPSE_KL_NATS:g} nats, no active unit, or fewer than half a smaller size's active units at the same "
+               f"seed), reconstructions no better than the training images' mean image (less than {CONSTANT_MARGIN_DB:g} "
+               f"dB above its PSNR), or a PSNR more than {WORSE_MARGIN_DB:g} dB below a smaller size's at the same seed. A "
+               "model whose loss stopped being finite failed outright.")
+
+
+def excluded_sentences(files: StudyFiles) -> list[str]:
+    """The headline's word on the models left out because they failed to train, if any."""
+    excluded = [t for t in files.trials if t.get("status") == "excluded"]
+    if not excluded:
+        return []
+    return [f"{len(excluded)} model(s) failed to train and are left out of the answer: "
+            + "; ".join(f"latent size {t['latent_dim']}, seed {t['seed']} ({t['error']})" for t in excluded) + "."]
 
 
 def images_measured(trial: dict[str, Any], protocol: str, metric: str) -> int:

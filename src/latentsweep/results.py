@@ -17,7 +17,8 @@ import numpy as np
 
 from latentsweep.config import VARIANT_AXES, StudyConfig, from_dict
 from latentsweep.errors import ConfigError, LatentsweepError
-from latentsweep.layout import (ANALYSIS_FILE, HISTORY_FILE, IMAGES_FILE, METRICS_FILE, PER_IMAGE_FILE, PROBES_KEY,
+from latentsweep.layout import (ANALYSIS_FILE, EXCLUDED_KEY, HISTORY_FILE, IMAGES_FILE, METRICS_FILE, PER_IMAGE_FILE,
+                                PROBES_KEY,
                                 RESULTS_JSON, SUMMARY_FILE, TIMING_FILE, Trial, read_study_info, study_trials, trial_dir)
 from latentsweep.metrics import combine_seeds, lookup, variant_of, variant_rows, variants
 from latentsweep.selection import Answer, decide
@@ -47,6 +48,7 @@ class Results:
     answers: dict[Variant, Answer]  # in variant order
     probes: list[dict[str, Any]]  # the refinement's probes (config.json), each a variant's axis values and a size
     trials: list[Trial]  # the grid's and the probes' (layout.study_trials)
+    excluded: dict[str, list[str]]  # trial name -> the signs it failed to train by (health.py), left out of the rows
 
     def rows_of(self, variant: Variant) -> list[Mapping[str, Any]]:
         """One variant's seed-combined rows."""
@@ -77,7 +79,8 @@ def read_results(study_dir: str | Path) -> Results:
         answers[variant] = decide(mine, selection.tolerance_db, selection.fd_tolerance, info["class_names"],
                                   class_noun(config.data.dataset), grid_sizes=config.model.latent_dims,
                                   untestable=untestable)
-    return Results(study_dir, info, config, rows, data_rows, combined, answers, probes, study_trials(config, probes))
+    return Results(study_dir, info, config, rows, data_rows, combined, answers, probes, study_trials(config, probes),
+                   {entry["trial"]: entry["signs"] for entry in info.get(EXCLUDED_KEY, [])})
 
 
 def named_classes(rows: list[dict[str, Any]], class_names: list[str]) -> list[dict[str, Any]]:
@@ -137,6 +140,10 @@ def read_study(results: Results) -> StudyFiles:
         folder = trial_dir(study_dir, trial)
         if not (folder / METRICS_FILE).is_file():
             trials.append({"status": "missing", **trial.axes(), "folder": folder})
+            continue
+        if trial.name in results.excluded:  # trained, but failed to (health.py): no evidence, no figure
+            trials.append({"status": "excluded", **trial.axes(), "folder": folder,
+                           "error": "; ".join(results.excluded[trial.name])})
             continue
         metrics = read_json(folder / METRICS_FILE)
         timing = read_json(folder / TIMING_FILE) if (folder / TIMING_FILE).is_file() else {}

@@ -21,15 +21,16 @@ from latentsweep.config import VARIANT_AXES, StudyConfig, build_config
 from latentsweep.data import Dataset, cache_root
 from latentsweep.dimension import cached_dimension_rows
 from latentsweep.errors import LatentsweepError
-from latentsweep.layout import (CONFIG_FILE, FAILED_MARKER, PROBES_KEY, RESULTS_CSV, RESULTS_JSON, STUDY_LOG,
-                                SUMMARY_FILE, Trial, collect_results, is_done, merged_axes, plan_trials,
-                                prepare_study_dir, probe_trials, read_probes, record_probes, study_trials, trial_dir,
-                                variant_name)
-from latentsweep.metrics import AXIS_FIELDS, TIDY_FIELDS, combine_seeds, variant_rows
+from latentsweep.health import ModelHealth, failures
+from latentsweep.layout import (CONFIG_FILE, CONSTANT_PSNR_KEY, FAILED_MARKER, METRICS_FILE, PROBES_KEY, RESULTS_CSV,
+                                RESULTS_JSON, STUDY_LOG, SUMMARY_FILE, Trial, collect_results, is_done, merged_axes,
+                                plan_trials, prepare_study_dir, probe_trials, read_probes, read_study_info,
+                                record_excluded, record_probes, study_trials, trial_dir, variant_name)
+from latentsweep.metrics import AXIS_FIELDS, TIDY_FIELDS, combine_seeds, constant_image_psnr, variant_rows
 from latentsweep.results import read_results
 from latentsweep.runner import Arrangement, choose_arrangement, probes_per_round, run_trials
 from latentsweep.selection import apply_rule, overall_fd, overall_psnr, predicted_answer, probe_sizes
-from latentsweep.storage import remove_temp_files, write_csv, write_json
+from latentsweep.storage import read_json, remove_temp_files, write_csv, write_json
 from latentsweep.trial import environment, set_threads, study_data, study_inputs
 
 log = logging.getLogger(__name__)
@@ -68,9 +69,11 @@ def execute(config: StudyConfig) -> dict[str, Any]:
         "config": recorded.to_dict(), "data_source": str(inputs.data_dir),
         "class_names": list(inputs.dataset.class_names), "image_shape": list(inputs.dataset.image_shape),
         "split_sizes": {"train": len(inputs.dataset.train), "val": len(inputs.dataset.val), "test": len(inputs.dataset.test)},
-        "environment": environment(inputs.device), "execution": arrangement.to_dict(), PROBES_KEY: probes})
+        "environment": environment(inputs.device), "execution": arrangement.to_dict(), PROBES_KEY: probes,
+        CONSTANT_PSNR_KEY: constant_image_psnr(inputs.dataset.train.images, inputs.dataset.test.images)})
     setup_seconds = time.perf_counter() - started  # data, and the classifier when it was not cached
     statuses = run_trials(trials, config, arrangement)
+    check_models(recorded, study_trials(recorded, probes))
     grid_seconds = time.perf_counter() - started - setup_seconds
     if config.selection.refine:
         probes, probe_statuses = refine(recorded, arrangement, probes)
@@ -94,6 +97,24 @@ def execute(config: StudyConfig) -> dict[str, Any]:
         log.warning("explorer.html not written: %s", exc)
     report_paths = render_report(study_dir)
     return {"study_dir": str(study_dir), "trials": statuses, "report": [str(p) for p in report_paths]}
+
+
+def check_models(config: StudyConfig, trials: Sequence[Trial]) -> dict[Trial, list[str]]:
+    """The health checks (health.py) on every finished trial of the study folder, unless --no-check-training: the
+    models that failed to train, recorded in config.json with their signs, so that collecting the results leaves
+    them out. Returns them."""
+    study_dir = config.out
+    if not config.selection.check_training:
+        record_excluded(study_dir, [])
+        return {}
+    constant_psnr = read_study_info(study_dir)[CONSTANT_PSNR_KEY]
+    models = [ModelHealth.from_rows(trial, read_json(trial_dir(study_dir, trial) / METRICS_FILE)["rows"])
+              for trial in trials if is_done(trial_dir(study_dir, trial))]
+    failed = failures(models, constant_psnr)
+    for trial, signs in failed.items():
+        log.warning("%s failed to train and is left out of the answer: %s", trial.name, "; ".join(signs))
+    record_excluded(study_dir, [{"trial": trial.name, **trial.axes(), "signs": signs} for trial, signs in failed.items()])
+    return failed
 
 
 def data_dimension_rows(dataset: Dataset) -> list[dict[str, Any]]:
@@ -128,6 +149,7 @@ def refine(config: StudyConfig, arrangement: Arrangement,
         log.info("refining: probe sizes %s", "; ".join(f"{variant_name(v)}: {', '.join(map(str, sizes))}"
                                                       for v, sizes in wanted.items()))
         statuses += run_trials(probe_trials(config, new), config, arrangement)
+        check_models(config, study_trials(config, probes))
 
 
 def next_probes(config: StudyConfig, probes: list[dict[str, Any]], arrangement: Arrangement,
