@@ -1,10 +1,11 @@
 """Generated image data sets of any size and colour, for the tests and for benchmarks/bench_image_folder.py.
 
-    python tests/synthetic_images.py FOLDER COUNT HEIGHT WIDTH CHANNELS [--no-labels]
+    python tests/synthetic_images.py FOLDER COUNT HEIGHT WIDTH CHANNELS [--no-labels] [--dimension D]
 
 Each image is low noise with one bright block whose position and colour depend on its class (ten
 classes), so a VAE has something to learn and a classifier something to separate. Written as PNGs
-under FOLDER/img/ with a labels.csv (file,label), or without it.
+under FOLDER/img/ with a labels.csv (file,label), or without it. With --dimension D, unlabelled images
+on a D-dimensional manifold instead (manifold_images): data that needs about D latent dimensions.
 """
 
 from __future__ import annotations
@@ -89,10 +90,28 @@ def write_cifar_folder(folder: Path, records_per_file: int, seed: int = 0,
     return images, labels
 
 
+def manifold_images(count: int, height: int, width: int, channels: int, dimension: int, seed: int = 0) -> np.ndarray:
+    """(count, channels, height, width) uint8 images that vary along `dimension` independent directions: each the
+    sigmoid of a sum of `dimension` smooth random patterns weighted by N(0, 1) draws, so its intrinsic dimension is
+    `dimension` (up to the 8-bit rounding)."""
+    rng = np.random.default_rng(seed)
+    patterns = rng.normal(size=(dimension, channels, height, width))
+    for axis in (2, 3):  # smooth each pattern a little along rows and columns, as images are
+        patterns = (patterns + np.roll(patterns, 1, axis) + np.roll(patterns, -1, axis)) / 3
+    patterns /= patterns.reshape(dimension, -1).std(1)[:, None, None, None]
+    weights = rng.normal(size=(count, dimension)) / np.sqrt(dimension)
+    values = 1 / (1 + np.exp(-2 * np.tensordot(weights, patterns, axes=1)))
+    return np.round(values * 255).astype(np.uint8)
+
+
 def main(argv: list[str]) -> int:
     folder, count, height, width, channels = Path(argv[0]), *map(int, argv[1:5])
-    images, labels = synthetic_images(count, height, width, channels)
-    write_image_folder(folder, images, None if "--no-labels" in argv else labels)
+    if "--dimension" in argv:
+        images = manifold_images(count, height, width, channels, int(argv[argv.index("--dimension") + 1]))
+        write_image_folder(folder, images, None)
+    else:
+        images, labels = synthetic_images(count, height, width, channels)
+        write_image_folder(folder, images, None if "--no-labels" in argv else labels)
     print(f"wrote {count} {channels}x{height}x{width} images to {folder}")
     return 0
 

@@ -354,7 +354,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from latentsweep.config import VARIANT_AXES, axis_value_type
+    from latentsweep.config import VARIANT_AXES
     from latentsweep.export import export_model
     from latentsweep.layout import BEST_CHECKPOINT, Trial, axis_values, trial_dir, variant_name
     from latentsweep.metrics import lookup
@@ -366,7 +366,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     # The model's value of every axis: the option named after the axis (--beta), else the study's first value;
     # the latent size defaults to the variant's answer.
     listed = axis_values(config)
-    chosen = {axis.name: coerce(getattr(args, axis.name), axis_value_type(axis.name), axis.name)
+    chosen = {axis.name: coerce(getattr(args, axis.name), axis.value_type, axis.name)
               if axis.name in vars(args) else listed[axis.name][0] for axis in AXES}
     variant = tuple(chosen[name] for name in VARIANT_AXES)
     if variant not in results.answers:

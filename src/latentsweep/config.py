@@ -126,11 +126,6 @@ def with_axes(section: str) -> Any:
     return build
 
 
-def axis_value_type(name: str) -> type:
-    """The type of one value of axis `name`: X of its settings field's tuple[X, ...] (e.g. float for beta)."""
-    return typing.get_args(setting_type(AXIS_BY_NAME[name].option))[0]
-
-
 @with_axes("data")
 @dataclass(frozen=True)
 class DataConfig:

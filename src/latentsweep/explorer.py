@@ -35,11 +35,11 @@ from latentsweep.errors import LatentsweepError
 from latentsweep.layout import (BEST_CHECKPOINT, EXPLORER_FILE, IMAGES_FILE, METRICS_FILE, PER_IMAGE_FILE, Trial, is_done,
                                 trial_dir, variant_name)
 from latentsweep.metrics import ACTIVE_UNIT_THRESHOLD, REGISTRY, lookup
-
-PAGE_METRICS = ("mse", "psnr", "kl", "active_units")  # what the page shows; labels and decimals from the registry
 from latentsweep.results import read_results
 from latentsweep.storage import atomic_write_text, read_json
 from latentsweep.train import load_checkpoint
+
+PAGE_METRICS = ("mse", "psnr", "kl", "active_units")  # what the page shows; labels and decimals from the registry
 
 
 def f16_base64(tensor: torch.Tensor) -> str:
