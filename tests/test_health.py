@@ -109,11 +109,23 @@ def test_a_model_that_collapses_on_purpose_is_caught_left_out_and_reported(tmp_p
     assert excluded["latent_dim"] == 3 and excluded["trial"].endswith("_latent003_seed0")
     assert excluded["signs"][0] == "posterior collapse: mean KL 0.000 nats per image, below 0.1"
     assert info["constant_image_psnr_db"] > 5
+    # retrained once with the remedy (a KL warm-up over half the steps) before it was left out; the first attempt kept
+    [retrained] = info["retrained"]
+    assert retrained["trial"] == excluded["trial"] and retrained["signs"][0].startswith("posterior collapse")
+    trial_config = json.loads((out / "models" / excluded["trial"] / "config.json").read_text())
+    assert trial_config["train_config"]["kl_warmup"] == 0.5
+    first = json.loads((out / "failed_attempts" / excluded["trial"] / "config.json").read_text())
+    assert first["train_config"]["kl_warmup"] == 0.0
+    healthy = json.loads((out / "models" / excluded["trial"].replace("latent003", "latent002") / "config.json").read_text())
+    assert healthy["train_config"]["kl_warmup"] == 0.0  # only the failed model was retrained
     # left out of the results and the answer; the report and the summary name it with its signs
     rows = json.loads((out / "results.json").read_text())
     assert {row["latent_dim"] for row in rows if row["latent_dim"] is not None} == {2}
     assert list(results.selection.values()) == [2]
     report = (out / "report.md").read_text()
+    assert "1 model(s) failed to train at first and were retrained once with the KL weight rising to beta over the " \
+           "first 50% of the steps: latent size 3, seed 0 (first attempt: posterior collapse" in report
+    assert "; failed again)." in report
     assert "1 model(s) failed to train and are left out of the answer: latent size 3, seed 0 (posterior collapse" in report
     assert "latent size 3, seed 0: excluded (posterior collapse: mean KL 0.000 nats" in report
     print_summary(out)

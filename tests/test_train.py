@@ -336,3 +336,37 @@ def test_a_cuda_epoch_never_waits_for_the_gpu_inside_its_loop(images, binarize):
 
     epoch(2)()  # warm-up: cuDNN and the caching allocator settle
     assert cuda_synchronisations(epoch(2)) == cuda_synchronisations(epoch(8))
+
+
+def test_the_kl_warmup_raises_the_kl_weight_linearly_over_its_share_of_the_steps():
+    config = TrainConfig(epochs=2, beta=4.0, kl_warmup=0.5)  # 2 epochs of 4 steps: the weight reaches 4 at step 4
+    assert config.kl_weights(4, 1) == [1.0, 2.0, 3.0, 4.0] and config.kl_weights(4, 2) == [4.0] * 4
+    assert TrainConfig(epochs=2, beta=4.0).kl_weights(4, 1) is None  # no warm-up: beta itself at every step
+    assert TrainConfig(epochs=1, beta=1.0, kl_warmup=0.01).kl_weights(3, 1) == [1.0, 1.0, 1.0]  # at least one step
+
+
+def test_a_kl_warmup_changes_training_and_a_resumed_warmup_run_is_bit_identical(tmp_path):
+    images = torch.rand(96, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    spec = ModelSpec("conv", 2, MNIST_SHAPE)
+    plain = train_model(tmp_path / "plain", spec, TrainConfig(epochs=2, batch_size=16), images[:64], images[64:], CPU)
+    warm = TrainConfig(epochs=2, batch_size=16, kl_warmup=0.5)
+    straight = train_model(tmp_path / "warm", spec, warm, images[:64], images[64:], CPU)
+    assert straight.history[0]["train_loss"] != plain.history[0]["train_loss"]
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_epoch_1(row, model):
+        if row["epoch"] == 1:
+            raise Killed  # as if killed right after epoch 1's checkpoint
+
+    with pytest.raises(Killed):
+        train_model(tmp_path / "resumed", spec, warm, images[:64], images[64:], CPU, on_epoch_end=kill_after_epoch_1)
+    resumed = train_model(tmp_path / "resumed", spec, warm, images[:64], images[64:], CPU)
+    assert [r["val_loss"] for r in resumed.history] == [r["val_loss"] for r in straight.history]
+    assert state_dict_sha256(load_checkpoint(tmp_path / "resumed" / LAST_CHECKPOINT)["model_state"]) == \
+        state_dict_sha256(load_checkpoint(tmp_path / "warm" / LAST_CHECKPOINT)["model_state"])
+    # the warm-up's weights depend on the run's length: such a run is not continued to more epochs
+    with pytest.raises(CheckpointError, match="the KL warm-up's weights depend on the run's length"):
+        train_model(tmp_path / "resumed", spec, TrainConfig(epochs=3, batch_size=16, kl_warmup=0.5), images[:64],
+                    images[64:], CPU)

@@ -173,6 +173,9 @@ class TrainingConfig:
     schedule: str = setting("constant", f"learning rate over the run: {' or '.join(SCHEDULES)} (a linear warm-up over "
                             "--warmup-fraction of the steps, then a half cosine to zero)")
     warmup_fraction: float = setting(0.0, "with --schedule cosine: the share of the steps spent warming up")
+    kl_warmup: float = setting(0.0, "KL warm-up: the share of the steps over which the KL term's weight rises linearly "
+                               "to beta, so the decoder learns to use the code before the KL term can shut it; a "
+                               "model that failed to train is retrained once with 0.5 (--check-training)")
     precision: str = setting("fp32", f"one of {', '.join(PRECISIONS)}: bf16 runs training's forward pass under bfloat16 "
                              "autocast, which pays on a CPU only with bf16 instructions (benchmarks/bench_cpu_levers.py "
                              "measures it); weights, loss and evaluation stay float32")
@@ -470,6 +473,7 @@ def validate(config: StudyConfig) -> None:
     need(0 <= training.warmup_fraction < 1, f"--warmup-fraction: must be at least 0 and below 1, got {training.warmup_fraction}")
     need(training.warmup_fraction == 0 or training.schedule != "constant",
          "--warmup-fraction: only used with --schedule cosine")
+    need(0 <= training.kl_warmup <= 1, f"--kl-warmup: must be between 0 and 1, got {training.kl_warmup}")
 
     need(evaluation.eval_batch_size >= 1, f"--eval-batch-size: must be at least 1, got {evaluation.eval_batch_size}")
     need(evaluation.representatives_per_class >= 1, f"--representatives-per-class: must be at least 1, got {evaluation.representatives_per_class}")

@@ -13,7 +13,9 @@ A model failed to train when it shows one of these signs (each a documented thre
              and seed (extra latent dimensions cannot cost that much in a model that trained)
 
 A non-finite loss stops training at once and is recorded as a failed trial already (train.TrainingDiverged).
-Models are compared with the smaller sizes' models of their line (variant and seed) that passed. Pure functions.
+Models are compared with the smaller sizes' models of their line (variant and seed) that passed. A model that
+failed is retrained once with a KL warm-up (REMEDY_KL_WARMUP; study.train_and_check); one that fails again is
+left out. Pure functions.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from latentsweep.metrics import lookup
 COLLAPSE_KL_NATS = 0.1
 CONSTANT_MARGIN_DB = 0.5
 WORSE_MARGIN_DB = 1.0
+# The remedy: a model that failed is retrained once, its KL weight rising from 0 to beta over the first half of
+# its steps (train.TrainConfig.kl_warmup), so its decoder learns to use the code before the KL term can shut it.
+REMEDY_KL_WARMUP = 0.5
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,8 @@ EXPLORER_FILE = "explorer.html"
 PROBES_KEY = "probes"  # config.json's list of the refinement's probes: {architecture, beta, latent_dim}
 EXCLUDED_KEY = "excluded"  # config.json's models that failed to train: {trial, the axes, signs} (health.py)
 CONSTANT_PSNR_KEY = "constant_image_psnr_db"  # config.json: the training images' mean image's test-set PSNR
+RETRAINED_KEY = "retrained"  # config.json's models retrained once with the remedy: {trial, the axes, first signs}
+FAILED_ATTEMPTS = "failed_attempts"  # the study folder's copies of retrained models' first attempts, by trial name
 
 
 class TrialPoint:
@@ -153,6 +155,17 @@ def read_excluded(study_dir: Path) -> dict[str, list[str]]:
 def record_excluded(study_dir: Path, excluded: list[dict[str, Any]]) -> None:
     path = Path(study_dir) / CONFIG_FILE
     write_json(path, {**read_json(path), EXCLUDED_KEY: excluded})
+
+
+def record_retrained(study_dir: Path, retrained: list[dict[str, Any]]) -> None:
+    path = Path(study_dir) / CONFIG_FILE
+    write_json(path, {**read_json(path), RETRAINED_KEY: retrained})
+
+
+def read_retrained(study_dir: Path) -> dict[str, list[str]]:
+    """{trial name: the signs its first attempt failed by} of the models retrained with the remedy (config.json)."""
+    path = Path(study_dir) / CONFIG_FILE
+    return {entry["trial"]: entry["signs"] for entry in read_json(path).get(RETRAINED_KEY, [])} if path.is_file() else {}
 
 
 def collect_results(study_dir: Path, trials: Iterable[Trial]) -> list[dict[str, Any]]:

@@ -19,8 +19,9 @@ from latentsweep.classifier import TRUSTED_ACCURACY
 from latentsweep.config import AXIS_BY_NAME, VARIANT_AXES, StudyConfig
 from latentsweep.data import describe_shape
 from latentsweep.dimension import HALVES, MLE_NEIGHBOURS
-from latentsweep.health import COLLAPSE_KL_NATS, CONSTANT_MARGIN_DB, WORSE_MARGIN_DB
-from latentsweep.layout import EXPLORER_FILE, FIGURES, REPORT_HTML, REPORT_MD, variant_name, variant_slug
+from latentsweep.health import COLLAPSE_KL_NATS, CONSTANT_MARGIN_DB, REMEDY_KL_WARMUP, WORSE_MARGIN_DB
+from latentsweep.layout import (EXPLORER_FILE, FIGURES, REPORT_HTML, REPORT_MD, RETRAINED_KEY, variant_name,
+                                variant_slug)
 from latentsweep.metrics import (COMPARISON_METRICS, GENERATION_PROTOCOLS, REGISTRY, SATURATION_METRICS, TIDY_FIELDS,
                                  by_class_metrics, data_metrics, generation_metrics, headline_metrics, lookup,
                                  variant_rows)
@@ -241,17 +242,29 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
 HEALTH_TEXT = (f"A model is excluded from the answer when it failed to train (health.py): posterior collapse (mean KL below "
                f"{COLLAPSE_KL_NATS:g} nats, no active unit, or fewer than half a smaller size's active units at the same "
                f"seed), reconstructions no better than the training images' mean image (less than {CONSTANT_MARGIN_DB:g} "
-               f"dB above its PSNR), or a PSNR more than {WORSE_MARGIN_DB:g} dB below a smaller size's at the same seed. A "
-               "model whose loss stopped being finite failed outright.")
+               f"dB above its PSNR), or a PSNR more than {WORSE_MARGIN_DB:g} dB below a smaller size's at the same seed; "
+               f"it is first retrained once with its KL weight rising to beta over the first {REMEDY_KL_WARMUP:.0%} of "
+               "its steps. A model whose loss stopped being finite failed outright.")
 
 
 def excluded_sentences(files: StudyFiles) -> list[str]:
-    """The headline's word on the models left out because they failed to train, if any."""
+    """The headline's word on the models retrained once with the remedy, and those left out because they failed to
+    train (again), if any."""
+    names = {t["folder"].name: t for t in files.trials}
+    retrained = [(names[entry["trial"]], entry["signs"]) for entry in files.info.get(RETRAINED_KEY, [])
+                 if entry["trial"] in names]
     excluded = [t for t in files.trials if t.get("status") == "excluded"]
-    if not excluded:
-        return []
-    return [f"{len(excluded)} model(s) failed to train and are left out of the answer: "
-            + "; ".join(f"latent size {t['latent_dim']}, seed {t['seed']} ({t['error']})" for t in excluded) + "."]
+    sentences = []
+    if retrained:
+        sentences.append(f"{len(retrained)} model(s) failed to train at first and were retrained once with the KL weight "
+                         f"rising to beta over the first {REMEDY_KL_WARMUP:.0%} of the steps: "
+                         + "; ".join(f"latent size {t['latent_dim']}, seed {t['seed']} (first attempt: {'; '.join(signs)}; "
+                                     + ("failed again" if t.get("status") == "excluded" else "then trained") + ")"
+                                     for t, signs in retrained) + ".")
+    if excluded:
+        sentences.append(f"{len(excluded)} model(s) failed to train and are left out of the answer: "
+                         + "; ".join(f"latent size {t['latent_dim']}, seed {t['seed']} ({t['error']})" for t in excluded) + ".")
+    return sentences
 
 
 def images_measured(trial: dict[str, Any], protocol: str, metric: str) -> int:

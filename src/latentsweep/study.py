@@ -10,6 +10,7 @@ Also the Python entry points for notebooks and scripts:
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,11 +22,12 @@ from latentsweep.config import VARIANT_AXES, StudyConfig, build_config
 from latentsweep.data import Dataset, cache_root
 from latentsweep.dimension import cached_dimension_rows
 from latentsweep.errors import LatentsweepError
-from latentsweep.health import ModelHealth, failures
+from latentsweep.health import REMEDY_KL_WARMUP, ModelHealth, failures
 from latentsweep.layout import (CONFIG_FILE, CONSTANT_PSNR_KEY, FAILED_MARKER, METRICS_FILE, PROBES_KEY, RESULTS_CSV,
                                 RESULTS_JSON, STUDY_LOG, SUMMARY_FILE, Trial, collect_results, is_done, merged_axes,
-                                plan_trials, prepare_study_dir, probe_trials, read_probes, read_study_info,
-                                record_excluded, record_probes, study_trials, trial_dir, variant_name)
+                                plan_trials, prepare_study_dir, probe_trials, read_excluded, read_probes, read_retrained,
+                                read_study_info, record_excluded, record_probes, record_retrained, study_trials,
+                                trial_dir, variant_name, FAILED_ATTEMPTS, RETRAINED_KEY)
 from latentsweep.metrics import AXIS_FIELDS, TIDY_FIELDS, combine_seeds, constant_image_psnr, variant_rows
 from latentsweep.results import read_results
 from latentsweep.runner import Arrangement, choose_arrangement, probes_per_round, run_trials
@@ -65,15 +67,16 @@ def execute(config: StudyConfig) -> dict[str, Any]:
     inputs = study_inputs(config)  # trains and caches the classifier once, before any worker needs it
     recorded = merged_axes(config, study_dir)  # earlier trials of this folder stay in its results
     probes = read_probes(study_dir)  # an earlier run's probes stay part of the study
+    retrained = read_json(study_dir / CONFIG_FILE).get(RETRAINED_KEY, []) if (study_dir / CONFIG_FILE).is_file() else []
     write_json(study_dir / CONFIG_FILE, {
         "config": recorded.to_dict(), "data_source": str(inputs.data_dir),
         "class_names": list(inputs.dataset.class_names), "image_shape": list(inputs.dataset.image_shape),
         "split_sizes": {"train": len(inputs.dataset.train), "val": len(inputs.dataset.val), "test": len(inputs.dataset.test)},
         "environment": environment(inputs.device), "execution": arrangement.to_dict(), PROBES_KEY: probes,
-        CONSTANT_PSNR_KEY: constant_image_psnr(inputs.dataset.train.images, inputs.dataset.test.images)})
+        CONSTANT_PSNR_KEY: constant_image_psnr(inputs.dataset.train.images, inputs.dataset.test.images),
+        RETRAINED_KEY: retrained})
     setup_seconds = time.perf_counter() - started  # data, and the classifier when it was not cached
-    statuses = run_trials(trials, config, arrangement)
-    check_models(recorded, study_trials(recorded, probes))
+    statuses = train_and_check(recorded, arrangement, trials, study_trials(recorded, probes))
     grid_seconds = time.perf_counter() - started - setup_seconds
     if config.selection.refine:
         probes, probe_statuses = refine(recorded, arrangement, probes)
@@ -97,6 +100,36 @@ def execute(config: StudyConfig) -> dict[str, Any]:
         log.warning("explorer.html not written: %s", exc)
     report_paths = render_report(study_dir)
     return {"study_dir": str(study_dir), "trials": statuses, "report": [str(p) for p in report_paths]}
+
+
+def train_and_check(config: StudyConfig, arrangement: Arrangement, trials: list[Trial],
+                    study: Sequence[Trial]) -> list[dict[str, Any]]:
+    """Run `trials`, check every finished model of the `study` (check_models), retrain once each that failed with the
+    remedy (health.REMEDY_KL_WARMUP), check again. A retrained model's first attempt is kept under failed_attempts/
+    and named in config.json ("retrained") before it is retrained, so a killed retraining resumes as one."""
+    remedy = config.replace(kl_warmup=max(config.training.kl_warmup, REMEDY_KL_WARMUP))
+    retrained = read_retrained(config.out)
+    statuses = [*run_some([t for t in trials if t.name not in retrained], config, arrangement),
+                *run_some([t for t in trials if t.name in retrained], remedy, arrangement)]
+    again = [trial for trial in check_models(config, study) if trial.name not in retrained]
+    if not again or config.training.kl_warmup >= REMEDY_KL_WARMUP:  # nothing to retrain, or the remedy was the recipe
+        return statuses
+    excluded = read_excluded(config.out)
+    record_retrained(config.out, [*read_json(config.out / CONFIG_FILE)[RETRAINED_KEY],
+                                  *({"trial": trial.name, **trial.axes(), "signs": excluded[trial.name]} for trial in again)])
+    for trial in again:
+        log.info("%s: retraining once with a KL warm-up over %.0f%% of its steps", trial.name, 100 * REMEDY_KL_WARMUP)
+        kept = config.out / FAILED_ATTEMPTS / trial.name
+        shutil.rmtree(kept, ignore_errors=True)
+        kept.parent.mkdir(exist_ok=True)
+        trial_dir(config.out, trial).rename(kept)
+    statuses += run_some(again, remedy, arrangement)
+    check_models(config, study)
+    return statuses
+
+
+def run_some(trials: list[Trial], config: StudyConfig, arrangement: Arrangement) -> list[dict[str, Any]]:
+    return run_trials(trials, config, arrangement) if trials else []
 
 
 def check_models(config: StudyConfig, trials: Sequence[Trial]) -> dict[Trial, list[str]]:
@@ -148,8 +181,7 @@ def refine(config: StudyConfig, arrangement: Arrangement,
         record_probes(config.out, probes)
         log.info("refining: probe sizes %s", "; ".join(f"{variant_name(v)}: {', '.join(map(str, sizes))}"
                                                       for v, sizes in wanted.items()))
-        statuses += run_trials(probe_trials(config, new), config, arrangement)
-        check_models(config, study_trials(config, probes))
+        statuses += train_and_check(config, arrangement, probe_trials(config, new), study_trials(config, probes))
 
 
 def next_probes(config: StudyConfig, probes: list[dict[str, Any]], arrangement: Arrangement,

@@ -69,6 +69,18 @@ class TrainConfig:
     # warm-up over the first `warmup_fraction` of the steps to `learning_rate`, then a half cosine to 0.
     schedule: str = "constant"
     warmup_fraction: float = 0.0
+    # KL warm-up: the KL term's weight rises linearly from beta / W to beta over the first W = round(kl_warmup *
+    # total steps) steps (Bowman et al. 2016), so the decoder learns to use the code before the KL term can shut
+    # it (posterior collapse). 0: beta at every step. The study's remedy for a model that collapsed (health.py).
+    kl_warmup: float = 0.0
+
+    def kl_weights(self, steps_per_epoch: int, epoch: int) -> list[float] | None:
+        """The KL weight of each training step of `epoch` (1-based) under the warm-up; None without one."""
+        if not self.kl_warmup:
+            return None
+        warmup = max(1, round(self.kl_warmup * steps_per_epoch * self.epochs))
+        first = (epoch - 1) * steps_per_epoch
+        return [self.beta * min(1.0, (step + 1) / warmup) for step in range(first, first + steps_per_epoch)]
 
     def learning_rates(self, steps_per_epoch: int, epoch: int) -> list[float]:
         """The rate of each training step of `epoch` (1-based)."""
@@ -126,12 +138,14 @@ def train_epoch(
     binarize: bool = False,
     precision: str = "fp32",
     learning_rates: Sequence[float] | None = None,
+    kl_weights: Sequence[float] | None = None,
 ) -> dict[str, float]:
-    """One pass over `images` in `order`; returns mean loss, reconstruction and KL per image.
+    """One pass over `images` in `order`; returns mean loss (at `beta`), reconstruction and KL per image.
 
     With `binarize`, each batch is drawn afresh as Bernoulli(intensities) from `generator`.
     With precision "bf16", the model runs under bfloat16 autocast and the loss is taken in float32.
     With `learning_rates` (one per step), each step's rate is set before it; else the optimizer's stands.
+    With `kl_weights` (one per step, TrainConfig.kl_weights), each step's loss weights the KL term by its own.
     """
     model.train()
     order = order.to(images.device)  # one copy per epoch, not one per batch
@@ -148,7 +162,7 @@ def train_epoch(
         with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             output = vae_forward(model, batch, generator)
         terms = vae_loss_terms(VAEOutput(*(tensor.float() for tensor in output)), batch)
-        loss = (terms.reconstruction + beta * terms.kl).mean()
+        loss = (terms.reconstruction + (beta if kl_weights is None else kl_weights[step - 1]) * terms.kl).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if learning_rates is not None:
@@ -218,10 +232,11 @@ def _check_same_experiment(checkpoint: dict[str, Any], spec: ModelSpec, train_co
     # Fields added after a checkpoint was written take their defaults.
     saved = {**dataclasses.asdict(TrainConfig(epochs=0)), **checkpoint.get("train_config", {})}
     wanted = dataclasses.asdict(train_config)
-    if train_config.schedule != "constant" and saved["epochs"] != wanted["epochs"]:
-        raise CheckpointError(f"{path}: made for {saved['epochs']} epochs; the {train_config.schedule} schedule's rates "
-                              "depend on the run's length, so it cannot be continued to another; use another output "
-                              "folder or delete it")
+    if (train_config.schedule != "constant" or train_config.kl_warmup) and saved["epochs"] != wanted["epochs"]:
+        what = (f"the {train_config.schedule} schedule's rates depend" if train_config.schedule != "constant" else
+                "the KL warm-up's weights depend")
+        raise CheckpointError(f"{path}: made for {saved['epochs']} epochs; {what} on the run's length, so it cannot be "
+                              "continued to another; use another output folder or delete it")
     saved.pop("epochs", None)
     wanted.pop("epochs")
     if saved != wanted:
@@ -331,7 +346,7 @@ def check_schedule_state(run: Run, train_config: TrainConfig) -> None:
     """A resumed run continues its schedule where it stopped: the steps it took must be those its
     epochs took on these training images, and the run's length must be the one its rates were set for."""
     state = run.resumed_schedule
-    if state is None or train_config.schedule == "constant":
+    if state is None or (train_config.schedule == "constant" and not train_config.kl_warmup):
         return
     total = train_config.epochs * run.steps_per_epoch
     if state["steps_done"] != run.epochs_done * run.steps_per_epoch or state["total_steps"] != total:
@@ -372,7 +387,8 @@ def train_model(
                   unit="img", leave=False, disable=None if show_progress else True, dynamic_ncols=True) as progress:
             train_terms = train_epoch(run.model, run.optimizer, train_images, order, train_config.batch_size,
                                       train_config.beta, run.generator, progress, train_config.binarize,
-                                      train_config.precision, train_config.learning_rates(run.steps_per_epoch, epoch))
+                                      train_config.precision, train_config.learning_rates(run.steps_per_epoch, epoch),
+                                      train_config.kl_weights(run.steps_per_epoch, epoch))
         close_epoch(run, epoch, train_terms, time.perf_counter() - started, val_images, train_config, on_epoch_end,
                     progress_label)
     return run.result()
