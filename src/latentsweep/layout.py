@@ -7,6 +7,7 @@
   models/<trial>/          one folder per trial, named by its axis values, e.g. conv_beta1_latent005_seed0:
       config.json  history.csv  last.pt  best.pt  metrics.json  timing.json  per_image.csv  images.npz
       analysis.npz  DONE (or FAILED)  trial.log (when a worker process ran it)
+  failed_attempts/<trial>/ the first attempt of a model that failed to train and was retrained (health.py)
   results.csv, results.json  the tidy table of every finished trial that trained, one column per axis, and
                            the data's intrinsic dimension (rows without axis values)
   summary.json             wall time and status of each trial

@@ -23,11 +23,11 @@ from latentsweep.data import Dataset, cache_root
 from latentsweep.dimension import cached_dimension_rows
 from latentsweep.errors import LatentsweepError
 from latentsweep.health import REMEDY_KL_WARMUP, ModelHealth, failures
-from latentsweep.layout import (CONFIG_FILE, CONSTANT_PSNR_KEY, FAILED_MARKER, METRICS_FILE, PROBES_KEY, RESULTS_CSV,
-                                RESULTS_JSON, STUDY_LOG, SUMMARY_FILE, Trial, collect_results, is_done, merged_axes,
-                                plan_trials, prepare_study_dir, probe_trials, read_excluded, read_probes, read_retrained,
-                                read_study_info, record_excluded, record_probes, record_retrained, study_trials,
-                                trial_dir, variant_name, FAILED_ATTEMPTS, RETRAINED_KEY)
+from latentsweep.layout import (CONFIG_FILE, CONSTANT_PSNR_KEY, FAILED_ATTEMPTS, FAILED_MARKER, METRICS_FILE, PROBES_KEY,
+                                RESULTS_CSV, RESULTS_JSON, RETRAINED_KEY, STUDY_LOG, SUMMARY_FILE, Trial, collect_results,
+                                is_done, merged_axes, plan_trials, prepare_study_dir, probe_trials, read_excluded,
+                                read_probes, read_retrained, read_study_info, record_excluded, record_probes,
+                                record_retrained, study_trials, trial_dir, variant_name)
 from latentsweep.metrics import AXIS_FIELDS, TIDY_FIELDS, combine_seeds, constant_image_psnr, variant_rows
 from latentsweep.results import read_results
 from latentsweep.runner import Arrangement, choose_arrangement, probes_per_round, run_trials
