@@ -98,3 +98,17 @@ def test_the_rule_falls_back_to_reconstruction_where_a_size_lacks_its_frechet_di
     psnr = {5: 19.8, 10: 20.0}
     assert rule(psnr, {5: 30.0, 10: 10.0}) == 10
     assert rule(psnr, {5: 30.0}) == 5 and rule(psnr, {}) == 5 and rule(psnr, None) == 5
+
+
+def test_the_answers_likely_sizes_are_the_fewest_covering_95_percent_of_the_replicates():
+    from latentsweep.uncertainty import Evidence
+
+    def evidence(probabilities):
+        return Evidence(13, [0, 1, 2], [13, 13, 13], probabilities, 2000, {13: {0: 21.2}}, None, None)
+
+    # the MNIST default study's bootstrap (README): 13 and 15 cover 91.7%, 12 brings it to 97.9%
+    shares = {13: 0.783, 15: 0.134, 12: 0.062, 20: 0.021}
+    assert evidence(shares).likely_sizes() == ([12, 13, 15], pytest.approx(0.979))
+    assert evidence(shares).likely_sizes(0.75) == ([13], pytest.approx(0.783))
+    assert evidence({13: 0.97, 15: 0.03}).sentences()[0].startswith("How sure: the bootstrap selects size 13 in 97.0%")
+    assert "one of sizes 12, 13, 15 in 97.9% of its replicates" in evidence(shares).sentences()[0]

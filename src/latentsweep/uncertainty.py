@@ -26,6 +26,8 @@ import numpy as np
 from latentsweep.metrics import mean_confidence_interval
 from latentsweep.selection import apply_rule
 
+CONFIDENCE = 0.95  # the share of bootstrap replicates the answer's set of likely sizes covers
+
 # {latent size: mean PSNR}, {latent size: mean FD} or None -> the selected size
 Rule = Callable[[Mapping[int, float], Mapping[int, float] | None], int]
 
@@ -168,9 +170,23 @@ class Evidence:
     def seeds_resampled(self) -> bool:
         return any(len(values) > 1 for values in self.seed_means.values())
 
+    def likely_sizes(self, level: float = CONFIDENCE) -> tuple[list[int], float]:
+        """The fewest sizes the bootstrap selects in at least `level` of its replicates (the most selected first),
+        ascending, and the share they take together: the answer's uncertainty as a set of sizes."""
+        chosen, share = [], 0.0
+        for size, probability in sorted(self.probabilities.items(), key=lambda item: (-item[1], item[0])):
+            if share >= level:
+                break
+            chosen.append(size)
+            share += probability
+        return sorted(chosen), share
+
     def sentences(self) -> list[str]:
         """The answer's robustness in words, every number from the arrays."""
-        sentences = []
+        sizes, share = self.likely_sizes()
+        which = f"size {sizes[0]}" if len(sizes) == 1 else "one of sizes " + ", ".join(map(str, sizes))
+        sentences = [f"How sure: the bootstrap selects {which} in {share:.1%} of its replicates (the fewest sizes "
+                     f"covering {CONFIDENCE:.0%})."]
         if len(self.complete_seeds) > 1:
             agree = sum(size == self.selected for size in self.per_seed)
             others = [f"{size} (seed {seed})" for seed, size in zip(self.complete_seeds, self.per_seed) if size != self.selected]
