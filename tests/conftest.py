@@ -134,7 +134,7 @@ TINY_EVALUATION = {"num_samples": 16, "generation_samples": 300, "iwae_samples":
 # No health checks either: a model trained for an epoch or two on a few hundred images has not trained, and the
 # checks would rightly leave it out (tests/test_health.py turns them on).
 TINY_TRAINING = {"latent_dims": "2,4", "seeds": 0, "train_subset": 500, "val_size": 200, "epochs": 2, "no_refine": True,
-                 "no_check_training": True}
+                 "no_check_training": True, "no_extend": True}
 
 
 def tiny_options(evaluation_only: bool = False, **changes) -> list[str]:
@@ -195,7 +195,7 @@ def study(idx_data, tmp_path_factory):
 
 # The smallest study of a generated image folder (tests/synthetic_images.py): sizes 2 and 3, one epoch.
 IMAGE_STUDY = ["--latent-dims", "2,3", "--seeds", "0", "--val-size", "30", "--epochs", "1", "--no-refine",
-               "--no-check-training", *SMALL_EVAL,
+               "--no-check-training", "--no-extend", *SMALL_EVAL,
                "--representatives-per-class", "2", "--iwae-images", "20", "--tsne-points", "50"]
 
 

@@ -149,7 +149,7 @@ def test_python_entry_points_run_and_load_a_study(fake_data, tmp_path):
                                     data_dir=str(fake_data), verify_data=False, latent_dims=(2, 3), train_subset=100,
                                     val_size=50, epochs=1, seeds=(0,), generation_samples=100, iwae_samples=5, iwae_images=20,
                                     tsne_points=50, classifier_epochs=1, num_samples=4, workers=1, refine=False,
-                                    check_training=False)
+                                    check_training=False, extend=False)
     assert set(results.selection) == {("test_architectures:small_mlp", 1.0), ("test_architectures:small_mlp", 4.0),
                                       ("conv", 1.0), ("conv", 4.0)}
     rows = results.table.to_dict("records") if hasattr(results.table, "to_dict") else results.table

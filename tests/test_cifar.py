@@ -130,7 +130,7 @@ def test_a_study_on_cifar_format_records_runs_in_colour_end_to_end(tmp_path):
     out = tmp_path / "study"
     assert main(["-q", "run", "--dataset", "cifar10", "--data-dir", str(tmp_path / "data"), "--no-verify-data",
                  "--out", str(out), "--latent-dims", "2,3", "--seeds", "0", "--val-size", "30", "--epochs", "1",
-                 "--no-refine", "--no-check-training", *SMALL_EVAL, "--representatives-per-class", "2", "--iwae-images", "20",
+                 "--no-refine", "--no-check-training", "--no-extend", *SMALL_EVAL, "--representatives-per-class", "2", "--iwae-images", "20",
                  "--tsne-points", "50"]) == 0
     info = json.loads((out / "config.json").read_text())
     assert info["class_names"][:2] == ["airplane", "automobile"] and info["split_sizes"]["test"] == RECORDS

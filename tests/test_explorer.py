@@ -96,7 +96,7 @@ def test_the_page_runs_the_mlp_at_two_betas_as_pytorch_does(fake_data, browser, 
     out = tmp_path / "study"
     result = cli("run", "--data-dir", str(fake_data), "--no-verify-data", "--out", str(out), "--architecture", "mlp",
                  "--betas", "1,4", "--latent-dims", "2,3", "--seeds", "0", "--train-subset", "100", "--val-size", "50",
-                 "--epochs", "1", "--no-check-training", *SMALL_EVAL)
+                 "--epochs", "1", "--no-check-training", "--no-extend", *SMALL_EVAL)
     assert result.returncode == 0, result.stderr
     data = open_page(browser, out)
     assert [(v["axes"]["architecture"], v["axes"]["beta"]) for v in data["variants"]] == [("mlp", 1.0), ("mlp", 4.0)]

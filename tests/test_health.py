@@ -103,7 +103,8 @@ def test_a_model_that_collapses_on_purpose_is_caught_left_out_and_reported(tmp_p
     # Enough training that the conv model at size 2 trains (the checks would rightly leave out an untrained one).
     settings = {**{key: value for key, value in TINIEST.items() if key != "no_verify_data"}, "train_subset": 600}
     results = latentsweep.run_study(architecture=[collapsing_at_3], data_dir=str(data), verify_data=False, out=str(out),
-                                    seeds=(0,), epochs=4, workers=1, refine=False, check_training=True, **settings)
+                                    seeds=(0,), epochs=4, workers=1, refine=False, extend=False,
+                                    check_training=True, **settings)
     info = json.loads((out / "config.json").read_text())
     [excluded] = info["excluded"]
     assert excluded["latent_dim"] == 3 and excluded["trial"].endswith("_latent003_seed0")

@@ -110,7 +110,7 @@ def test_study_on_a_folder_of_pngs_uses_the_folders_class_names(idx_data, tmp_pa
     folder = write_png_folder(tmp_path / "pngs", images[chosen], [WORDS[int(d)] for d in digits[chosen]])
     out = tmp_path / "study"
     assert main(["-q", "run", "--dataset", "folder", "--data-dir", str(folder), "--out", str(out), "--latent-dims", "2,4", "--seeds", "0",
-                 "--val-size", "30", "--epochs", "2", "--no-check-training", *SMALL_EVAL, "--representatives-per-class", "5",
+                 "--val-size", "30", "--epochs", "2", "--no-check-training", "--no-extend", *SMALL_EVAL, "--representatives-per-class", "5",
                  "--iwae-images", "30", "--tsne-points", "60"]) == 0
     info = json.loads((out / "config.json").read_text())
     assert info["class_names"] == ["one", "seven", "zero"]

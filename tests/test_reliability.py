@@ -118,13 +118,13 @@ def test_sigkill_during_a_checkpoint_write_keeps_the_previous_one_and_resumes_bi
 
 def sweep_args(data: Path, out: Path) -> list[str]:
     return ["run", "--data-dir", str(data), "--no-verify-data", "--out", str(out), "--latent-dims", "2,3", "--seeds", "0",
-            "--epochs", "3", "--val-size", "500", "--no-refine", "--no-check-training", *FAST_EVAL]
+            "--epochs", "3", "--val-size", "500", "--no-refine", "--no-check-training", "--no-extend", *FAST_EVAL]
 
 
 def refine_args(data: Path, out: Path) -> list[str]:
     """Grid sizes 2 and 5: whatever the grid answers, a probe follows (1 under 2, or 3 or 4 between)."""
     return ["run", "--data-dir", str(data), "--no-verify-data", "--out", str(out), "--latent-dims", "2,5", "--seeds", "0",
-            "--epochs", "3", "--val-size", "500", "--refine", "--no-check-training", *FAST_EVAL]
+            "--epochs", "3", "--val-size", "500", "--refine", "--no-check-training", "--no-extend", *FAST_EVAL]
 
 
 def probe_training(out: Path) -> bool:

@@ -67,7 +67,7 @@ def test_a_diverging_model_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypat
     config = build_config({"data_dir": str(data), "verify_data": False, "out": str(tmp_path / "study"),
                            "latent_dims": "2,3", "seeds": "0", "epochs": "1", "val_size": "50", "num_samples": "4",
                            "representatives_per_class": "2", "workers": 1, "refine": False,
-                           "check_training": False})  # in this process, so the patch applies
+                           "check_training": False, "extend": False})  # in this process, so the patch applies
     prepare_study_dir(config.out, config)
     result = execute(config)
     assert [t["status"] for t in result["trials"]] == ["done", "failed"]

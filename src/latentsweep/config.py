@@ -51,8 +51,10 @@ BUILTIN_ARCHITECTURES = ("conv", "mlp")  # model.py; anything else is a user's "
 # quick preset trains one seed on a 10,000-image subset with the same schedule.
 RECIPE = {"schedule": "cosine", "learning_rate": 2e-3, "warmup_fraction": 0.05, "batch_size": 64}
 PRESETS: dict[str, dict[str, Any]] = {
-    "quick": {**RECIPE, "epochs": 10, "train_subset": 10_000, "seeds": (0,), "refine": False, "check_training": True},
-    "full": {**RECIPE, "epochs": 12, "train_subset": None, "seeds": (0, 1, 2), "refine": True, "check_training": True},
+    "quick": {**RECIPE, "epochs": 10, "train_subset": 10_000, "seeds": (0,), "refine": False, "check_training": True,
+              "extend": True},
+    "full": {**RECIPE, "epochs": 12, "train_subset": None, "seeds": (0, 1, 2), "refine": True, "check_training": True,
+             "extend": True},
 }
 DEFAULT_PRESET = "full"
 
@@ -210,6 +212,11 @@ class SelectionConfig:
                                    "collapse, reconstructions no better than a constant image, a PSNR well below a "
                                    "smaller size's at the same seed: health.py) and leave those that failed out of the "
                                    "answer, naming them in the report; --no-check-training counts every model")
+    # Off for studies whose config.json predates it: their grid was what they tested.
+    extend: bool = setting(False, "after the grid, while its top is not saturated (the PSNR gained from the next "
+                           "smaller size to it more than --tolerance-db), add twice the largest size to the grid at "
+                           "every seed, up to --max-latent-dim; there, an unsaturated top makes the answer a lower bound")
+    max_latent_dim: int = setting(256, "the largest latent size --extend adds")
 
 
 @with_axes("execution")
@@ -486,6 +493,8 @@ def validate(config: StudyConfig) -> None:
 
     need(0 <= selection.tolerance_db < float("inf"), f"--tolerance-db: must be non-negative, got {selection.tolerance_db}")
     need(0 <= selection.fd_tolerance < float("inf"), f"--fd-tolerance: must be non-negative, got {selection.fd_tolerance}")
+    need(selection.max_latent_dim >= max(model.latent_dims),
+         f"--max-latent-dim: {selection.max_latent_dim} is below the grid's largest size, {max(model.latent_dims)}")
 
     need(bool(execution.out), "--out: must not be empty")
     need(execution.device in DEVICES, f"--device: {execution.device!r} is not one of {', '.join(DEVICES)}")

@@ -20,8 +20,8 @@ from latentsweep.config import AXIS_BY_NAME, VARIANT_AXES, StudyConfig
 from latentsweep.data import describe_shape
 from latentsweep.dimension import HALVES, MLE_NEIGHBOURS
 from latentsweep.health import COLLAPSE_KL_NATS, CONSTANT_MARGIN_DB, REMEDY_KL_WARMUP, WORSE_MARGIN_DB
-from latentsweep.layout import (EXPLORER_FILE, FIGURES, REPORT_HTML, REPORT_MD, RETRAINED_KEY, variant_name,
-                                variant_slug)
+from latentsweep.layout import (EXPLORER_FILE, EXTENSION_KEY, FIGURES, REPORT_HTML, REPORT_MD, RETRAINED_KEY,
+                                variant_name, variant_slug)
 from latentsweep.metrics import (COMPARISON_METRICS, GENERATION_PROTOCOLS, REGISTRY, SATURATION_METRICS, TIDY_FIELDS,
                                  by_class_metrics, data_metrics, generation_metrics, headline_metrics, lookup,
                                  variant_rows)
@@ -29,7 +29,8 @@ from latentsweep.model import MNIST_SHAPE
 from latentsweep.plots import UNLABELLED_GROUP
 from latentsweep.render import Block, Bullets, Figure, Heading, Link, Paragraph, Table, to_html, to_markdown
 from latentsweep.results import StudyFiles, class_noun, for_variant, model_scores, plural, read_results, read_study
-from latentsweep.selection import Answer, rule_text
+from latentsweep.selection import (Answer, Saturation, overall_active_units, overall_psnr, rule_text,
+                                   saturation)
 from latentsweep.storage import atomic_write_text
 from latentsweep.uncertainty import Evidence, gather_evidence, p_text, selection_rule
 
@@ -135,9 +136,11 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
 
     blocks: list[Block] = [
         Heading(f"How small can a VAE's latent space be? Latent-size study on {data_name(files.info, config)}", 1),
-        Paragraph(" ".join([*answer.headline, *excluded_sentences(files), *evidence.sentences()]), highlight=True),
+        Paragraph(" ".join([*lower_bound_sentences(files, combined, answer), *answer.headline, *excluded_sentences(files),
+                            *evidence.sentences()]), highlight=True),
         Heading("Conclusion"),
         Bullets([*answer.sentences, *evidence.sentences()]),
+        *bracket_blocks(files, combined, answer, list(data_rows)),
         *dimension_blocks(list(data_rows), combined, answer, class_names, noun, rel),
         Heading("Setup"),
         Bullets([
@@ -442,6 +445,49 @@ def answer_figures(files: StudyFiles, combined: list[dict[str, Any]], answer: An
         paths["dimension"] = plots.dimension_vs_psnr(dimension, psnr, "TwoNN", answer.selected,
                                                      figures_dir / f"{prefix}dimension_vs_psnr.png")
     return paths
+
+
+def top_saturation(files: StudyFiles, combined: list[dict[str, Any]], answer: Answer) -> Saturation:
+    """Whether the top of the variant's grid (the sizes --extend added included) is saturated (selection.saturation)."""
+    grid_rows = [row for row in combined if row["latent_dim"] in answer.grid]
+    return saturation(overall_psnr(grid_rows), overall_active_units(grid_rows), files.config.selection.tolerance_db)
+
+
+def lower_bound_sentences(files: StudyFiles, combined: list[dict[str, Any]], answer: Answer) -> list[str]:
+    """The headline's warning where the grid's top is not saturated: the answer is then a lower bound."""
+    found = top_saturation(files, combined, answer)
+    if found.saturated or found.below is None:
+        return []
+    selection = files.config.selection
+    why = (f"it reached --max-latent-dim ({selection.max_latent_dim})" if selection.extend else
+           "the study ran without --extend")
+    return [f"Lower bound: the top of the grid, {found.top}, is not saturated (the PSNR rose {found.gain_db:+.2f} dB from "
+            f"{found.below}, more than the {selection.tolerance_db:g} dB tolerance) and {why}, so a larger size could "
+            "still raise the rule's threshold and the answer with it."]
+
+
+def bracket_blocks(files: StudyFiles, combined: list[dict[str, Any]], answer: Answer,
+                   data_rows: list[dict[str, Any]]) -> list[Block]:
+    """Does the grid bracket the answer? Below: a tested size under it fails (or it is 1); above: the top is
+    saturated; the sizes --extend added; the data's intrinsic dimension against the tested range."""
+    found = top_saturation(files, combined, answer)
+    extension = [size for size in files.info.get(EXTENSION_KEY, []) if size in answer.grid]
+    sentences = [
+        (f"Below: {answer.below}, a tested size under the answer, fails the rule." if answer.below else
+         "Below: the answer is 1, the smallest size there is." if answer.selected == 1 else
+         f"Below: no tested size under the answer fails (it is the smallest tested, {answer.selected}); the answer may "
+         "be smaller: add smaller sizes with --latent-dims."),
+        "Above: " + found.sentence(files.config.selection.tolerance_db),
+        (f"--extend added {', '.join(map(str, extension))} to the grid, each twice the top before it." if extension else
+         "--extend added no size." if files.config.selection.extend else "The study ran without --extend."),
+    ]
+    twonn = lookup(data_rows, metric="intrinsic_dimension_twonn", cls="all")
+    if twonn:
+        value, low, high = twonn[0]["mean"], min(answer.grid), max(answer.grid)
+        where = "inside" if low <= value <= high else "above" if value > high else "below"
+        sentences.append(f"The data's own intrinsic dimension (TwoNN {value:.1f}) lies {where} the tested range "
+                         f"{low}..{high}.")
+    return [Heading("Does the grid bracket the answer?"), Bullets(sentences)]
 
 
 def dimension_blocks(data_rows: list[dict[str, Any]], combined: list[dict[str, Any]], answer: Answer,

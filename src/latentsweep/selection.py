@@ -61,6 +61,47 @@ def overall_fd(combined_rows: Iterable[Mapping[str, Any]]) -> dict[int, float]:
             for row in lookup(combined_rows, protocol="prior_samples", cls="all", metric="fd")}
 
 
+# ----------------------------------------------------------------------------------------
+# Is the grid's top saturated? The PSNR gained per added dimension falls as a VAE leaves the dimensions it does not
+# need inactive (Dai and Wipf 2019): the top is saturated when the step from the next smaller tested size to it gained
+# at most the rule's tolerance, so a larger size is not expected to raise the best PSNR, and with it the rule's
+# threshold, by more. Active units at the top are shown beside it as evidence, not used: the variance test counts
+# units that vary only slightly (a nearly collapsed model had 35 of 40 "active"; MNIST's quick study has 20 of 20).
+@dataclass(frozen=True)
+class Saturation:
+    saturated: bool
+    top: int
+    below: int | None  # the next smaller tested size (None: the top is the only one)
+    gain_db: float | None  # PSNR from `below` to `top`
+    active_units: float | None  # at the top (None where not measured)
+
+    def sentence(self, tolerance_db: float) -> str:
+        """The evidence in words, every number from the rows."""
+        if self.below is None:
+            return f"Only one size, {self.top}, was tested: nothing says whether a larger one would do better."
+        units = "" if self.active_units is None else f"; {self.active_units:.1f} of its {self.top} units are active"
+        verdict = ("saturated" if self.saturated else "not saturated: a larger size could still raise the best PSNR "
+                   "by more than the tolerance")
+        return (f"The top of the grid, {self.top}, is {verdict}. From {self.below} to {self.top} the PSNR changed by "
+                f"{self.gain_db:+.2f} dB (tolerance {tolerance_db:g} dB){units}.")
+
+
+def saturation(psnr: Mapping[int, float], active_units: Mapping[int, float], tolerance_db: float) -> Saturation:
+    """Whether the largest of the sizes in `psnr` ({size: mean PSNR}) is saturated (the rule above), with the
+    evidence; `active_units` ({size: mean active units}) may lack sizes measured before it existed."""
+    sizes = sorted(psnr)
+    top = sizes[-1]
+    below = sizes[-2] if len(sizes) > 1 else None
+    gain = psnr[top] - psnr[below] if below is not None else None
+    return Saturation(gain is not None and gain <= tolerance_db, top, below, gain, active_units.get(top))
+
+
+def overall_active_units(combined_rows: Iterable[Mapping[str, Any]]) -> dict[int, float]:
+    """{latent size: mean active units} from seed-combined tidy rows."""
+    return {row["latent_dim"]: row["mean"]
+            for row in lookup(combined_rows, protocol="test_set", cls="all", metric="active_units")}
+
+
 def easiest_and_hardest(combined_rows: Iterable[Mapping[str, Any]], latent_dim: int) -> tuple[str, str]:
     """Classes with the highest and the lowest test-set mean PSNR at `latent_dim`."""
     per_class = {row["class"]: row["mean"] for row in lookup(combined_rows, protocol="test_set", metric="psnr", latent_dim=latent_dim)

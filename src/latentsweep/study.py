@@ -23,15 +23,16 @@ from latentsweep.data import Dataset, cache_root
 from latentsweep.dimension import cached_dimension_rows
 from latentsweep.errors import LatentsweepError
 from latentsweep.health import REMEDY_KL_WARMUP, ModelHealth, failures
-from latentsweep.layout import (CONFIG_FILE, CONSTANT_PSNR_KEY, FAILED_ATTEMPTS, FAILED_MARKER, METRICS_FILE, PROBES_KEY,
-                                RESULTS_CSV, RESULTS_JSON, RETRAINED_KEY, STUDY_LOG, SUMMARY_FILE, Trial, collect_results,
-                                is_done, merged_axes, plan_trials, prepare_study_dir, probe_trials, read_excluded,
-                                read_probes, read_retrained, read_study_info, record_excluded, record_probes,
-                                record_retrained, study_trials, trial_dir, variant_name)
+from latentsweep.layout import (CONFIG_FILE, CONSTANT_PSNR_KEY, EXTENSION_KEY, FAILED_ATTEMPTS, FAILED_MARKER, METRICS_FILE,
+                                PROBES_KEY, RESULTS_CSV, RESULTS_JSON, RETRAINED_KEY, STUDY_LOG, SUMMARY_FILE, Trial,
+                                collect_results, is_done, merged_axes, plan_trials, prepare_study_dir, probe_trials,
+                                read_excluded, read_probes, read_retrained, read_study_info, record_excluded,
+                                record_probes, record_retrained, study_trials, trial_dir, variant_name)
 from latentsweep.metrics import AXIS_FIELDS, TIDY_FIELDS, combine_seeds, constant_image_psnr, variant_rows
 from latentsweep.results import read_results
 from latentsweep.runner import Arrangement, choose_arrangement, probes_per_round, run_trials
-from latentsweep.selection import apply_rule, overall_fd, overall_psnr, predicted_answer, probe_sizes
+from latentsweep.selection import (apply_rule, overall_active_units, overall_fd, overall_psnr, predicted_answer,
+                                   probe_sizes, saturation)
 from latentsweep.storage import read_json, remove_temp_files, write_csv, write_json
 from latentsweep.trial import environment, set_threads, study_data, study_inputs
 
@@ -67,17 +68,20 @@ def execute(config: StudyConfig) -> dict[str, Any]:
     inputs = study_inputs(config)  # trains and caches the classifier once, before any worker needs it
     recorded = merged_axes(config, study_dir)  # earlier trials of this folder stay in its results
     probes = read_probes(study_dir)  # an earlier run's probes stay part of the study
-    retrained = read_json(study_dir / CONFIG_FILE).get(RETRAINED_KEY, []) if (study_dir / CONFIG_FILE).is_file() else []
+    earlier = read_json(study_dir / CONFIG_FILE) if (study_dir / CONFIG_FILE).is_file() else {}
     write_json(study_dir / CONFIG_FILE, {
         "config": recorded.to_dict(), "data_source": str(inputs.data_dir),
         "class_names": list(inputs.dataset.class_names), "image_shape": list(inputs.dataset.image_shape),
         "split_sizes": {"train": len(inputs.dataset.train), "val": len(inputs.dataset.val), "test": len(inputs.dataset.test)},
         "environment": environment(inputs.device), "execution": arrangement.to_dict(), PROBES_KEY: probes,
         CONSTANT_PSNR_KEY: constant_image_psnr(inputs.dataset.train.images, inputs.dataset.test.images),
-        RETRAINED_KEY: retrained})
+        RETRAINED_KEY: earlier.get(RETRAINED_KEY, []), EXTENSION_KEY: earlier.get(EXTENSION_KEY, [])})
     setup_seconds = time.perf_counter() - started  # data, and the classifier when it was not cached
     statuses = train_and_check(recorded, arrangement, trials, study_trials(recorded, probes))
-    grid_seconds = time.perf_counter() - started - setup_seconds
+    if config.selection.extend:
+        recorded, extension_statuses = extend(recorded, arrangement, probes)
+        statuses += extension_statuses
+    grid_seconds = time.perf_counter() - started - setup_seconds  # with the sizes --extend added
     if config.selection.refine:
         probes, probe_statuses = refine(recorded, arrangement, probes)
         statuses += probe_statuses
@@ -100,6 +104,38 @@ def execute(config: StudyConfig) -> dict[str, Any]:
         log.warning("explorer.html not written: %s", exc)
     report_paths = render_report(study_dir)
     return {"study_dir": str(study_dir), "trials": statuses, "report": [str(p) for p in report_paths]}
+
+
+def extend(config: StudyConfig, arrangement: Arrangement,
+           probes: list[dict[str, Any]]) -> tuple[StudyConfig, list[dict[str, Any]]]:
+    """While some variant's grid top is not saturated (selection.saturation) and the top is below --max-latent-dim,
+    add twice the largest size to the grid (every variant, every seed) and train it. Each added size is written into
+    config.json's settings and "extension" before it trains, so a killed study finds it again. Returns the config
+    with the grid extended, and the status lines of the added trials."""
+    statuses: list[dict[str, Any]] = []
+    selection = config.selection
+    while True:
+        combined = combine_seeds(collect_results(config.out, plan_trials(config)))
+        grid = max(config.model.latent_dims)
+        open_top = []  # the variants whose top is not saturated; one with a single size left says nothing
+        for variant in dict.fromkeys(trial.variant for trial in plan_trials(config)):
+            rows = variant_rows(combined, variant)
+            if psnr := overall_psnr(rows):
+                found = saturation(psnr, overall_active_units(rows), selection.tolerance_db)
+                if found.below is not None and not found.saturated:
+                    open_top.append(variant)
+        if not open_top or grid >= selection.max_latent_dim:
+            return config, statuses
+        size = min(2 * grid, selection.max_latent_dim)
+        log.info("extending the grid with latent size %d: the top, %d, is not saturated for %s", size, grid,
+                 "; ".join(variant_name(variant) for variant in open_top))
+        before = set(plan_trials(config))
+        config = config.replace(latent_dims=(*config.model.latent_dims, size))
+        info = read_json(config.out / CONFIG_FILE)
+        write_json(config.out / CONFIG_FILE, {**info, "config": config.to_dict(),
+                                              EXTENSION_KEY: [*info.get(EXTENSION_KEY, []), size]})
+        added = [trial for trial in plan_trials(config) if trial not in before]
+        statuses += train_and_check(config, arrangement, added, study_trials(config, probes))
 
 
 def train_and_check(config: StudyConfig, arrangement: Arrangement, trials: list[Trial],
