@@ -54,3 +54,15 @@ def test_an_unsaturated_top_is_extended_to_the_cap_and_the_answer_called_a_lower
     assert "## Does the grid bracket the answer?" in report and "--extend added 6 to the grid" in report
     assert "Lower bound: the top of the grid, 6, is not saturated" in report
     assert "it reached --max-latent-dim (6)" in report
+
+
+def test_the_dry_run_states_the_extensions_worst_case(fake_data, capsys):
+    from latentsweep.plan import extension_sizes
+
+    assert extension_sizes((5, 10, 15, 20), 256) == [40, 80, 160, 256]
+    assert extension_sizes((5, 10), 10) == [] and extension_sizes((3,), 7) == [6, 7]
+    assert main(["run", "--data-dir", str(fake_data), "--no-verify-data", "--out", str(fake_data.parent / "s"),
+                 "--latent-dims", "2,3", "--seeds", "0", "--epochs", "1", "--train-subset", "100", "--val-size", "50",
+                 "--max-latent-dim", "10", "--no-refine", "--dry-run"]) == 0
+    assert "Extension (--extend), worst case: the top never saturated, sizes 6, 10 added one after another (up to " \
+           "--max-latent-dim 10), 2 trial(s)" in capsys.readouterr().out

@@ -23,6 +23,7 @@ import heapq
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -240,9 +241,38 @@ def dry_run(config: StudyConfig) -> list[str]:
         estimate = ClusterEstimate(arrangement.workers, arrangement.threads,
                                    seconds["classifier"] + parallel_seconds(per_trial, arrangement.workers))
     lines = describe(config, dataset, data_dir, device, plans, rates, seconds, arrangement, estimate)
+    if config.selection.extend:
+        lines += extension_lines(config, dataset, plans, rates, arrangement)
     if config.selection.refine:
         lines += refinement_lines(config, dataset, plans, rates, arrangement)
     return lines
+
+
+def extension_sizes(grid: Sequence[int], cap: int) -> list[int]:
+    """The sizes --extend would add if the top were never saturated: twice the top, again and again, up to `cap`."""
+    sizes, top = [], max(grid)
+    while top < cap:
+        top = min(2 * top, cap)
+        sizes.append(top)
+    return sizes
+
+
+def extension_lines(config: StudyConfig, dataset: Dataset, plans: list[TrialPlan], rates: Rates,
+                    arrangement: Arrangement) -> list[str]:
+    """The worst case of --extend: the grid's top never saturated, every doubling up to --max-latent-dim trained at
+    every seed for every variant, each timed as the grid's largest model (a lower bound: larger codes cost more)."""
+    sizes = extension_sizes(config.model.latent_dims, config.selection.max_latent_dim)
+    if not sizes:
+        return ["Extension (--extend): none possible, the grid's top is --max-latent-dim"]
+    variants = len({plan.trial.variant for plan in plans})
+    seeds = len(config.training.seeds)
+    largest = max(plans, key=lambda plan: plan.trial.latent_dim).trial
+    per_trial = sum(trial_seconds(config, dataset, TrialPlan(largest, "train", config.training.epochs), rates).values())
+    workers = arrangement.workers or 1
+    wall = sum(parallel_seconds([per_trial] * (variants * seeds), workers) for _ in sizes)
+    return [f"Extension (--extend), worst case: the top never saturated, sizes {', '.join(map(str, sizes))} added one "
+            f"after another (up to --max-latent-dim {config.selection.max_latent_dim}), {len(sizes) * variants * seeds} "
+            f"trial(s), at least {format_seconds(wall)} more on {workers} worker(s); none where the top is saturated"]
 
 
 def refinement_lines(config: StudyConfig, dataset: Dataset, plans: list[TrialPlan], rates: Rates,
