@@ -66,3 +66,25 @@ def test_the_dry_run_states_the_extensions_worst_case(fake_data, capsys):
                  "--max-latent-dim", "10", "--no-refine", "--dry-run"]) == 0
     assert "Extension (--extend), worst case: the top never saturated, sizes 6, 10 added one after another (up to " \
            "--max-latent-dim 10), 2 trial(s)" in capsys.readouterr().out
+
+
+def test_a_study_killed_while_an_added_size_trains_finishes_that_size_when_run_again(tmp_path):
+    """The size --extend added is part of the recorded grid: run again after a kill, the study trains it to the end
+    rather than judging the top from the sizes before it."""
+    from synthetic_images import manifold_images, write_image_folder
+
+    folder = write_image_folder(tmp_path / "images", manifold_images(1500, 12, 12, 1, dimension=10, seed=1), None)
+    out = tmp_path / "study"
+    command = ["-q", "run", "--dataset", "folder", "--data-dir", str(folder), "--out", str(out), "--workers", "1",
+               "--latent-dims", "2,3", "--seeds", "0", "--val-size", "100", "--epochs", "8", "--no-refine",
+               "--no-check-training", "--tolerance-db", "0", "--max-latent-dim", "6", *SMALL_EVAL,
+               "--representatives-per-class", "2", "--iwae-images", "20", "--tsne-points", "50"]
+    assert main(command) == 0
+    added = out / "models" / "conv_beta1_latent006_seed0"
+    (added / "DONE").unlink()  # as if killed after its last epoch's checkpoint, before its evaluation was marked
+    (out / "results.json").unlink()
+    assert main(command) == 0
+    assert (added / "DONE").is_file()
+    rows = json.loads((out / "results.json").read_text())
+    assert {row["latent_dim"] for row in rows if row["latent_dim"] is not None} == {2, 3, 6}
+    assert json.loads((out / "config.json").read_text())["extension"] == [6]

@@ -77,7 +77,8 @@ def execute(config: StudyConfig) -> dict[str, Any]:
         CONSTANT_PSNR_KEY: constant_image_psnr(inputs.dataset.train.images, inputs.dataset.test.images),
         RETRAINED_KEY: earlier.get(RETRAINED_KEY, []), EXTENSION_KEY: earlier.get(EXTENSION_KEY, [])})
     setup_seconds = time.perf_counter() - started  # data, and the classifier when it was not cached
-    statuses = train_and_check(recorded, arrangement, trials, study_trials(recorded, probes))
+    # The recorded grid: the sizes an earlier run's --extend added too, so that one killed while training is finished.
+    statuses = train_and_check(recorded, arrangement, plan_trials(recorded), study_trials(recorded, probes))
     if config.selection.extend:
         recorded, extension_statuses = extend(recorded, arrangement, probes)
         statuses += extension_statuses
