@@ -35,6 +35,7 @@ def test_max_latent_dim_below_the_grid_is_one_line():
     assert build_config({}).selection.extend and build_config({"preset": "quick"}).selection.extend
 
 
+@pytest.mark.slow  # a study of three sizes, 8 epochs each
 def test_an_unsaturated_top_is_extended_to_the_cap_and_the_answer_called_a_lower_bound(tmp_path):
     """Images on a 10-dimensional manifold, sizes 2 and 3 with no tolerance: every step gains, so 3 is not saturated,
     6 is added (twice 3, the cap), and at the cap the report calls the answer a lower bound."""
@@ -68,6 +69,7 @@ def test_the_dry_run_states_the_extensions_worst_case(fake_data, capsys):
            "--max-latent-dim 10), 2 trial(s)" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # the same study twice
 def test_a_study_killed_while_an_added_size_trains_finishes_that_size_when_run_again(tmp_path):
     """The size --extend added is part of the recorded grid: run again after a kill, the study trains it to the end
     rather than judging the top from the sizes before it."""
