@@ -130,8 +130,7 @@ def read_probes(study_dir: Path) -> list[dict[str, Any]]:
 
 def record_probes(study_dir: Path, probes: list[dict[str, Any]]) -> None:
     """Write the probes into the study folder's config.json (before they run, so a killed round is found again)."""
-    path = Path(study_dir) / CONFIG_FILE
-    write_json(path, {**read_json(path), PROBES_KEY: probes})
+    record_in_study_info(study_dir, PROBES_KEY, probes)
 
 
 def trial_dir(study_dir: Path, trial: Trial) -> Path:
@@ -148,26 +147,36 @@ def read_timing(folder: Path) -> dict[str, float]:
     return read_json(path) if path.is_file() else {}
 
 
+def signs_by_trial(info: dict[str, Any], key: str) -> dict[str, list[str]]:
+    """{trial name: its signs} from a config.json's list under `key` (EXCLUDED_KEY, RETRAINED_KEY); none before the
+    health checks existed."""
+    return {entry["trial"]: entry["signs"] for entry in info.get(key, [])}
+
+
 def read_excluded(study_dir: Path) -> dict[str, list[str]]:
-    """{trial name: the signs it failed to train by} from config.json (health.py); none before the checks existed."""
+    """{trial name: the signs it failed to train by} from config.json (health.py)."""
     path = Path(study_dir) / CONFIG_FILE
-    return {entry["trial"]: entry["signs"] for entry in read_json(path).get(EXCLUDED_KEY, [])} if path.is_file() else {}
-
-
-def record_excluded(study_dir: Path, excluded: list[dict[str, Any]]) -> None:
-    path = Path(study_dir) / CONFIG_FILE
-    write_json(path, {**read_json(path), EXCLUDED_KEY: excluded})
-
-
-def record_retrained(study_dir: Path, retrained: list[dict[str, Any]]) -> None:
-    path = Path(study_dir) / CONFIG_FILE
-    write_json(path, {**read_json(path), RETRAINED_KEY: retrained})
+    return signs_by_trial(read_json(path), EXCLUDED_KEY) if path.is_file() else {}
 
 
 def read_retrained(study_dir: Path) -> dict[str, list[str]]:
     """{trial name: the signs its first attempt failed by} of the models retrained with the remedy (config.json)."""
     path = Path(study_dir) / CONFIG_FILE
-    return {entry["trial"]: entry["signs"] for entry in read_json(path).get(RETRAINED_KEY, [])} if path.is_file() else {}
+    return signs_by_trial(read_json(path), RETRAINED_KEY) if path.is_file() else {}
+
+
+def record_in_study_info(study_dir: Path, key: str, value: Any) -> None:
+    """Set `key` of the study folder's config.json, keeping the rest."""
+    path = Path(study_dir) / CONFIG_FILE
+    write_json(path, {**read_json(path), key: value})
+
+
+def record_excluded(study_dir: Path, excluded: list[dict[str, Any]]) -> None:
+    record_in_study_info(study_dir, EXCLUDED_KEY, excluded)
+
+
+def record_retrained(study_dir: Path, retrained: list[dict[str, Any]]) -> None:
+    record_in_study_info(study_dir, RETRAINED_KEY, retrained)
 
 
 def collect_results(study_dir: Path, trials: Iterable[Trial]) -> list[dict[str, Any]]:

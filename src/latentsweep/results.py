@@ -18,8 +18,8 @@ import numpy as np
 from latentsweep.config import VARIANT_AXES, StudyConfig, from_dict
 from latentsweep.errors import ConfigError, LatentsweepError
 from latentsweep.layout import (ANALYSIS_FILE, EXCLUDED_KEY, HISTORY_FILE, IMAGES_FILE, METRICS_FILE, PER_IMAGE_FILE,
-                                PROBES_KEY,
-                                RESULTS_JSON, SUMMARY_FILE, TIMING_FILE, Trial, read_study_info, study_trials, trial_dir)
+                                PROBES_KEY, RESULTS_JSON, SUMMARY_FILE, TIMING_FILE, Trial, read_study_info, signs_by_trial,
+                                study_trials, trial_dir)
 from latentsweep.metrics import combine_seeds, lookup, variant_of, variant_rows, variants
 from latentsweep.selection import Answer, decide
 from latentsweep.storage import read_json
@@ -80,7 +80,7 @@ def read_results(study_dir: str | Path) -> Results:
                                   class_noun(config.data.dataset), grid_sizes=config.model.latent_dims,
                                   untestable=untestable)
     return Results(study_dir, info, config, rows, data_rows, combined, answers, probes, study_trials(config, probes),
-                   {entry["trial"]: entry["signs"] for entry in info.get(EXCLUDED_KEY, [])})
+                   signs_by_trial(info, EXCLUDED_KEY))
 
 
 def named_classes(rows: list[dict[str, Any]], class_names: list[str]) -> list[dict[str, Any]]:
