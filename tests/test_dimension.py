@@ -74,3 +74,19 @@ def test_the_dimension_command_prints_the_table(tmp_path, capsys):
     lines = {line.split()[0]: line for line in printed.splitlines()[2:]}
     assert set(lines) == {"all", *map(str, range(10))}
     assert "600" in lines["all"] and "[" in lines["3"]
+
+
+def test_the_dimension_command_names_a_folders_classes_by_their_words(tmp_path, capsys):
+    """Rows name classes by their label text; the table once looked them up by index and left every word out."""
+    import csv
+
+    from synthetic_images import synthetic_images, write_image_folder
+
+    images, labels = synthetic_images(700, 8, 8, 1, classes=2)
+    folder = write_image_folder(tmp_path / "images", images, None)
+    with (folder / "labels.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows([("file", "label"), *((f"img/{i:05d}.png", ("circle", "square")[label])
+                                                          for i, label in enumerate(labels))])
+    assert main(["dimension", "--dataset", "folder", "--data-dir", str(folder)]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:]}
+    assert set(lines) == {"all", "circle", "square"}

@@ -160,11 +160,16 @@ STUDY_KEYS = set(FIELD_NAMES)
 AXIS_OPTIONS = {axis.option for axis in AXES}  # the settings that list an axis's values
 
 
-def config_from_args(args: argparse.Namespace, **forced: Any) -> StudyConfig:
+def settings_from_args(args: argparse.Namespace, **forced: Any) -> dict[str, Any]:
+    """The flat settings: the --config TOML file's, then the flags given, then `forced`."""
     values: dict[str, Any] = load_toml(args.config) if getattr(args, "config", None) else {}
     values.update({key: value for key, value in vars(args).items() if key in STUDY_KEYS})
     values.update(forced)
-    return build_config(values)
+    return values
+
+
+def config_from_args(args: argparse.Namespace, **forced: Any) -> StudyConfig:
+    return build_config(settings_from_args(args, **forced))
 
 
 def data_source(args: argparse.Namespace) -> dict[str, Any]:
@@ -191,20 +196,21 @@ def add_log_file(path: Path) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from latentsweep.layout import STUDY_LOG, prepare_study_dir
-    from latentsweep.study import execute
+    from latentsweep.study import execute, place_grid
     from latentsweep.data import locate_data
 
-    config = config_from_args(args)
+    settings, placement = place_grid(settings_from_args(args))
+    config = build_config(settings)
     locate_data(config.data)  # fail on bad data before creating --out
     if getattr(args, "dry_run", False):
-        from latentsweep.plan import dry_run
+        from latentsweep.plan import dry_run, placement_lines
 
-        print("\n".join(dry_run(config)))
+        print("\n".join([*placement_lines(placement), *dry_run(config)]))
         return 0
     prepare_study_dir(config.out, config)
     with FolderLock(config.out):
         add_log_file(config.out / STUDY_LOG)
-        result = execute(config)
+        result = execute(config, placement)
     print_summary(config.out)
     failed = [t for t in result["trials"] if t["status"] != "done"]
     return 1 if failed else 0
@@ -420,7 +426,7 @@ def cmd_dimension(args: argparse.Namespace) -> int:
     config = build_config({**data_source(args), "val_size": 10})  # the test split alone matters
     dataset, data_dir = load_data(config.data)
     rows = data_dimension_rows(dataset)
-    names = ["all", *map(str, range(len(dataset.class_names)))]
+    names = ["all", *dataset.class_names]  # rows name classes by their label text
     print(f"Intrinsic dimension of the {dataset.name} test split ({len(dataset.test):,} images from {data_dir}, pixels "
           f"as vectors); 95% interval from 10 random halves")
     print(f"{'class':<12}{'n':>7}" + "".join(f"{'TwoNN' if e == 'twonn' else f'MLE (K={MLE_NEIGHBOURS})':>24}" for e in ESTIMATORS))
@@ -428,9 +434,8 @@ def cmd_dimension(args: argparse.Namespace) -> int:
         found = {row["metric"]: row for row in rows if row["class"] == name}
         if not found:
             continue
-        label = "all" if name == "all" else dataset.class_names[int(name)]
         cells = "".join(f"{_interval(found.get('intrinsic_dimension_' + e)):>24}" for e in ESTIMATORS)
-        print(f"{label:<12}{next(iter(found.values()))['n']:>7,}" + cells)
+        print(f"{name:<12}{next(iter(found.values()))['n']:>7,}" + cells)
     return 0
 
 

@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from latentsweep.data import DATASET_NAMES, FOLDER_DATASET  # the data sources' registry (data/__init__.py)
+from latentsweep.data import DATASET_NAMES, FOLDER_DATASET, SOURCES  # the data sources' registry (data/__init__.py)
 from latentsweep.data.folder import parse_image_size
+from latentsweep.dimension import GRID_FORMULA
 from latentsweep.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -37,6 +38,7 @@ else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
 DEVICES = ("auto", "cpu", "cuda")
+AUTO_GRID = "auto"  # --latent-dims auto: the grid placed from the data (study.place_grid)
 PRECISIONS = ("fp32", "bf16")  # training's forward pass; see train.TrainConfig
 SCHEDULES = ("constant", "cosine")  # the learning rate over a run; see train.learning_rate_at
 EXECUTORS = ("local", "dask")
@@ -94,7 +96,9 @@ AXES: tuple[Axis, ...] = (
          help="comma-separated weights of the KL term in the training loss (1: the plain VAE); likelihoods are always "
               "reported for the plain VAE, so they compare across betas"),
     Axis("latent_dim", "latent_dims", (5, 10, 15, 20), "latent{:03d}", "{}", per_variant=False, section="model",
-         value_type=int, help="comma-separated latent sizes"),
+         value_type=int, help="comma-separated latent sizes, or auto: placed from the data's intrinsic dimension d (the "
+         f"larger of TwoNN and MLE on the test split, rounded up) at {GRID_FORMULA} (dimension.py); auto is the "
+         "default for --dataset " + " and ".join(name for name, source in SOURCES.items() if source.auto_grid)),
     Axis("seed", "seeds", (0,), "seed{}", "{}", per_variant=False, section="training", value_type=int,
          help="comma-separated training seeds; several make the intervals and the selection bootstrap cover training "
               "randomness"),

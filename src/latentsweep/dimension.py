@@ -15,6 +15,11 @@ estimators' own biases (both read lower on fewer points, and they disagree with 
 dimensions on MNIST, which is why both are shown). It depends on the images only, so it is computed
 once per data set (by content) and cached. A model's code dimension is TwoNN on the test set's
 posterior means (evaluate.analyse).
+
+`--latent-dims auto` places the grid from the data's dimension (grid_from_dimension): d is the larger of the two
+estimates on the whole test split, rounded up (both read low on fewer points, and the grid's top must reach past the
+answer), and the grid is d/4, d/2, d and 2d (rounded, at least 1, at most --max-latent-dim): a factor of two either
+side of d, as many sizes as the fixed grid, its bottom expected to fail the rule and its top to saturate.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from latentsweep.storage import atomic_write_text
 log = logging.getLogger(__name__)
 
 MLE_NEIGHBOURS = 20
+MIN_POINTS = 2 * (MLE_NEIGHBOURS + 1)  # a half of the points must hold K = 20 neighbours of a point
 HALVES = 10
 ESTIMATORS = ("twonn", "mle")
 ESTIMATE_METRICS = {name: f"intrinsic_dimension_{name}" for name in ESTIMATORS}  # each one's metrics.REGISTRY entry
@@ -72,6 +78,24 @@ def code_dimension(means: np.ndarray) -> float:
     return estimate(means, "twonn")
 
 
+GRID_FORMULA = "d/4, d/2, d and 2d"  # grid_from_dimension's sizes, as --help, the dry run and the report say them
+
+
+def grid_from_dimension(estimates: Sequence[float], cap: int) -> tuple[int, ...]:
+    """The --latent-dims auto grid (the module's text) from the data's intrinsic dimension `estimates` (finite)."""
+    dimension = max(1, math.ceil(max(estimates)))
+    sizes = (max(1, (dimension + 2) // 4), max(1, (dimension + 1) // 2), dimension, 2 * dimension)
+    return tuple(sorted({min(size, cap) for size in sizes}))
+
+
+def placement_sentence(placement: dict[str, Any]) -> str:
+    """How --latent-dims auto placed the grid, from its record (study.place_grid: estimates, dimension, latent_dims)."""
+    estimates = ", ".join(f"{name} {value:.2f}" for name, value in placement["estimates"].items())
+    return (f"The grid was placed from the data's intrinsic dimension (--latent-dims auto): {estimates} on the test "
+            f"split, so d = {placement['dimension']} and the latent sizes {', '.join(map(str, placement['latent_dims']))} "
+            f"({GRID_FORMULA}).")
+
+
 def dimension_rows(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str], seed: int = 0,
                    halves: int = HALVES) -> list[dict[str, Any]]:
     """Tidy rows (no axis values): each estimator on all images and on each class (named by its label text,
@@ -86,7 +110,7 @@ def dimension_rows(images: np.ndarray, labels: np.ndarray, class_names: Sequence
     for name, members in groups:
         draws = [rng.choice(members, len(members) // 2, replace=False) for _ in range(halves)]
         for estimator, metric in ESTIMATE_METRICS.items():
-            if len(members) < 2 * (MLE_NEIGHBOURS + 1):  # too few points for K = 20 neighbours in a half
+            if len(members) < MIN_POINTS:
                 continue
             on_halves = [estimate(points[draw], estimator) for draw in draws]
             value = estimate(points[members], estimator)

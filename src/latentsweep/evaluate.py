@@ -315,6 +315,10 @@ def analyse(model: nn.Module, latent_dim: int, test_images: torch.Tensor, labels
                      "mean": float(active_units(means)), "ci_low": math.nan, "ci_high": math.nan})
         rows.append({"protocol": "test_set", "class": "all", "n": len(means), "metric": "code_dimension",
                      "mean": code_dimension(means), "ci_low": math.nan, "ci_high": math.nan})
+        # One code per image drawn from q(z|x), from its own generator so the other measures' draws stay as they were.
+        sampled = means + np.exp(0.5 * log_vars) * np.random.default_rng(seed).standard_normal(means.shape)
+        rows.append({"protocol": "test_set", "class": "all", "n": len(means), "metric": "sampled_code_dimension",
+                     "mean": code_dimension(sampled), "ci_low": math.nan, "ci_high": math.nan})
         if reference.labelled:
             train_means, _ = latent.posterior_parameters(model, reference.train_images.to(device))
             correct = latent.linear_probe(train_means, reference.train_labels, means, labels)

@@ -54,6 +54,7 @@ EXPLORER_FILE = "explorer.html"
 PROBES_KEY = "probes"  # config.json's list of the refinement's probes: {architecture, beta, latent_dim}
 EXCLUDED_KEY = "excluded"  # config.json's models that failed to train: {trial, the axes, signs} (health.py)
 CONSTANT_PSNR_KEY = "constant_image_psnr_db"  # config.json: the training images' mean image's test-set PSNR
+GRID_KEY = "grid_placement"  # config.json's record of --latent-dims auto: the estimates, d and the sizes placed
 EXTENSION_KEY = "extension"  # config.json's sizes --extend added to the grid (they are in its latent_dims too)
 RETRAINED_KEY = "retrained"  # config.json's models retrained once with the remedy: {trial, the axes, first signs}
 FAILED_ATTEMPTS = "failed_attempts"  # the study folder's copies of retrained models' first attempts, by trial name

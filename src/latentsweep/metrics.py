@@ -109,13 +109,16 @@ REGISTRY: dict[str, Metric] = {metric.name: metric for metric in (
            tensorboard={"likelihood": "test/iwae_nll"}),
     Metric("active_units", "active units", "active units", 1, None, ("test_set",)),
     Metric("code_dimension", "code dimension", "code dimension (TwoNN of the posterior means)", 1, None, ("test_set",)),
+    # FONDUE's signal (Bonheme and Grzes 2022): passive units add noise to sampled codes but not to the means.
+    Metric("sampled_code_dimension", "sampled code dimension", "code dimension of sampled codes (TwoNN of z ~ q(z|x))",
+           1, None, ("test_set",)),
     Metric("probe_accuracy", "probe test accuracy", "linear probe accuracy", 4, "higher", ("test_set",)),
     Metric("intrinsic_dimension_twonn", "TwoNN", "intrinsic dimension (TwoNN)", 2, None, ("test_set",), of_data=True),
     Metric("intrinsic_dimension_mle", f"MLE (K={MLE_NEIGHBOURS})", f"intrinsic dimension (MLE, K = {MLE_NEIGHBOURS})", 2,
            None, ("test_set",), of_data=True),
 )}
 # What "why it saturates" tabulates for each latent size: how much of the code is used, and the rate and distortion.
-SATURATION_METRICS = ("active_units", "code_dimension", "kl", "reconstruction")
+SATURATION_METRICS = ("active_units", "code_dimension", "sampled_code_dimension", "kl", "reconstruction")
 # What the comparison of variants shows at each variant's answer, beside the answer itself.
 COMPARISON_METRICS = ("psnr", "active_units", "neg_elbo")
 

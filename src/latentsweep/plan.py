@@ -23,7 +23,7 @@ import heapq
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -31,6 +31,7 @@ from latentsweep.architectures import ModelSpec
 from latentsweep.classifier import ClassifierConfig, cache_key, train_classifier
 from latentsweep.config import StudyConfig
 from latentsweep.data import Dataset, cache_root, describe_shape, load_data
+from latentsweep.dimension import placement_sentence
 from latentsweep.errors import LatentsweepError
 from latentsweep.kernels import use_fast_cpu_kernels
 from latentsweep.layout import Trial, check_same_training_settings, plan_trials, trial_dir
@@ -246,6 +247,11 @@ def dry_run(config: StudyConfig) -> list[str]:
     if config.selection.refine:
         lines += refinement_lines(config, dataset, plans, rates, arrangement)
     return lines
+
+
+def placement_lines(placement: dict[str, Any] | None) -> list[str]:
+    """The grid --latent-dims auto placed (study.place_grid), in words; none where the grid was given."""
+    return [] if placement is None else [placement_sentence(placement)]
 
 
 def extension_sizes(grid: Sequence[int], cap: int) -> list[int]:

@@ -120,12 +120,21 @@ def overall_vs_latent(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
 
 
 def psnr_by_seed(seed_means: Mapping[int, Mapping[int, float]], rows: Sequence[Mapping[str, Any]], selected: int,
-                 path: Path) -> Path:
+                 path: Path, added: Sequence[int] = (), left_out: Sequence[tuple[int, int]] = ()) -> Path:
     """Whole-test-set PSNR against latent size: each seed's model as a point (one marker per seed), the
-    mean over seeds with its 95% interval as a bar, the selected size marked. seed_means[size][seed]."""
+    mean over seeds with its 95% interval as a bar, the selected size marked. seed_means[size][seed]. The sizes
+    --extend `added` are shaded; each model `left_out` (latent size, seed) as a failed training run is a red cross
+    at the bottom, since its numbers are not evidence."""
     figure = Figure(figsize=(7, 4.2))
     axis = figure.subplots()
     sizes = sorted(seed_means)
+    for number, size in enumerate(sorted(added)):
+        axis.axvspan(size - 0.4, size + 0.4, color="tab:blue", alpha=0.12, linewidth=0,
+                     label="added by --extend" if number == 0 else None)
+    if left_out:
+        axis.scatter([size for size, _ in left_out], [0.04] * len(left_out), marker="x", color="crimson", s=60,
+                     transform=axis.get_xaxis_transform(), zorder=5, clip_on=False,
+                     label="left out: failed to train (" + ", ".join(f"{size} seed {seed}" for size, seed in left_out) + ")")
     seeds = sorted({seed for values in seed_means.values() for seed in values})
     markers = "osD^v<>ph*"
     spread = 0.12 * (min(np.diff(sizes)) if len(sizes) > 1 else 1.0)  # side by side, not on top of each other
@@ -140,7 +149,7 @@ def psnr_by_seed(seed_means: Mapping[int, Mapping[int, float]], rows: Sequence[M
     selected_mean = next(row["mean"] for size, row in zip(sizes, means) if size == selected)
     axis.scatter([selected], [selected_mean], s=160, facecolors="none", edgecolors="crimson", linewidths=1.5,
                  label=f"selected: {selected}", zorder=4)
-    axis.set_xticks(sizes)
+    axis.set_xticks(sorted({*sizes, *(size for size, _ in left_out)}))
     axis.set_xlabel("latent size")
     axis.set_ylabel(REGISTRY["psnr"].axis_label)
     axis.set_title("Whole-test-set PSNR of every trained model")

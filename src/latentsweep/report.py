@@ -18,10 +18,10 @@ from latentsweep.architectures import describe as describe_architecture
 from latentsweep.classifier import TRUSTED_ACCURACY
 from latentsweep.config import AXIS_BY_NAME, VARIANT_AXES, StudyConfig
 from latentsweep.data import describe_shape
-from latentsweep.dimension import HALVES, MLE_NEIGHBOURS
+from latentsweep.dimension import HALVES, MLE_NEIGHBOURS, placement_sentence
 from latentsweep.health import COLLAPSE_KL_NATS, CONSTANT_MARGIN_DB, REMEDY_KL_WARMUP, WORSE_MARGIN_DB
-from latentsweep.layout import (EXPLORER_FILE, EXTENSION_KEY, FIGURES, REPORT_HTML, REPORT_MD, RETRAINED_KEY,
-                                variant_name, variant_slug)
+from latentsweep.layout import (EXCLUDED_KEY, EXPLORER_FILE, EXTENSION_KEY, FIGURES, GRID_KEY, REPORT_HTML, REPORT_MD,
+                                RETRAINED_KEY, variant_name, variant_slug)
 from latentsweep.metrics import (COMPARISON_METRICS, GENERATION_PROTOCOLS, REGISTRY, SATURATION_METRICS, TIDY_FIELDS,
                                  by_class_metrics, data_metrics, generation_metrics, headline_metrics, lookup,
                                  variant_rows)
@@ -29,8 +29,8 @@ from latentsweep.model import MNIST_SHAPE
 from latentsweep.plots import UNLABELLED_GROUP
 from latentsweep.render import Block, Bullets, Figure, Heading, Link, Paragraph, Table, to_html, to_markdown
 from latentsweep.results import StudyFiles, class_noun, for_variant, model_scores, plural, read_results, read_study
-from latentsweep.selection import (Answer, Saturation, overall_active_units, overall_psnr, rule_text,
-                                   saturation)
+from latentsweep.selection import (Answer, Saturation, fondue_choice, overall_active_units, overall_code_dimensions,
+                                   overall_psnr, rule_text, saturation)
 from latentsweep.storage import atomic_write_text
 from latentsweep.uncertainty import Evidence, gather_evidence, p_text, selection_rule
 
@@ -61,6 +61,12 @@ NO_LABELS = ("The images have no labels (the folder has no labels.csv), so there
              "are left out, and the reconstruction rule alone selects the latent size.")
 
 
+def left_out_models(files: StudyFiles) -> list[tuple[int, int]]:
+    """(latent size, seed) of the variant's models left out as failed training runs (config.json, health.py)."""
+    return sorted((entry["latent_dim"], entry["seed"]) for entry in files.info.get(EXCLUDED_KEY, [])
+                  if all(entry.get(name) == value for name, value in files.variant.items()))
+
+
 def make_figures(files: StudyFiles, combined: list[dict[str, Any]], class_names: list[str], evidence: Evidence,
                  prefix: str = "") -> dict[str, Path]:
     """One variant's figures, named figures/PREFIX<name>.png."""
@@ -75,7 +81,8 @@ def make_figures(files: StudyFiles, combined: list[dict[str, Any]], class_names:
         "loss": plots.loss_curves({dim: h for (dim, seed), h in files.histories.items() if seed == first_seed},
                                   figure("loss_curves")),
         "overall": plots.overall_vs_latent(combined, figure("overall_vs_latent")),
-        "seeds": plots.psnr_by_seed(evidence.seed_means, combined, evidence.selected, figure("psnr_by_seed")),
+        "seeds": plots.psnr_by_seed(evidence.seed_means, combined, evidence.selected, figure("psnr_by_seed"),
+                                    added=files.info.get(EXTENSION_KEY, []), left_out=left_out_models(files)),
     }
     selected = evidence.selected
     if files.labelled:  # unlabelled images have no classes to break down
@@ -425,7 +432,8 @@ def evidence_blocks(evidence: Evidence, seeds: Sequence[int], rel: dict[str, str
     ]
     if "seeds" in rel:
         caption = ("Whole-test-set mean PSNR of every trained model (one marker per seed), the mean over seeds with its "
-                   "95% interval, and the selected size circled.")
+                   "95% interval, and the selected size circled; sizes --extend added shaded, models left out as failed "
+                   "training runs as red crosses.")
         blocks.append(Figure(rel["seeds"], caption, caption))
     return blocks
 
@@ -481,12 +489,16 @@ def bracket_blocks(files: StudyFiles, combined: list[dict[str, Any]], answer: An
         (f"--extend added {', '.join(map(str, extension))} to the grid, each twice the top before it." if extension else
          "--extend added no size." if files.config.selection.extend else "The study ran without --extend."),
     ]
+    if GRID_KEY in files.info:
+        sentences.append(placement_sentence(files.info[GRID_KEY]))
     twonn = lookup(data_rows, metric="intrinsic_dimension_twonn", cls="all")
     if twonn:
         value, low, high = twonn[0]["mean"], min(answer.grid), max(answer.grid)
         where = "inside" if low <= value <= high else "above" if value > high else "below"
         sentences.append(f"The data's own intrinsic dimension (TwoNN {value:.1f}) lies {where} the tested range "
                          f"{low}..{high}.")
+    if fondue := fondue_choice(*overall_code_dimensions(combined)):
+        sentences.append(fondue.sentence(answer.selected))
     return [Heading("Does the grid bracket the answer?"), Bullets(sentences)]
 
 

@@ -102,6 +102,59 @@ def overall_active_units(combined_rows: Iterable[Mapping[str, Any]]) -> dict[int
             for row in lookup(combined_rows, protocol="test_set", cls="all", metric="active_units")}
 
 
+# ----------------------------------------------------------------------------------------
+# FONDUE's signal beside the rule (Bonheme and Grzes 2022, arXiv 2209.12806). A unit the model does not use is
+# passive: its posterior is the prior, so its mean is constant and its sampled value pure noise. The posterior means'
+# intrinsic dimension (TwoNN) then stays put while the sampled codes' grows, and FONDUE takes the number of latent
+# dimensions after which the two diverge. FONDUE searches with briefly trained models by doubling and bisection; here
+# the criterion is applied to the study's fully trained models at the sizes it tested. The divergence counts as begun
+# where the sampled codes span more than FONDUE_DIVERGENCE_DIMS more dimensions than the means: one passive unit's worth
+# (a passive unit adds about one dimension of noise to the sampled codes and none to the means).
+FONDUE_DIVERGENCE_DIMS = 1.0
+
+
+@dataclass(frozen=True)
+class FondueChoice:
+    size: int | None  # the largest tested size before the divergence begins (None: it begins at the smallest)
+    diverges_at: int | None  # the smallest tested size where it has begun (None: nowhere, so `size` is the top)
+    gaps: dict[int, float]  # {tested size: sampled codes' dimension - posterior means'}
+
+    def sentence(self, answer: int) -> str:
+        """FONDUE's choice in words beside the rule's `answer`, every number from the gaps."""
+        shown = ", ".join(f"{size}: {gap:+.1f}" for size, gap in sorted(self.gaps.items()))
+        signal = (f"FONDUE's signal of passive units, the sampled codes' intrinsic dimension minus the posterior means' "
+                  f"(TwoNN; diverged above {FONDUE_DIVERGENCE_DIMS:g}), by tested size: {shown}. ")
+        if self.size is None:
+            return signal + (f"It has diverged already at the smallest tested size, {self.diverges_at}: FONDUE's criterion "
+                             f"would choose a smaller size than any tested, against the rule's {answer}.")
+        if self.diverges_at is None:
+            return signal + (f"It diverges at no tested size: FONDUE's criterion would choose at least the top, "
+                             f"{self.size}, against the rule's {answer}.")
+        return signal + (f"It diverges first at {self.diverges_at}, so FONDUE's criterion would choose {self.size}, "
+                         f"against the rule's {answer}.")
+
+
+def fondue_choice(code_dimension: Mapping[int, float], sampled_code_dimension: Mapping[int, float]) -> FondueChoice | None:
+    """FONDUE's criterion (above) on {latent size: TwoNN of posterior means} and {latent size: TwoNN of sampled codes};
+    None where no size has both (studies evaluated before the sampled codes were)."""
+    gaps = {size: sampled_code_dimension[size] - code_dimension[size] for size in sorted(code_dimension)
+            if size in sampled_code_dimension}
+    if not gaps:
+        return None
+    sizes = sorted(gaps)
+    diverged = [size for size in sizes if not gaps[size] <= FONDUE_DIVERGENCE_DIMS]  # NaN (codes without spread) too
+    if not diverged:
+        return FondueChoice(sizes[-1], None, gaps)
+    before = [size for size in sizes if size < diverged[0]]
+    return FondueChoice(before[-1] if before else None, diverged[0], gaps)
+
+
+def overall_code_dimensions(combined_rows: Iterable[Mapping[str, Any]]) -> tuple[dict[int, float], dict[int, float]]:
+    """({latent size: TwoNN of the posterior means}, {latent size: TwoNN of sampled codes}) from seed-combined rows."""
+    return tuple({row["latent_dim"]: row["mean"] for row in lookup(combined_rows, protocol="test_set", cls="all", metric=name)}
+                 for name in ("code_dimension", "sampled_code_dimension"))
+
+
 def easiest_and_hardest(combined_rows: Iterable[Mapping[str, Any]], latent_dim: int) -> tuple[str, str]:
     """Classes with the highest and the lowest test-set mean PSNR at `latent_dim`."""
     per_class = {row["class"]: row["mean"] for row in lookup(combined_rows, protocol="test_set", metric="psnr", latent_dim=latent_dim)

@@ -10,6 +10,7 @@ Also the Python entry points for notebooks and scripts:
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import sys
 import time
@@ -18,12 +19,12 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from latentsweep.architectures import ModelSpec, register_builder
-from latentsweep.config import VARIANT_AXES, StudyConfig, build_config
-from latentsweep.data import Dataset, cache_root
-from latentsweep.dimension import cached_dimension_rows
-from latentsweep.errors import LatentsweepError
+from latentsweep.config import AUTO_GRID, AXIS_BY_NAME, VARIANT_AXES, DataConfig, StudyConfig, build_config, option
+from latentsweep.data import SOURCES, Dataset, cache_root, load_data
+from latentsweep.dimension import ESTIMATE_METRICS, MIN_POINTS, cached_dimension_rows, grid_from_dimension
+from latentsweep.errors import ConfigError, LatentsweepError
 from latentsweep.health import REMEDY_KL_WARMUP, ModelHealth, failures
-from latentsweep.layout import (CONFIG_FILE, CONSTANT_PSNR_KEY, EXTENSION_KEY, FAILED_ATTEMPTS, FAILED_MARKER, METRICS_FILE,
+from latentsweep.layout import (CONFIG_FILE, CONSTANT_PSNR_KEY, EXTENSION_KEY, FAILED_ATTEMPTS, GRID_KEY, FAILED_MARKER, METRICS_FILE,
                                 PROBES_KEY, RESULTS_CSV, RESULTS_JSON, RETRAINED_KEY, STUDY_LOG, SUMMARY_FILE, Trial,
                                 collect_results, is_done, merged_axes, plan_trials, prepare_study_dir, probe_trials,
                                 read_excluded, read_probes, read_retrained, read_study_info, record_excluded,
@@ -47,9 +48,50 @@ def check_architectures(config: StudyConfig, image_shape: tuple[int, int, int]) 
             ModelSpec(architecture, latent_dim, image_shape).build(seed=0)
 
 
-def execute(config: StudyConfig) -> dict[str, Any]:
+def wants_auto_grid(settings: dict[str, Any]) -> bool:
+    """Whether flat `settings` (TOML and flags, before build_config) ask for the grid placed from the data: --latent-dims
+    auto, or no --latent-dims on a data set whose source places its grid (data.DataSource.auto_grid)."""
+    given = settings.get("latent_dims")
+    if given is None:
+        source = SOURCES.get(settings.get("dataset", DataConfig().dataset))
+        return bool(source and source.auto_grid)
+    items = [given] if isinstance(given, str) else list(given) if isinstance(given, (list, tuple)) else []
+    return [str(item).strip().lower() for item in items] == [AUTO_GRID]
+
+
+def place_grid(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """`settings` with --latent-dims auto (wants_auto_grid) replaced by the sizes dimension.grid_from_dimension places
+    from the test split's intrinsic dimension, and the placement as config.json records it (GRID_KEY); unchanged
+    settings and None where the grid is given. The estimates are cached, so the study's own rows reuse them."""
+    if not wants_auto_grid(settings):
+        return settings, None
+    config = build_config({**settings, "latent_dims": (1,)})  # the data and cap settings, validated
+    dataset, _ = load_data(config.data)
+    rows = data_dimension_rows(dataset) if len(dataset.test) >= MIN_POINTS else []
+    estimates = {name: row["mean"] for name, metric in ESTIMATE_METRICS.items()
+                 for row in rows if row["metric"] == metric and row["class"] == "all"}
+    problem = (f"the test split has {len(dataset.test)} images; estimating the data's intrinsic dimension needs at least "
+               f"{MIN_POINTS}" if len(dataset.test) < MIN_POINTS else
+               f"the intrinsic dimension of the test split could not be estimated "
+               f"({', '.join(f'{k} {v:.3g}' for k, v in estimates.items()) or 'no estimate'}; duplicate images?)"
+               if len(estimates) != len(ESTIMATE_METRICS) or not all(map(math.isfinite, estimates.values())) else None)
+    if problem and "latent_dims" in settings:  # asked for: one line
+        raise ConfigError(f"{option('latent_dims')} {AUTO_GRID}: {problem}: give the sizes instead")
+    if problem:  # the data set's default: the fixed grid, said so
+        log.warning("the grid is not placed from the data, %s: the fixed grid %s instead (set --latent-dims)", problem,
+                    ",".join(map(str, AXIS_BY_NAME["latent_dim"].default)))
+        return settings, None
+    sizes = grid_from_dimension(list(estimates.values()), config.selection.max_latent_dim)
+    placement = {"estimates": estimates, "dimension": math.ceil(max(estimates.values())), "latent_dims": list(sizes)}
+    log.info("grid placed from the data's intrinsic dimension (%s): latent sizes %s",
+             ", ".join(f"{k} {v:.2f}" for k, v in estimates.items()), ", ".join(map(str, sizes)))
+    return {**settings, "latent_dims": sizes}, placement
+
+
+def execute(config: StudyConfig, placement: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train and evaluate every trial, write the results table, render the report, in a study folder that
-    layout.prepare_study_dir has checked and whose lock the caller holds (cli.cmd_run, run_study)."""
+    layout.prepare_study_dir has checked and whose lock the caller holds (cli.cmd_run, run_study). `placement`:
+    how place_grid placed the grid (an earlier run's record is kept where None)."""
     from latentsweep.explorer import write_explorer
     from latentsweep.report import render_report  # report imports plotting; keep this module light to import
 
@@ -75,7 +117,8 @@ def execute(config: StudyConfig) -> dict[str, Any]:
         "split_sizes": {"train": len(inputs.dataset.train), "val": len(inputs.dataset.val), "test": len(inputs.dataset.test)},
         "environment": environment(inputs.device), "execution": arrangement.to_dict(), PROBES_KEY: probes,
         CONSTANT_PSNR_KEY: constant_image_psnr(inputs.dataset.train.images, inputs.dataset.test.images),
-        RETRAINED_KEY: earlier.get(RETRAINED_KEY, []), EXTENSION_KEY: earlier.get(EXTENSION_KEY, [])})
+        RETRAINED_KEY: earlier.get(RETRAINED_KEY, []), EXTENSION_KEY: earlier.get(EXTENSION_KEY, []),
+        **({GRID_KEY: placement or earlier[GRID_KEY]} if placement or GRID_KEY in earlier else {})})
     setup_seconds = time.perf_counter() - started  # data, and the classifier when it was not cached
     # The recorded grid: the sizes an earlier run's --extend added too, so that one killed while training is finished.
     statuses = train_and_check(recorded, arrangement, plan_trials(recorded), study_trials(recorded, probes))
@@ -268,12 +311,13 @@ def run_study(architecture: str | Callable | Sequence[str | Callable] = "conv", 
             names.append(item)
     if local_only:
         settings = {**settings, "workers": 1, "executor": "local"}
-    config = build_config({**settings, "architecture": tuple(names)})
+    settings, placement = place_grid({**settings, "architecture": tuple(names)})
+    config = build_config(settings)
     from latentsweep.storage import FolderLock
 
     prepare_study_dir(config.out, config)
     with FolderLock(config.out):
-        execute(config)
+        execute(config, placement)
     return load_study(config.out)
 
 

@@ -40,13 +40,17 @@ class DataSource:
     name: str
     locate: Callable[[DataConfig], Path]
     load: Callable[[Path, DataConfig], Dataset]
+    # A new study's grid: config.AXES's fixed sizes, or (True) placed from the data's intrinsic dimension
+    # (--latent-dims auto), for data sets whose dimension nobody tuned the fixed grid to.
+    auto_grid: bool = False
 
 
 SOURCES: dict[str, DataSource] = {source.name: source for source in (
     *(DataSource(spec.name, functools.partial(idx.locate, spec), functools.partial(idx.load, spec))
       for spec in DATASETS.values()),
-    DataSource(CIFAR10.name, functools.partial(cifar.locate, CIFAR10), functools.partial(cifar.load, CIFAR10)),
-    DataSource(FOLDER_DATASET, folder.locate, folder.load),
+    DataSource(CIFAR10.name, functools.partial(cifar.locate, CIFAR10), functools.partial(cifar.load, CIFAR10),
+               auto_grid=True),
+    DataSource(FOLDER_DATASET, folder.locate, folder.load, auto_grid=True),
 )}
 DATASET_NAMES = tuple(SOURCES)  # what --dataset accepts
 
