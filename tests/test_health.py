@@ -131,3 +131,28 @@ def test_a_model_that_collapses_on_purpose_is_caught_left_out_and_reported(tmp_p
     assert "latent size 3, seed 0: excluded (posterior collapse: mean KL 0.000 nats" in report
     print_summary(out)
     assert "left out, failed to train: " + excluded["trial"] + " (posterior collapse" in capsys.readouterr().out
+
+
+def test_the_readmes_default_study_passes_every_check_and_its_top_is_saturated():
+    """The default study's recorded results (docs/study/results.csv, 3 seeds, sizes 5-20 and the probes 12, 13): no
+    model fails a check, so nothing would be retrained or left out, and 20 is saturated, so nothing would be added."""
+    import csv
+    from pathlib import Path
+
+    from latentsweep.metrics import combine_seeds, lookup
+    from latentsweep.selection import overall_active_units, overall_psnr, saturation
+
+    path = Path(__file__).parent.parent / "docs" / "study" / "results.csv"
+    with path.open(newline="") as handle:
+        rows = [{**row, "latent_dim": int(row["latent_dim"]), "seed": int(row["seed"]), "beta": float(row["beta"]),
+                 "mean": float(row["mean"])} for row in csv.DictReader(handle) if row["latent_dim"]]
+    models = []
+    for size, seed in sorted({(row["latent_dim"], row["seed"]) for row in rows}):
+        mine = [row for row in rows if (row["latent_dim"], row["seed"]) == (size, seed)]
+        models.append(ModelHealth.from_rows(Trial("conv", 1.0, size, seed), mine))
+    assert len(models) == 18 and all(model.kl > 10 for model in models)  # 6 sizes, 3 seeds
+    assert failures(models, 12.0) == {}  # the mean training image scores under 12 dB on MNIST (quick study: 11.86)
+    grid = [row for row in rows if row["latent_dim"] in (5, 10, 15, 20)]
+    combined = combine_seeds(grid)
+    assert lookup(combined, protocol="test_set", cls="all", metric="psnr")
+    assert saturation(overall_psnr(combined), overall_active_units(combined), 0.5).saturated

@@ -37,7 +37,7 @@ from latentsweep.data import to_pictures
 from latentsweep.dimension import code_dimension
 from latentsweep.metrics import (REGISTRY, active_units, class_histogram, confident_share, entropy_bits, frechet_distance,
                                  inception_score, kernel_distance, kl_per_dimension, per_image_metrics, summarize_by_class)
-from latentsweep.model import vae_forward, vae_loss_terms
+from latentsweep.model import prefix_mask, vae_forward, vae_loss_terms
 
 
 
@@ -75,17 +75,21 @@ def sample_prior(model: nn.Module, latent_dim: int, count: int, seed: int, devic
 
 
 @torch.no_grad()
-def per_image_scores(model: nn.Module, images: torch.Tensor, batch_size: int, seed: int) -> dict[str, np.ndarray]:
-    """Every per-image metric of the registry (each Metric's score) for every image, as float64 arrays of length N."""
+def per_image_scores(model: nn.Module, images: torch.Tensor, batch_size: int, seed: int,
+                     prefix_size: int | None = None) -> dict[str, np.ndarray]:
+    """Every per-image metric of the registry (each Metric's score) for every image, as float64 arrays of length N;
+    with `prefix_size` k, those of the size-k model inside an ordered one: the code's first k units, the rest at 0."""
     model.eval()
     generator = torch.Generator(device=images.device).manual_seed(seed)
     scored = {name: REGISTRY[name].score for name in per_image_metrics()}
     columns: dict[str, list[torch.Tensor]] = {name: [] for name in scored}
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
-        output = vae_forward(model, batch, generator)
-        terms = vae_loss_terms(output, batch)
-        recon = torch.sigmoid(model.decode(output.mean))
+        sizes = None if prefix_size is None else torch.full((len(batch),), prefix_size, device=batch.device)
+        output = vae_forward(model, batch, generator, sizes)
+        terms = vae_loss_terms(output, batch, sizes)
+        code = output.mean if sizes is None else output.mean * prefix_mask(sizes, output.mean.shape[1])
+        recon = torch.sigmoid(model.decode(code))
         for name, score in scored.items():
             columns[name].append(score(batch, recon, terms))
     return {name: torch.cat(parts).double().cpu().numpy() for name, parts in columns.items()}

@@ -202,22 +202,48 @@ class MlpVAE(VAE):
                                      nn.Linear(config.hidden_dim, pixels), nn.Unflatten(1, self.image_shape))
 
 
-def vae_forward(model: nn.Module, images: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:
+def vae_forward(model: nn.Module, images: torch.Tensor, generator: torch.Generator | None = None,
+                prefix_sizes: torch.Tensor | None = None) -> VAEOutput:
     """Encode, draw one latent sample per image by reparameterisation, decode: any model with
-    `encode` and `decode`. The noise comes from `generator` when given, so training can be replayed."""
+    `encode` and `decode`. The noise comes from `generator` when given, so training can be replayed.
+    With `prefix_sizes` (N,), image i is decoded from its code's first prefix_sizes[i] units, the rest at the
+    prior's mean, 0: the size-k model inside an ordered one (nested dropout, below)."""
     mean, log_var = model.encode(images)
     noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
     latents = mean + noise * torch.exp(0.5 * log_var)
+    if prefix_sizes is not None:
+        latents = latents * prefix_mask(prefix_sizes, latents.shape[1]).to(latents.dtype)
     return VAEOutput(model.decode(latents), mean, log_var)
 
 
-def vae_loss_terms(output: VAEOutput, images: torch.Tensor) -> LossTerms:
+def vae_loss_terms(output: VAEOutput, images: torch.Tensor, prefix_sizes: torch.Tensor | None = None) -> LossTerms:
     """Per-sample negative ELBO terms, in nats: the Bernoulli decoder's -log p(x|z) summed over pixels, and the KL
     divergence of the Gaussian posterior from N(0, I) in closed form, -1/2 sum(1 + log s^2 - m^2 - s^2) (Kingma and
-    Welling 2014, "Auto-Encoding Variational Bayes", Appendix B). The training loss is mean(reconstruction + beta * kl)."""
+    Welling 2014, "Auto-Encoding Variational Bayes", Appendix B). The training loss is mean(reconstruction + beta * kl).
+    With `prefix_sizes`, the KL of each image's prefix alone: the negative ELBO of the size-k model it was decoded by."""
     reconstruction = F.binary_cross_entropy_with_logits(output.logits, images, reduction="none").flatten(1).sum(1)
-    kl = -0.5 * (1 + output.log_var - output.mean.pow(2) - output.log_var.exp()).sum(1)
-    return LossTerms(reconstruction, kl)
+    per_unit = -0.5 * (1 + output.log_var - output.mean.pow(2) - output.log_var.exp())
+    if prefix_sizes is not None:
+        per_unit = per_unit * prefix_mask(prefix_sizes, per_unit.shape[1]).to(per_unit.dtype)
+    return LossTerms(reconstruction, per_unit.sum(1))
+
+
+# An ordered code (nested dropout, Rippel, Gelbart and Adams 2014): each training image is decoded from a prefix of
+# its code, the first k units with k drawn uniformly from 1..T, so that every prefix is trained to be a size-k VAE and
+# the first units carry the most. Uniform, not the paper's geometric, because every prefix size is to be read as a
+# model of its own. The expected loss is the mean over k of the size-k models' negative ELBOs, at one decode a step.
+def prefix_mask(prefix_sizes: torch.Tensor, latent_dim: int) -> torch.Tensor:
+    """(N, latent_dim) booleans: unit j of row i is inside its prefix, j < prefix_sizes[i]."""
+    return torch.arange(latent_dim, device=prefix_sizes.device) < prefix_sizes[:, None]
+
+
+def nested_prefix_sizes(count: int, latent_dim: int, generator: torch.Generator | None,
+                        device: torch.device) -> torch.Tensor | None:
+    """Each of `count` images' prefix size, uniform on 1..latent_dim; None for a one-unit code, whose only prefix is
+    the whole code (so an ordered size-1 model trains exactly as a plain one, drawing nothing)."""
+    if latent_dim == 1:
+        return None
+    return torch.randint(1, latent_dim + 1, (count,), generator=generator, device=device)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -36,7 +36,7 @@ from latentsweep.config import LEGACY_AXIS_VALUES
 from latentsweep.data import intensities
 from latentsweep.errors import CheckpointError, ConfigError, TrainingDiverged
 from latentsweep.kernels import use_fast_cpu_kernels
-from latentsweep.model import VAEOutput, vae_forward, vae_loss_terms
+from latentsweep.model import VAEOutput, nested_prefix_sizes, vae_forward, vae_loss_terms
 from latentsweep.storage import atomic_torch_save, write_csv
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,9 @@ class TrainConfig:
     # total steps) steps (Bowman et al. 2016), so the decoder learns to use the code before the KL term can shut
     # it (posterior collapse). 0: beta at every step. The study's remedy for a model that collapsed (health.py).
     kl_warmup: float = 0.0
+    # An ordered code (model.nested_prefix_sizes: nested dropout): every step decodes each image from a prefix of its
+    # code of uniform random size, so that every prefix of the trained code is a smaller model (issue 32).
+    ordered: bool = False
 
     def kl_weights(self, steps_per_epoch: int, epoch: int) -> list[float] | None:
         """The KL weight of each training step of `epoch` (1-based) under the warm-up; None without one."""
@@ -139,6 +142,7 @@ def train_epoch(
     precision: str = "fp32",
     learning_rates: Sequence[float] | None = None,
     kl_weights: Sequence[float] | None = None,
+    ordered_size: int | None = None,
 ) -> dict[str, float]:
     """One pass over `images` in `order`; returns mean loss (at `beta`), reconstruction and KL per image.
 
@@ -146,6 +150,8 @@ def train_epoch(
     With precision "bf16", the model runs under bfloat16 autocast and the loss is taken in float32.
     With `learning_rates` (one per step), each step's rate is set before it; else the optimizer's stands.
     With `kl_weights` (one per step, TrainConfig.kl_weights), each step's loss weights the KL term by its own.
+    With `ordered_size` (the code's size T of an ordered model), each image is decoded from a random prefix of its
+    code (model.nested_prefix_sizes, drawn from `generator` before the noise) and its KL is that prefix's.
     """
     model.train()
     order = order.to(images.device)  # one copy per epoch, not one per batch
@@ -159,9 +165,10 @@ def train_epoch(
         batch = intensities(images[order[start:start + batch_size]])
         if binarize:
             batch = torch.bernoulli(batch, generator=generator)
+        sizes = None if ordered_size is None else nested_prefix_sizes(len(batch), ordered_size, generator, batch.device)
         with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            output = vae_forward(model, batch, generator)
-        terms = vae_loss_terms(VAEOutput(*(tensor.float() for tensor in output)), batch)
+            output = vae_forward(model, batch, generator, sizes)
+        terms = vae_loss_terms(VAEOutput(*(tensor.float() for tensor in output)), batch, sizes)
         loss = (terms.reconstruction + (beta if kl_weights is None else kl_weights[step - 1]) * terms.kl).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -181,9 +188,10 @@ def train_epoch(
 
 @torch.no_grad()
 def evaluate_loss(
-    model: nn.Module, images: torch.Tensor, batch_size: int, beta: float, seed: int
+    model: nn.Module, images: torch.Tensor, batch_size: int, beta: float, seed: int, ordered_size: int | None = None
 ) -> dict[str, float]:
-    """Mean loss terms on `images` with fixed noise, so epochs compare like with like.
+    """Mean loss terms on `images` with fixed noise, so epochs compare like with like; an ordered model's (with
+    `ordered_size`) under its training objective, the prefixes drawn from the same fixed generator.
 
     Does not change the model: no gradients, eval mode, its own generator.
     """
@@ -192,7 +200,8 @@ def evaluate_loss(
     totals = torch.zeros(2, dtype=torch.float64, device=images.device)
     for start in range(0, len(images), batch_size):
         batch = intensities(images[start:start + batch_size])
-        terms = vae_loss_terms(vae_forward(model, batch, generator), batch)
+        sizes = None if ordered_size is None else nested_prefix_sizes(len(batch), ordered_size, generator, batch.device)
+        terms = vae_loss_terms(vae_forward(model, batch, generator, sizes), batch, sizes)
         totals += torch.stack([terms.reconstruction.sum(), terms.kl.sum()]).double()
     reconstruction, kl = (totals / len(images)).tolist()
     return {"loss": reconstruction + beta * kl, "reconstruction": reconstruction, "kl": kl}
@@ -270,6 +279,7 @@ class Run:
     best_epoch: int = 0
     steps_per_epoch: int = 0  # of the training images at hand; with the epoch, the schedule's state
     resumed_schedule: dict[str, int] | None = None  # the schedule_state of the checkpoint resumed from
+    ordered_size: int | None = None  # an ordered model's code size (TrainConfig.ordered), else None
 
     def result(self) -> TrainResult:
         return TrainResult(history=self.history, best_epoch=self.best_epoch,
@@ -288,7 +298,8 @@ def open_run(run_dir: Path, spec: ModelSpec, train_config: TrainConfig, device: 
     base = {"format": CHECKPOINT_FORMAT, **spec.checkpoint_fields(),
             "train_config": dataclasses.asdict(train_config), "metadata": extra_metadata or {}}
     run = Run(run_dir, model, torch.optim.Adam(model.parameters(), lr=train_config.learning_rate),
-              make_noise_generator(train_config.seed, device), base)
+              make_noise_generator(train_config.seed, device), base,
+              ordered_size=spec.latent_dim if train_config.ordered else None)
     last_path = run_dir / LAST_CHECKPOINT
     if resume and last_path.exists():
         checkpoint = load_checkpoint(last_path, map_location=device)
@@ -313,7 +324,7 @@ def close_epoch(run: Run, epoch: int, train_terms: dict[str, float], train_secon
     Raises TrainingDiverged, before writing anything, when a loss is not finite.
     """
     started = time.perf_counter()
-    val_terms = evaluate_loss(run.model, val_images, 1000, train_config.beta, train_config.seed)
+    val_terms = evaluate_loss(run.model, val_images, 1000, train_config.beta, train_config.seed, run.ordered_size)
     seconds = train_seconds + time.perf_counter() - started
     train_terms = dict(train_terms)
     bad_step = train_terms.pop("first_bad_step")
@@ -388,7 +399,7 @@ def train_model(
             train_terms = train_epoch(run.model, run.optimizer, train_images, order, train_config.batch_size,
                                       train_config.beta, run.generator, progress, train_config.binarize,
                                       train_config.precision, train_config.learning_rates(run.steps_per_epoch, epoch),
-                                      train_config.kl_weights(run.steps_per_epoch, epoch))
+                                      train_config.kl_weights(run.steps_per_epoch, epoch), run.ordered_size)
         close_epoch(run, epoch, train_terms, time.perf_counter() - started, val_images, train_config, on_epoch_end,
                     progress_label)
     return run.result()
