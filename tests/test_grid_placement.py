@@ -4,13 +4,14 @@ one-line errors, the dry run's and the report's sentences, and FONDUE's criterio
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 
 from latentsweep.cli import main
-from latentsweep.dimension import grid_from_dimension, placement_sentence
+from latentsweep.dimension import grid_from_dimension, placed_dimension, placement_sentence
 from latentsweep.errors import ConfigError
 from latentsweep.evaluate import AnalysisSettings, Reference, analyse
 from latentsweep.selection import FONDUE_DIVERGENCE_DIMS, fondue_choice
@@ -18,12 +19,13 @@ from latentsweep.study import place_grid, wants_auto_grid
 
 
 def test_the_auto_grid_is_a_quarter_a_half_once_and_twice_the_dimension_rounded_up():
-    assert grid_from_dimension([13.56, 11.85], 256) == (4, 7, 14, 28)  # MNIST's test split: d = 14
-    assert grid_from_dimension([6.09, 5.67], 256) == (2, 4, 7, 14)
-    assert grid_from_dimension([29.8, 26.4], 256) == (8, 15, 30, 60)  # the folder: TwoNN 29.8, MLE 26.4
-    assert grid_from_dimension([0.4, 0.7], 256) == (1, 2)  # never below 1, no size twice
-    assert grid_from_dimension([200.0], 256) == (50, 100, 200, 256)  # 2d capped by --max-latent-dim
-    assert grid_from_dimension([3.0], 5) == (1, 2, 3, 5)
+    assert placed_dimension([13.56, 11.85]) == 14 and placed_dimension([0.4, 0.7]) == 1
+    assert grid_from_dimension(placed_dimension([13.56, 11.85]), 256) == (4, 7, 14, 28)  # MNIST's test split
+    assert grid_from_dimension(7, 256) == (2, 4, 7, 14)
+    assert grid_from_dimension(placed_dimension([29.8, 26.4]), 256) == (8, 15, 30, 60)  # the folder
+    assert grid_from_dimension(1, 256) == (1, 2)  # never below 1, no size twice
+    assert grid_from_dimension(200, 256) == (50, 100, 200, 256)  # 2d capped by --max-latent-dim
+    assert grid_from_dimension(3, 5) == (1, 2, 3, 5)
 
 
 def test_which_studies_place_their_grid_from_the_data():
@@ -43,8 +45,14 @@ def test_auto_places_the_grid_around_a_generated_manifolds_dimension(tmp_path, c
     settings, placement = place_grid({"dataset": "folder", "data_dir": str(folder), "val_size": 100})
     assert set(placement["estimates"]) == {"twonn", "mle"}
     assert placement["dimension"] == math.ceil(max(placement["estimates"].values()))
+    # a study folder that exists keeps its recorded grid; --latent-dims still decides where given
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "config.json").write_text(json.dumps({"config": {"model": {"latent_dims": [3, 9, 27]}}}))
+    again = {"dataset": "folder", "data_dir": str(folder), "val_size": 100, "out": str(tmp_path / "old")}
+    assert place_grid(again) == ({**again, "latent_dims": (3, 9, 27)}, None)
+    assert place_grid({**again, "latent_dims": "auto"})[0]["latent_dims"] == settings["latent_dims"]
     assert 4 <= placement["dimension"] <= 7  # five directions, 300 test images: near 5 (both estimators read low)
-    assert settings["latent_dims"] == grid_from_dimension(list(placement["estimates"].values()), 256)
+    assert settings["latent_dims"] == grid_from_dimension(placement["dimension"], 256)
     assert tuple(placement["latent_dims"]) == settings["latent_dims"]
     assert placement_sentence(placement).startswith("The grid was placed from the data's intrinsic dimension "
                                                     f"(--latent-dims auto): twonn {placement['estimates']['twonn']:.2f}")

@@ -81,9 +81,13 @@ def code_dimension(means: np.ndarray) -> float:
 GRID_FORMULA = "d/4, d/2, d and 2d"  # grid_from_dimension's sizes, as --help, the dry run and the report say them
 
 
-def grid_from_dimension(estimates: Sequence[float], cap: int) -> tuple[int, ...]:
-    """The --latent-dims auto grid (the module's text) from the data's intrinsic dimension `estimates` (finite)."""
-    dimension = max(1, math.ceil(max(estimates)))
+def placed_dimension(estimates: Sequence[float]) -> int:
+    """d of the --latent-dims auto grid: the larger of the data's finite intrinsic dimension `estimates`, rounded up."""
+    return max(1, math.ceil(max(estimates)))
+
+
+def grid_from_dimension(dimension: int, cap: int) -> tuple[int, ...]:
+    """The --latent-dims auto grid (the module's text) around d = `dimension`, at most `cap`."""
     sizes = (max(1, (dimension + 2) // 4), max(1, (dimension + 1) // 2), dimension, 2 * dimension)
     return tuple(sorted({min(size, cap) for size in sizes}))
 

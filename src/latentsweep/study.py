@@ -21,11 +21,12 @@ from typing import Any, Callable, Sequence
 from latentsweep.architectures import ModelSpec, register_builder
 from latentsweep.config import AUTO_GRID, AXIS_BY_NAME, VARIANT_AXES, DataConfig, StudyConfig, build_config, option
 from latentsweep.data import SOURCES, Dataset, cache_root, load_data
-from latentsweep.dimension import ESTIMATE_METRICS, MIN_POINTS, cached_dimension_rows, grid_from_dimension
+from latentsweep.dimension import (ESTIMATE_METRICS, MIN_POINTS, cached_dimension_rows, grid_from_dimension,
+                                   placed_dimension)
 from latentsweep.errors import ConfigError, LatentsweepError
 from latentsweep.health import REMEDY_KL_WARMUP, ModelHealth, failures
-from latentsweep.layout import (CONFIG_FILE, CONSTANT_PSNR_KEY, EXTENSION_KEY, FAILED_ATTEMPTS, GRID_KEY, FAILED_MARKER, METRICS_FILE,
-                                PROBES_KEY, RESULTS_CSV, RESULTS_JSON, RETRAINED_KEY, STUDY_LOG, SUMMARY_FILE, Trial,
+from latentsweep.layout import (CONFIG_FILE, CONSTANT_PSNR_KEY, EXTENSION_KEY, FAILED_ATTEMPTS, FAILED_MARKER, GRID_KEY,
+                                METRICS_FILE, PROBES_KEY, RESULTS_CSV, RESULTS_JSON, RETRAINED_KEY, STUDY_LOG, SUMMARY_FILE, Trial,
                                 collect_results, is_done, merged_axes, plan_trials, prepare_study_dir, probe_trials,
                                 read_excluded, read_probes, read_retrained, read_study_info, record_excluded,
                                 record_probes, record_retrained, study_trials, trial_dir, variant_name)
@@ -62,30 +63,37 @@ def wants_auto_grid(settings: dict[str, Any]) -> bool:
 def place_grid(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """`settings` with --latent-dims auto (wants_auto_grid) replaced by the sizes dimension.grid_from_dimension places
     from the test split's intrinsic dimension, and the placement as config.json records it (GRID_KEY); unchanged
-    settings and None where the grid is given. The estimates are cached, so the study's own rows reuse them."""
+    settings and None where the grid is given. A study folder that exists keeps the grid it recorded unless
+    --latent-dims says otherwise, so a study run again is the same study. The estimates are cached, so the study's own
+    rows reuse them."""
     if not wants_auto_grid(settings):
         return settings, None
     config = build_config({**settings, "latent_dims": (1,)})  # the data and cap settings, validated
+    recorded = config.out / CONFIG_FILE
+    if "latent_dims" not in settings and recorded.is_file():
+        return {**settings, "latent_dims": tuple(read_json(recorded)["config"]["model"]["latent_dims"])}, None
     dataset, _ = load_data(config.data)
-    rows = data_dimension_rows(dataset) if len(dataset.test) >= MIN_POINTS else []
-    estimates = {name: row["mean"] for name, metric in ESTIMATE_METRICS.items()
-                 for row in rows if row["metric"] == metric and row["class"] == "all"}
-    problem = (f"the test split has {len(dataset.test)} images; estimating the data's intrinsic dimension needs at least "
-               f"{MIN_POINTS}" if len(dataset.test) < MIN_POINTS else
-               f"the intrinsic dimension of the test split could not be estimated "
-               f"({', '.join(f'{k} {v:.3g}' for k, v in estimates.items()) or 'no estimate'}; duplicate images?)"
-               if len(estimates) != len(ESTIMATE_METRICS) or not all(map(math.isfinite, estimates.values())) else None)
+    estimates: dict[str, float] = {}
+    if len(dataset.test) < MIN_POINTS:
+        problem = (f"the test split has {len(dataset.test)} images; estimating the data's intrinsic dimension needs at "
+                   f"least {MIN_POINTS}")
+    else:
+        estimates = {name: row["mean"] for row in data_dimension_rows(dataset) if row["class"] == "all"
+                     for name, metric in ESTIMATE_METRICS.items() if row["metric"] == metric}
+        problem = (None if len(estimates) == len(ESTIMATE_METRICS) and all(map(math.isfinite, estimates.values())) else
+                   "the intrinsic dimension of the test split could not be estimated ("
+                   + (", ".join(f"{k} {v:.3g}" for k, v in estimates.items()) or "no estimate") + "; duplicate images?)")
     if problem and "latent_dims" in settings:  # asked for: one line
         raise ConfigError(f"{option('latent_dims')} {AUTO_GRID}: {problem}: give the sizes instead")
     if problem:  # the data set's default: the fixed grid, said so
         log.warning("the grid is not placed from the data, %s: the fixed grid %s instead (set --latent-dims)", problem,
                     ",".join(map(str, AXIS_BY_NAME["latent_dim"].default)))
         return settings, None
-    sizes = grid_from_dimension(list(estimates.values()), config.selection.max_latent_dim)
-    placement = {"estimates": estimates, "dimension": math.ceil(max(estimates.values())), "latent_dims": list(sizes)}
+    dimension = placed_dimension(list(estimates.values()))
+    sizes = grid_from_dimension(dimension, config.selection.max_latent_dim)
     log.info("grid placed from the data's intrinsic dimension (%s): latent sizes %s",
              ", ".join(f"{k} {v:.2f}" for k, v in estimates.items()), ", ".join(map(str, sizes)))
-    return {**settings, "latent_dims": sizes}, placement
+    return {**settings, "latent_dims": sizes}, {"estimates": estimates, "dimension": dimension, "latent_dims": list(sizes)}
 
 
 def execute(config: StudyConfig, placement: dict[str, Any] | None = None) -> dict[str, Any]:
