@@ -53,8 +53,8 @@ def test_a_diverging_model_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypat
 
     real_evaluate_loss = train_module.evaluate_loss
 
-    def nan_for_latent_3(model, images, batch_size, beta, seed):
-        terms = real_evaluate_loss(model, images, batch_size, beta, seed)
+    def nan_for_latent_3(model, images, batch_size, beta, seed, *rest):
+        terms = real_evaluate_loss(model, images, batch_size, beta, seed, *rest)
         return {**terms, "loss": float("nan")} if model.config.latent_dim == 3 else terms
 
     monkeypatch.setattr(train_module, "evaluate_loss", nan_for_latent_3)
