@@ -197,3 +197,27 @@ def test_workers_undo_dasks_malloc_trim_setting_that_makes_every_batch_page_faul
     with_setting, undone = map(int, result.stdout.split())
     assert with_setting > 200 * 100  # each 1 MiB tensor is a fresh mmap: 256 pages faulted in
     assert undone < with_setting / 20
+
+
+def test_a_local_worker_whose_study_died_while_it_started_exits_at_once(monkeypatch):
+    """The death signal is set in the worker's initializer, seconds after the spawn: a study killed before that
+    leaves the worker adopted by init, which start_worker sees and exits on (an orphan trained on otherwise)."""
+    from latentsweep import runner
+
+    class Parent:
+        pid = 4242
+
+    class Libc:  # the test process itself must not take a death signal
+        def prctl(self, *arguments):
+            return 0
+
+    exits = []
+    monkeypatch.setattr(runner.ctypes, "CDLL", lambda *arguments, **options: Libc())
+    monkeypatch.setattr(runner.multiprocessing, "parent_process", lambda: Parent())
+    monkeypatch.setattr(runner.os, "_exit", exits.append)
+    monkeypatch.setattr(runner.os, "getppid", lambda: 1)  # the study is gone: init adopted the worker
+    runner.start_worker()
+    assert exits == [1]
+    monkeypatch.setattr(runner.os, "getppid", lambda: 4242)  # the study is alive
+    runner.start_worker()
+    assert exits == [1]

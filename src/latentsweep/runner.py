@@ -154,11 +154,16 @@ class InProcessExecutor(concurrent.futures.Executor):
 
 def start_worker() -> None:
     """In each local worker process: die with the submitting process (Linux), so a killed study leaves
-    no trial writing into the folder behind the next run's back."""
+    no trial writing into the folder behind the next run's back. The death signal only covers a parent that dies
+    after it is set: one killed while this worker was still starting (spawning takes seconds) is checked for here,
+    or the worker would train on as an orphan (seen: a study killed two seconds after its start)."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             pr_set_pdeathsig = 1  # from linux/prctl.h
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # adopted by init: the study is gone already
+        os._exit(1)
 
 
 def worker_task(trial: Trial, config: StudyConfig, in_worker: bool) -> dict[str, Any]:
