@@ -95,3 +95,21 @@ def test_ordered_training_differs_from_plain_and_a_killed_ordered_run_resumes_bi
     assert [row["val_loss"] for row in straight["history"]] == [row["val_loss"] for row in resumed.history]
     assert state_dict_sha256(plain["model_state"]) != state_dict_sha256(straight["model_state"])
     assert straight["train_config"]["ordered"] is True
+
+
+def test_an_ordered_models_curve_has_every_prefix_and_its_top_is_the_plain_evaluation():
+    from latentsweep.evaluate import evaluate_model, prefix_rows
+
+    model, batch = small(4).eval(), images(60)
+    labels = torch.arange(60) % 3
+    rows = prefix_rows(model, batch, labels.numpy(), 4, seed=0, batch_size=32, class_names=["a", "b", "c"])
+    overall = {(row["latent_dim"], row["metric"]): row for row in rows if row["class"] == "all"}
+    assert {size for size, _ in overall} == {1, 2, 3, 4}
+    assert {metric for _, metric in overall} >= {"psnr", "mse", "ssim", "neg_elbo", "active_units"}
+    assert {row["class"] for row in rows} == {"a", "b", "c", "all"}
+    plain = {row["metric"]: row["mean"] for row in evaluate_model(model, batch, labels, 4, 0, batch_size=32,
+                                                                   class_names=["a", "b", "c"]).rows
+             if row["protocol"] == "test_set" and row["class"] == "all"}
+    assert all(overall[(4, metric)]["mean"] == value for metric, value in plain.items())  # the whole code, to the bit
+    units = [overall[(size, "active_units")]["mean"] for size in (1, 2, 3, 4)]
+    assert units == sorted(units) and all(units[k] <= k + 1 for k in range(4))

@@ -95,6 +95,24 @@ def per_image_scores(model: nn.Module, images: torch.Tensor, batch_size: int, se
     return {name: torch.cat(parts).double().cpu().numpy() for name, parts in columns.items()}
 
 
+@torch.no_grad()
+def prefix_rows(model: nn.Module, images: torch.Tensor, labels: np.ndarray, top: int, seed: int, batch_size: int,
+                class_names: Sequence[str] | None = None) -> list[dict]:
+    """An ordered model's curve (issue 32): for every prefix size k from 1 to `top`, the whole-test-set rows of the
+    size-k model inside it (per_image_scores with prefix_size=k, by class as evaluate_model gives them, latent_dim
+    k) and its active units among the first k (the posterior means do not depend on the prefix)."""
+    means, _ = latent.posterior_parameters(model, images)
+    rows = []
+    for size in range(1, top + 1):
+        scores = per_image_scores(model, images, batch_size, seed, prefix_size=size)
+        rows += [{"latent_dim": size, "protocol": "test_set", **row} for row in summarize_by_class(scores, labels,
+                                                                                                   class_names)]
+        rows.append({"latent_dim": size, "protocol": "test_set", "class": "all", "n": len(means),
+                     "metric": "active_units", "mean": float(active_units(means[:, :size])), "ci_low": math.nan,
+                     "ci_high": math.nan})
+    return rows
+
+
 @dataclass
 class Evaluation:
     rows: list[dict]  # tidy: the trial's axes, protocol, class, n, metric, mean, ci_low, ci_high
