@@ -55,7 +55,8 @@ def test_auto_places_the_grid_around_a_generated_manifolds_dimension(tmp_path, c
     assert settings["latent_dims"] == grid_from_dimension(placement["dimension"], 256)
     assert tuple(placement["latent_dims"]) == settings["latent_dims"]
     assert placement_sentence(placement).startswith("The grid was placed from the data's intrinsic dimension "
-                                                    f"(--latent-dims auto): twonn {placement['estimates']['twonn']:.2f}")
+                                                    f"(--latent-dims auto): TwoNN {placement['estimates']['twonn']:.2f}, "
+                                                    f"MLE (K=20) {placement['estimates']['mle']:.2f} on the test split")
     # the dry run says so before its plan, with the sizes it will train
     assert main(["run", "--dataset", "folder", "--data-dir", str(folder), "--val-size", "100", "--out",
                  str(tmp_path / "study"), "--preset", "quick", "--dry-run"]) == 0

@@ -420,7 +420,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_dimension(args: argparse.Namespace) -> int:
     from latentsweep.data import load_data
-    from latentsweep.dimension import ESTIMATORS, MLE_NEIGHBOURS
+    from latentsweep.dimension import ESTIMATOR_LABELS, ESTIMATORS
     from latentsweep.study import data_dimension_rows
 
     config = build_config({**data_source(args), "val_size": 10})  # the test split alone matters
@@ -429,7 +429,7 @@ def cmd_dimension(args: argparse.Namespace) -> int:
     names = ["all", *dataset.class_names]  # rows name classes by their label text
     print(f"Intrinsic dimension of the {dataset.name} test split ({len(dataset.test):,} images from {data_dir}, pixels "
           f"as vectors); 95% interval from 10 random halves")
-    print(f"{'class':<12}{'n':>7}" + "".join(f"{'TwoNN' if e == 'twonn' else f'MLE (K={MLE_NEIGHBOURS})':>24}" for e in ESTIMATORS))
+    print(f"{'class':<12}{'n':>7}" + "".join(f"{ESTIMATOR_LABELS[e]:>24}" for e in ESTIMATORS))
     for name in names:
         found = {row["metric"]: row for row in rows if row["class"] == name}
         if not found:

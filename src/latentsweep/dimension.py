@@ -42,6 +42,7 @@ MLE_NEIGHBOURS = 20
 MIN_POINTS = 2 * (MLE_NEIGHBOURS + 1)  # a half of the points must hold K = 20 neighbours of a point
 HALVES = 10
 ESTIMATORS = ("twonn", "mle")
+ESTIMATOR_LABELS = {"twonn": "TwoNN", "mle": f"MLE (K={MLE_NEIGHBOURS})"}  # as tables and sentences name them
 ESTIMATE_METRICS = {name: f"intrinsic_dimension_{name}" for name in ESTIMATORS}  # each one's metrics.REGISTRY entry
 VERSION = 2  # of the cached numbers: raise it when an estimator's settings or the rows change (2: classes by name)
 
@@ -94,7 +95,7 @@ def grid_from_dimension(dimension: int, cap: int) -> tuple[int, ...]:
 
 def placement_sentence(placement: dict[str, Any]) -> str:
     """How --latent-dims auto placed the grid, from its record (study.place_grid: estimates, dimension, latent_dims)."""
-    estimates = ", ".join(f"{name} {value:.2f}" for name, value in placement["estimates"].items())
+    estimates = ", ".join(f"{ESTIMATOR_LABELS[name]} {value:.2f}" for name, value in placement["estimates"].items())
     return (f"The grid was placed from the data's intrinsic dimension (--latent-dims auto): {estimates} on the test "
             f"split, so d = {placement['dimension']} and the latent sizes {', '.join(map(str, placement['latent_dims']))} "
             f"({GRID_FORMULA}).")

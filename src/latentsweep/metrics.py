@@ -25,7 +25,7 @@ import torch
 from scipy import stats
 
 from latentsweep.config import AXES, LEGACY_AXIS_VALUES, VARIANT_AXES
-from latentsweep.dimension import MLE_NEIGHBOURS
+from latentsweep.dimension import ESTIMATOR_LABELS, MLE_NEIGHBOURS
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 PSNR_CAP_DB = 100.0
@@ -113,8 +113,8 @@ REGISTRY: dict[str, Metric] = {metric.name: metric for metric in (
     Metric("sampled_code_dimension", "sampled code dimension", "code dimension of sampled codes (TwoNN of z ~ q(z|x))",
            1, None, ("test_set",)),
     Metric("probe_accuracy", "probe test accuracy", "linear probe accuracy", 4, "higher", ("test_set",)),
-    Metric("intrinsic_dimension_twonn", "TwoNN", "intrinsic dimension (TwoNN)", 2, None, ("test_set",), of_data=True),
-    Metric("intrinsic_dimension_mle", f"MLE (K={MLE_NEIGHBOURS})", f"intrinsic dimension (MLE, K = {MLE_NEIGHBOURS})", 2,
+    Metric("intrinsic_dimension_twonn", ESTIMATOR_LABELS["twonn"], "intrinsic dimension (TwoNN)", 2, None, ("test_set",), of_data=True),
+    Metric("intrinsic_dimension_mle", ESTIMATOR_LABELS["mle"], f"intrinsic dimension (MLE, K = {MLE_NEIGHBOURS})", 2,
            None, ("test_set",), of_data=True),
 )}
 # What "why it saturates" tabulates for each latent size: how much of the code is used, and the rate and distortion.

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 from latentsweep.architectures import ModelSpec, register_builder
 from latentsweep.config import AUTO_GRID, AXIS_BY_NAME, VARIANT_AXES, DataConfig, StudyConfig, build_config, option
 from latentsweep.data import SOURCES, Dataset, cache_root, load_data
-from latentsweep.dimension import (ESTIMATE_METRICS, MIN_POINTS, cached_dimension_rows, grid_from_dimension,
+from latentsweep.dimension import (ESTIMATE_METRICS, ESTIMATOR_LABELS, MIN_POINTS, cached_dimension_rows, grid_from_dimension,
                                    placed_dimension)
 from latentsweep.errors import ConfigError, LatentsweepError
 from latentsweep.health import REMEDY_KL_WARMUP, ModelHealth, failures
@@ -82,7 +82,7 @@ def place_grid(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
                      for name, metric in ESTIMATE_METRICS.items() if row["metric"] == metric}
         problem = (None if len(estimates) == len(ESTIMATE_METRICS) and all(map(math.isfinite, estimates.values())) else
                    "the intrinsic dimension of the test split could not be estimated ("
-                   + (", ".join(f"{k} {v:.3g}" for k, v in estimates.items()) or "no estimate") + "; duplicate images?)")
+                   + (", ".join(f"{ESTIMATOR_LABELS[k]} {v:.3g}" for k, v in estimates.items()) or "no estimate") + "; duplicate images?)")
     if problem and "latent_dims" in settings:  # asked for: one line
         raise ConfigError(f"{option('latent_dims')} {AUTO_GRID}: {problem}: give the sizes instead")
     if problem:  # the data set's default: the fixed grid, said so
@@ -92,7 +92,7 @@ def place_grid(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
     dimension = placed_dimension(list(estimates.values()))
     sizes = grid_from_dimension(dimension, config.selection.max_latent_dim)
     log.info("grid placed from the data's intrinsic dimension (%s): latent sizes %s",
-             ", ".join(f"{k} {v:.2f}" for k, v in estimates.items()), ", ".join(map(str, sizes)))
+             ", ".join(f"{ESTIMATOR_LABELS[k]} {v:.2f}" for k, v in estimates.items()), ", ".join(map(str, sizes)))
     return {**settings, "latent_dims": sizes}, {"estimates": estimates, "dimension": dimension, "latent_dims": list(sizes)}
 
 
