@@ -37,7 +37,7 @@ from latentsweep.data import to_pictures
 from latentsweep.dimension import code_dimension
 from latentsweep.metrics import (REGISTRY, active_units, class_histogram, confident_share, entropy_bits, frechet_distance,
                                  inception_score, kernel_distance, kl_per_dimension, per_image_metrics, summarize_by_class)
-from latentsweep.model import prefix_mask, vae_forward, vae_loss_terms
+from latentsweep.model import keep_prefix, vae_forward, vae_loss_terms
 
 
 
@@ -88,7 +88,7 @@ def per_image_scores(model: nn.Module, images: torch.Tensor, batch_size: int, se
         sizes = None if prefix_size is None else torch.full((len(batch),), prefix_size, device=batch.device)
         output = vae_forward(model, batch, generator, sizes)
         terms = vae_loss_terms(output, batch, sizes)
-        code = output.mean if sizes is None else output.mean * prefix_mask(sizes, output.mean.shape[1])
+        code = output.mean if sizes is None else keep_prefix(output.mean, sizes)
         recon = torch.sigmoid(model.decode(code))
         for name, score in scored.items():
             columns[name].append(score(batch, recon, terms))

@@ -212,7 +212,7 @@ def vae_forward(model: nn.Module, images: torch.Tensor, generator: torch.Generat
     noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
     latents = mean + noise * torch.exp(0.5 * log_var)
     if prefix_sizes is not None:
-        latents = latents * prefix_mask(prefix_sizes, latents.shape[1]).to(latents.dtype)
+        latents = keep_prefix(latents, prefix_sizes)
     return VAEOutput(model.decode(latents), mean, log_var)
 
 
@@ -235,6 +235,11 @@ def vae_loss_terms(output: VAEOutput, images: torch.Tensor, prefix_sizes: torch.
 def prefix_mask(prefix_sizes: torch.Tensor, latent_dim: int) -> torch.Tensor:
     """(N, latent_dim) booleans: unit j of row i is inside its prefix, j < prefix_sizes[i]."""
     return torch.arange(latent_dim, device=prefix_sizes.device) < prefix_sizes[:, None]
+
+
+def keep_prefix(latents: torch.Tensor, prefix_sizes: torch.Tensor) -> torch.Tensor:
+    """`latents` (N, latent_dim) with each row's units past its prefix size set to the prior's mean, 0."""
+    return latents * prefix_mask(prefix_sizes, latents.shape[1]).to(latents.dtype)
 
 
 def nested_prefix_sizes(count: int, latent_dim: int, generator: torch.Generator | None,
