@@ -10,8 +10,8 @@ from torch.distributions import Normal, kl_divergence
 
 from latentsweep.architectures import ModelSpec
 from latentsweep.evaluate import per_image_scores
-from latentsweep.model import (MNIST_SHAPE, ConvVAE, VAEConfig, nested_prefix_sizes, prefix_mask, vae_forward,
-                               vae_loss_terms)
+from latentsweep.model import (MNIST_SHAPE, ConvVAE, Prefix, VAEConfig, nested_prefix_sizes, prefix_mask,
+                               vae_forward, vae_loss_terms)
 from latentsweep.storage import state_dict_sha256
 from latentsweep.train import LAST_CHECKPOINT, TrainConfig, load_checkpoint, train_epoch, train_model
 
@@ -44,12 +44,17 @@ def test_a_prefix_decode_is_the_model_decoding_zeros_in_the_remaining_units():
     with torch.no_grad():
         mean, log_var = model.encode(batch)
         by_hand = torch.sigmoid(model.decode(torch.cat([mean[:, :2], torch.zeros(40, 4)], 1)))
-    scores = per_image_scores(model, batch, 16, seed=0, prefix_size=2)
+    scores = per_image_scores(Prefix(model, 2, 6), batch, 16, seed=0)
     assert torch.allclose(torch.as_tensor(scores["mse"]), (batch - by_hand).pow(2).flatten(1).mean(1).double(), atol=1e-7)
-    # the whole code is the plain model, to the bit; a shorter prefix reconstructs worse on average
-    assert all((per_image_scores(model, batch, 16, 0, prefix_size=6)[name] == plain).all()
+    # the whole code is the plain model, to the bit; a shorter prefix is another model
+    assert all((per_image_scores(Prefix(model, 6, 6), batch, 16, 0)[name] == plain).all()
                for name, plain in per_image_scores(model, batch, 16, 0).items())
     assert scores["mse"].mean() != per_image_scores(model, batch, 16, 0)["mse"].mean()
+    # the prefix's KL is its first units' in closed form, as training's prefix loss counts it
+    with torch.no_grad():
+        terms = vae_loss_terms(vae_forward(model, batch, torch.Generator().manual_seed(0), torch.full((40,), 2)), batch,
+                               torch.full((40,), 2))
+    assert torch.allclose(torch.as_tensor(scores["kl"]).float(), terms.kl, atol=1e-5)
 
 
 def test_a_prefixs_kl_is_the_kl_of_its_own_units_and_its_decoder_sees_only_them():
@@ -95,21 +100,3 @@ def test_ordered_training_differs_from_plain_and_a_killed_ordered_run_resumes_bi
     assert [row["val_loss"] for row in straight["history"]] == [row["val_loss"] for row in resumed.history]
     assert state_dict_sha256(plain["model_state"]) != state_dict_sha256(straight["model_state"])
     assert straight["train_config"]["ordered"] is True
-
-
-def test_an_ordered_models_curve_has_every_prefix_and_its_top_is_the_plain_evaluation():
-    from latentsweep.evaluate import evaluate_model, prefix_rows
-
-    model, batch = small(4).eval(), images(60)
-    labels = torch.arange(60) % 3
-    rows = prefix_rows(model, batch, labels.numpy(), 4, seed=0, batch_size=32, class_names=["a", "b", "c"])
-    overall = {(row["latent_dim"], row["metric"]): row for row in rows if row["class"] == "all"}
-    assert {size for size, _ in overall} == {1, 2, 3, 4}
-    assert {metric for _, metric in overall} >= {"psnr", "mse", "ssim", "neg_elbo", "active_units"}
-    assert {row["class"] for row in rows} == {"a", "b", "c", "all"}
-    plain = {row["metric"]: row["mean"] for row in evaluate_model(model, batch, labels, 4, 0, batch_size=32,
-                                                                   class_names=["a", "b", "c"]).rows
-             if row["protocol"] == "test_set" and row["class"] == "all"}
-    assert all(overall[(4, metric)]["mean"] == value for metric, value in plain.items())  # the whole code, to the bit
-    units = [overall[(size, "active_units")]["mean"] for size in (1, 2, 3, 4)]
-    assert units == sorted(units) and all(units[k] <= k + 1 for k in range(4))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from latentsweep import __version__
-from latentsweep.config import (ARCHITECTURE_HELP, AXES, AXIS_BY_NAME, DEVICES, FIELD_NAMES, PRESETS, SECTION_OF,
+from latentsweep.config import (ARCHITECTURE_HELP, AXES, AXIS_BY_NAME, DEFAULT_PRESET, DEVICES, FIELD_NAMES, PRESETS, SECTION_OF,
                                 StudyConfig, build_config, coerce, from_dict, load_toml, option, option_help, setting_type)
 from latentsweep.errors import ConfigError, LatentsweepError
 from latentsweep.storage import FolderLock
@@ -61,7 +61,7 @@ def add_settings(parser: argparse.ArgumentParser, names: Iterable[str], title: s
             groups[group_name].add_argument(option(name), help=option_help(name))
 
 
-PRESET_HELP = ("quick or full (default full): " + "; ".join(f"{name}: " + ", ".join(f"{key}={value}" for key, value in
+PRESET_HELP = (f"{' or '.join(PRESETS)} (default {DEFAULT_PRESET}): " + "; ".join(f"{name}: " + ", ".join(f"{key}={value}" for key, value in
                                                                                      values.items())
                                                           for name, values in PRESETS.items()))
 
@@ -220,9 +220,11 @@ def print_summary(study_dir: Path) -> None:
     """A plain table of the headline numbers, readable in a terminal and in a log."""
     from latentsweep.layout import EXPLORER_FILE, REPORT_HTML, REPORT_MD, variant_name
     from latentsweep.metrics import REGISTRY, headline_metrics, lookup
-    from latentsweep.results import read_results
+    from latentsweep.results import preview_sentences, read_results
 
     results = read_results(study_dir)
+    for sentence in preview_sentences(results.config):
+        print(sentence)
     headline = headline_metrics()
     width = {name: max(len(REGISTRY[name].label), 6) for name in headline}
     for variant, answer in results.answers.items():
@@ -253,7 +255,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args, latent_dims=(latent_dim,), seeds=(seed,), betas=(beta,))
     if len(config.model.architecture) != 1:
         raise ConfigError("--architecture: 'train' trains one model; name one architecture")
-    trial, = plan_trials(config)  # one value of every axis: the one model
+    # One value of every axis: the one model (with --ordered, its sizes are the prefixes of --latent-dim: the top).
+    trial, = (trial for trial in plan_trials(config) if trial.latent_dim == latent_dim)
     folder = config.out
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{folder} (--out): exists and is not a folder")

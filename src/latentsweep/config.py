@@ -58,6 +58,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "full": {**RECIPE, "epochs": 12, "train_subset": None, "seeds": (0, 1, 2), "refine": True, "check_training": True,
              "extend": True},
 }
+# The preview (issue 32): the full preset's recipe and seeds, one ordered model per seed at the grid's top size T,
+# whose prefixes are the sizes 1..T (TrainingConfig.ordered), so the whole curve costs about one model per seed.
+PRESETS["preview"] = {**PRESETS["full"], "ordered": True, "refine": False, "extend": False}
 DEFAULT_PRESET = "full"
 
 
@@ -182,6 +185,11 @@ class TrainingConfig:
     kl_warmup: float = setting(0.0, "KL warm-up: the share of the steps over which the KL term's weight rises linearly "
                                "to beta, so the decoder learns to use the code before the KL term can shut it; a "
                                "model that failed to train is retrained once with 0.5 (--check-training)")
+    ordered: bool = setting(False, "train one ordered model per seed at the grid's largest latent size T (nested "
+                            "dropout: each image decoded from its code's first k units, k uniform on 1..T) and measure "
+                            "its first k units as the size-k model for every k from 1 to T; the latent sizes become "
+                            "1..T, every one but T a prefix, evaluated without training: a preview of the whole curve "
+                            "in about the time of one model per seed, not independent models (docs/measures.md)")
     precision: str = setting("fp32", f"one of {', '.join(PRECISIONS)}: bf16 runs training's forward pass under bfloat16 "
                              "autocast, which pays on a CPU only with bf16 instructions (benchmarks/bench_cpu_levers.py "
                              "measures it); weights, loss and evaluation stay float32")
@@ -221,6 +229,9 @@ class SelectionConfig:
                            "smaller size to it more than --tolerance-db), add twice the largest size to the grid at "
                            "every seed, up to --max-latent-dim; there, an unsaturated top makes the answer a lower bound")
     max_latent_dim: int = setting(256, "the largest latent size --extend adds")
+    with_preview: bool = setting(False, "before the grid, train the study's preview too (one ordered model per seed at "
+                                 "the grid's largest size, --ordered, in OUT/preview/, with its own report) and draw its "
+                                 "curve beside the independent models' in the report; about a quarter more time")
 
 
 @with_axes("execution")
@@ -389,6 +400,12 @@ def build_config(overrides: Mapping[str, Any]) -> StudyConfig:
     values: dict[str, Any] = {**PRESETS[preset], **overrides}
     if values.get("schedule") == "constant" and "warmup_fraction" not in overrides:
         values["warmup_fraction"] = 0.0  # the preset's warm-up belongs to its schedule, not to a constant rate
+    if values.get("ordered") is True:
+        if "extend" not in overrides:
+            values["extend"] = False  # a larger top would be another ordered model, not a prefix of this one
+        top = max(coerce(values.get("latent_dims", AXIS_BY_NAME["latent_dim"].default), tuple[int, ...], "latent_dims"))
+        if top >= 1:  # every prefix size of the top: what an ordered study measures (else validate's error)
+            values["latent_dims"] = tuple(range(1, top + 1))
     unknown = sorted(set(values) - set(SECTION_OF) - {"preset"})
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(unknown)}")
@@ -484,6 +501,10 @@ def validate(config: StudyConfig) -> None:
     need(0 <= training.warmup_fraction < 1, f"--warmup-fraction: must be at least 0 and below 1, got {training.warmup_fraction}")
     need(training.warmup_fraction == 0 or training.schedule != "constant",
          "--warmup-fraction: only used with --schedule cosine")
+    need(not (training.ordered and selection.extend), "--extend: not with --ordered, whose sizes are the prefixes of "
+         "its largest; set the top with --latent-dims instead")
+    need(not (training.ordered and selection.with_preview), "--with-preview: not with --ordered, which is a preview "
+         "already")
     need(0 <= training.kl_warmup <= 1, f"--kl-warmup: must be between 0 and 1, got {training.kl_warmup}")
 
     need(evaluation.eval_batch_size >= 1, f"--eval-batch-size: must be at least 1, got {evaluation.eval_batch_size}")

@@ -32,3 +32,9 @@ class TrainingDiverged(LatentsweepError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
     exit_code = 3
+
+
+class PrefixUnavailable(LatentsweepError):
+    """A prefix of an ordered model cannot be evaluated: the model it is the start of did not finish training."""
+
+    exit_code = 3

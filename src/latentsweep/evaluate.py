@@ -37,7 +37,7 @@ from latentsweep.data import to_pictures
 from latentsweep.dimension import code_dimension
 from latentsweep.metrics import (REGISTRY, active_units, class_histogram, confident_share, entropy_bits, frechet_distance,
                                  inception_score, kernel_distance, kl_per_dimension, per_image_metrics, summarize_by_class)
-from latentsweep.model import keep_prefix, vae_forward, vae_loss_terms
+from latentsweep.model import vae_forward, vae_loss_terms
 
 
 
@@ -75,42 +75,31 @@ def sample_prior(model: nn.Module, latent_dim: int, count: int, seed: int, devic
 
 
 @torch.no_grad()
-def per_image_scores(model: nn.Module, images: torch.Tensor, batch_size: int, seed: int,
-                     prefix_size: int | None = None) -> dict[str, np.ndarray]:
-    """Every per-image metric of the registry (each Metric's score) for every image, as float64 arrays of length N;
-    with `prefix_size` k, those of the size-k model inside an ordered one: the code's first k units, the rest at 0."""
+def per_image_scores(model: nn.Module, images: torch.Tensor, batch_size: int, seed: int) -> dict[str, np.ndarray]:
+    """Every per-image metric of the registry (each Metric's score) for every image, as float64 arrays of length N."""
     model.eval()
     generator = torch.Generator(device=images.device).manual_seed(seed)
     scored = {name: REGISTRY[name].score for name in per_image_metrics()}
     columns: dict[str, list[torch.Tensor]] = {name: [] for name in scored}
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
-        sizes = None if prefix_size is None else torch.full((len(batch),), prefix_size, device=batch.device)
-        output = vae_forward(model, batch, generator, sizes)
-        terms = vae_loss_terms(output, batch, sizes)
-        code = output.mean if sizes is None else keep_prefix(output.mean, sizes)
-        recon = torch.sigmoid(model.decode(code))
+        output = vae_forward(model, batch, generator)
+        terms = vae_loss_terms(output, batch)
+        recon = torch.sigmoid(model.decode(output.mean))
         for name, score in scored.items():
             columns[name].append(score(batch, recon, terms))
     return {name: torch.cat(parts).double().cpu().numpy() for name, parts in columns.items()}
 
 
-@torch.no_grad()
-def prefix_rows(model: nn.Module, images: torch.Tensor, labels: np.ndarray, top: int, seed: int, batch_size: int,
-                class_names: Sequence[str] | None = None) -> list[dict]:
-    """An ordered model's curve (issue 32): for every prefix size k from 1 to `top`, the whole-test-set rows of the
-    size-k model inside it (per_image_scores with prefix_size=k, by class as evaluate_model gives them, latent_dim
-    k) and its active units among the first k (the posterior means do not depend on the prefix)."""
-    means, _ = latent.posterior_parameters(model, images)
-    rows = []
-    for size in range(1, top + 1):
-        scores = per_image_scores(model, images, batch_size, seed, prefix_size=size)
-        rows += [{"latent_dim": size, "protocol": "test_set", **row} for row in summarize_by_class(scores, labels,
-                                                                                                   class_names)]
-        rows.append({"latent_dim": size, "protocol": "test_set", "class": "all", "n": len(means),
-                     "metric": "active_units", "mean": float(active_units(means[:, :size])), "ci_low": math.nan,
-                     "ci_high": math.nan})
-    return rows
+def active_units_of(means: np.ndarray) -> dict:
+    """The tidy row (without the trial's axes) of the active units among posterior means (N, latent_dim)."""
+    return {"protocol": "test_set", "class": "all", "n": len(means), "metric": "active_units",
+            "mean": float(active_units(means)), "ci_low": math.nan, "ci_high": math.nan}
+
+
+def active_units_row(model: nn.Module, images: torch.Tensor) -> dict:
+    """active_units_of the model's posterior means of `images`."""
+    return active_units_of(latent.posterior_parameters(model, images)[0])
 
 
 @dataclass
@@ -333,8 +322,7 @@ def analyse(model: nn.Module, latent_dim: int, test_images: torch.Tensor, labels
         per_dimension = kl_per_dimension(means, log_vars)
         extra["kl_per_dimension"] = per_dimension.tolist()
         extra["posterior_mean_variance"] = np.asarray(means, np.float64).var(0).tolist()  # > 0.01: an active unit
-        rows.append({"protocol": "test_set", "class": "all", "n": len(means), "metric": "active_units",
-                     "mean": float(active_units(means)), "ci_low": math.nan, "ci_high": math.nan})
+        rows.append(active_units_of(means))
         rows.append({"protocol": "test_set", "class": "all", "n": len(means), "metric": "code_dimension",
                      "mean": code_dimension(means), "ci_low": math.nan, "ci_high": math.nan})
         # One code per image drawn from q(z|x), from its own generator so the other measures' draws stay as they were.

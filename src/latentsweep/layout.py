@@ -7,10 +7,13 @@
   models/<trial>/          one folder per trial, named by its axis values, e.g. conv_beta1_latent005_seed0:
       config.json  history.csv  last.pt  best.pt  metrics.json  timing.json  per_image.csv  images.npz
       analysis.npz  DONE (or FAILED)  trial.log (when a worker process ran it)
+      (in an ordered study, --ordered, a trial below the top size holds no model: its config.json names the
+      top trial whose first units it is, "prefix_of", and its evaluation reads that trial's best.pt)
   failed_attempts/<trial>/ the first attempt of a model that failed to train and was retrained (health.py)
   results.csv, results.json  the tidy table of every finished trial that trained, one column per axis, and
                            the data's intrinsic dimension (rows without axis values)
   summary.json             wall time and status of each trial
+  preview/                 with --with-preview: the preview (an ordered study, --ordered) as a study folder of its own
   figures/, report.md, report.html   written by latentsweep.report from the files above only
 
 A trial with a DONE marker is skipped when the study is run again; one without is resumed from
@@ -57,6 +60,8 @@ CONSTANT_PSNR_KEY = "constant_image_psnr_db"  # config.json: the training images
 GRID_KEY = "grid_placement"  # config.json's record of --latent-dims auto: the estimates, d and the sizes placed
 EXTENSION_KEY = "extension"  # config.json's sizes --extend added to the grid (they are in its latent_dims too)
 RETRAINED_KEY = "retrained"  # config.json's models retrained once with the remedy: {trial, the axes, first signs}
+PREVIEW_FOLDER = "preview"  # --with-preview: the study's preview, a study folder of its own inside this one
+PREFIX_OF_KEY = "prefix_of"  # a prefix trial's config.json and metrics.json: the trial whose model it is the start of
 FAILED_ATTEMPTS = "failed_attempts"  # the study folder's copies of retrained models' first attempts, by trial name
 
 
@@ -121,6 +126,15 @@ def study_trials(config: StudyConfig, probes: Iterable[dict[str, Any]] = ()) -> 
     """Every trial of the study: the grid, then the probes that refined its answer (none without --refine)."""
     grid = plan_trials(config)
     return grid + [trial for trial in probe_trials(config, probes) if trial not in set(grid)]
+
+
+def ordered_model_of(config: StudyConfig, trial: Trial) -> Trial | None:
+    """In an ordered study (--ordered), the trial whose model `trial` is a prefix of: its axis values at the grid's
+    largest size; None where the trial trains a model of its own (every trial of a plain study, an ordered one's top)."""
+    top = max(config.model.latent_dims)
+    if not config.training.ordered or trial.latent_dim == top:
+        return None
+    return dataclasses.replace(trial, latent_dim=top)
 
 
 def read_probes(study_dir: Path) -> list[dict[str, Any]]:

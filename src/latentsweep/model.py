@@ -251,5 +251,25 @@ def nested_prefix_sizes(count: int, latent_dim: int, generator: torch.Generator 
     return torch.randint(1, latent_dim + 1, (count,), generator=generator, device=device)
 
 
+class Prefix(nn.Module):
+    """The size-k model inside an ordered one (`model`, trained with nested dropout): it encodes to the first k units
+    of the code and decodes a k-unit code with the units past it at the prior's mean, 0, as training decoded them.
+    Everything that measures a model measures it as it would a plain size-k VAE."""
+
+    def __init__(self, model: nn.Module, size: int, latent_dim: int) -> None:
+        super().__init__()
+        if not 1 <= size <= latent_dim:
+            raise ValueError(f"a prefix of a {latent_dim}-unit code has 1 to {latent_dim} units, not {size}")
+        self.model, self.size, self.latent_dim = model, size, latent_dim
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_var = self.model.encode(images)
+        return mean[:, :self.size], log_var[:, :self.size]
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        rest = latents.new_zeros(len(latents), self.latent_dim - self.size)
+        return self.model.decode(torch.cat([latents, rest], 1))
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -75,8 +75,8 @@ def plan_study(config: StudyConfig) -> list[TrialPlan]:
     plans = []
     for trial in plan_trials(config):
         folder = trial_dir(config.out, trial)
-        action = trial_action(folder, config)
-        epochs_left = {"skip": 0, "re-evaluate": 0, "train": config.training.epochs}.get(action)
+        action = trial_action(folder, config, trial)
+        epochs_left = {"skip": 0, "re-evaluate": 0, "prefix": 0, "train": config.training.epochs}.get(action)
         if action == "resume":
             epochs_left = max(0, config.training.epochs - load_checkpoint(folder / LAST_CHECKPOINT)["epoch"])
         plans.append(TrialPlan(trial, action, epochs_left))
@@ -143,7 +143,9 @@ def trial_seconds(config: StudyConfig, dataset: Dataset, plan: TrialPlan, rates:
     eval_rate = rates.eval_images_per_second[plan.trial.architecture]
     per_epoch = len(dataset.train) / train_rate + len(dataset.val) / eval_rate  # training pass + validation loss
     evaluation = config.evaluation
-    forward_passes = 2 * len(dataset.test) + evaluation.iwae_images * evaluation.iwae_samples + evaluation.generation_samples
+    forward_passes = 2 * len(dataset.test)  # a prefix's evaluation: its reconstructions alone (trial.evaluate_trial)
+    if plan.action != "prefix":
+        forward_passes += evaluation.iwae_images * evaluation.iwae_samples + evaluation.generation_samples
     return {"training": plan.epochs_left * per_epoch,
             "evaluation": forward_passes / eval_rate if plan.evaluates else 0.0}
 
@@ -184,7 +186,7 @@ def describe(config: StudyConfig, dataset: Dataset, data_dir: Path, device: torc
              cluster: ClusterEstimate | None = None) -> list[str]:
     """The plan as lines of text for the terminal."""
     actions = {"train": "train {n} epochs", "resume": "resume: {n} epochs left", "re-evaluate": "re-evaluate (trained)",
-               "skip": "done, skipped"}
+               "skip": "done, skipped", "prefix": "a prefix of the largest size's ordered model: evaluate"}
     lines = [f"Plan for {config.out}: {dataset.name} from {data_dir}",
              f"  {len(dataset.train):,} training, {len(dataset.val):,} validation, {len(dataset.test):,} test images "
              f"of {describe_shape(dataset.image_shape)}; "

@@ -378,3 +378,31 @@ def dimension_vs_psnr(dimension: Mapping[str, Mapping[str, Any]], psnr: Mapping[
     axis.set_ylabel(f"intrinsic dimension of the class ({estimator_label})")
     axis.grid(alpha=0.3)
     return save(figure, path)
+
+
+def preview_beside(independent: Sequence[Mapping[str, Any]], preview: Sequence[Mapping[str, Any]], answers: tuple[int, int],
+                   path: Path) -> Path:
+    """Whole-test-set PSNR (95% CI) against latent size of the independent models (circles) and of the preview's
+    prefixes (a line in a band), each answer marked: `answers` is (the independent models', the preview's)."""
+    figure = Figure(figsize=(7, 4.2))
+    axis = figure.subplots()
+    rows = sorted(preview, key=lambda row: row["latent_dim"])
+    sizes, means = [r["latent_dim"] for r in rows], np.array([r["mean"] for r in rows], dtype=float)
+    axis.plot(sizes, means, color="tab:orange", label="preview: prefixes of one ordered model per seed")
+    bars = _error_bars(rows)
+    if bars is not None:
+        axis.fill_between(sizes, means - bars[0], means + bars[1], color="tab:orange", alpha=0.2, linewidth=0)
+    mine = sorted(independent, key=lambda row: row["latent_dim"])
+    axis.errorbar([r["latent_dim"] for r in mine], [r["mean"] for r in mine], yerr=_error_bars(mine), fmt="o",
+                  color="tab:blue", capsize=3, label="models trained at each size")
+    for (size, curve, color), name in zip(((answers[0], mine, "tab:blue"), (answers[1], rows, "tab:orange")),
+                                          ("independent", "preview")):
+        value = next(r["mean"] for r in curve if r["latent_dim"] == size)
+        axis.scatter([size], [value], s=260, facecolors="none", edgecolors=color, linewidths=1.5,
+                     label=f"{name} answer: {size}", zorder=3)
+    axis.set_xlabel("latent size")
+    axis.set_ylabel(REGISTRY["psnr"].axis_label)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return save(figure, path)

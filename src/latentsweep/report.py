@@ -20,18 +20,19 @@ from latentsweep.config import AXIS_BY_NAME, VARIANT_AXES, StudyConfig
 from latentsweep.data import describe_shape
 from latentsweep.dimension import HALVES, MLE_NEIGHBOURS, placement_sentence
 from latentsweep.health import COLLAPSE_KL_NATS, CONSTANT_MARGIN_DB, REMEDY_KL_WARMUP, WORSE_MARGIN_DB
-from latentsweep.layout import (EXCLUDED_KEY, EXPLORER_FILE, EXTENSION_KEY, FIGURES, GRID_KEY, REPORT_HTML, REPORT_MD,
-                                RETRAINED_KEY, variant_name, variant_slug)
+from latentsweep.layout import (EXCLUDED_KEY, EXPLORER_FILE, EXTENSION_KEY, FIGURES, GRID_KEY, PREVIEW_FOLDER, REPORT_HTML,
+                                REPORT_MD, RESULTS_JSON, RETRAINED_KEY, SUMMARY_FILE, variant_name, variant_slug)
 from latentsweep.metrics import (COMPARISON_METRICS, GENERATION_PROTOCOLS, REGISTRY, SATURATION_METRICS, TIDY_FIELDS,
                                  by_class_metrics, data_metrics, generation_metrics, headline_metrics, lookup,
                                  variant_rows)
 from latentsweep.model import MNIST_SHAPE
 from latentsweep.plots import UNLABELLED_GROUP
 from latentsweep.render import Block, Bullets, Figure, Heading, Link, Paragraph, Table, to_html, to_markdown
-from latentsweep.results import StudyFiles, class_noun, for_variant, model_scores, plural, read_results, read_study
+from latentsweep.results import (StudyFiles, class_noun, for_variant, model_scores, plural, preview_sentences, read_results,
+                                 read_study)
 from latentsweep.selection import (Answer, Saturation, fondue_choice, overall_active_units, overall_code_dimensions,
                                    overall_psnr, rule_text, saturation)
-from latentsweep.storage import atomic_write_text
+from latentsweep.storage import atomic_write_text, read_json
 from latentsweep.uncertainty import Evidence, gather_evidence, p_text, selection_rule
 
 # ----------------------------------------------------------------------------------------
@@ -128,7 +129,9 @@ def make_figures(files: StudyFiles, combined: list[dict[str, Any]], class_names:
 
 
 def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths: dict[str, Path],
-                 evidence: Evidence, answer: Answer, data_rows: list[dict[str, Any]] = ()) -> list[Block]:
+                 evidence: Evidence, answer: Answer, data_rows: list[dict[str, Any]] = (),
+                 preview: list[Block] = ()) -> list[Block]:
+    """One variant's report; `preview`: the blocks setting the study's preview beside it (preview_blocks)."""
     info, config = files.info, files.config
     class_names = files.class_names
     shape = image_shape(info)
@@ -140,13 +143,17 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
     multi_seed = len(config.training.seeds) > 1
     ci_note = ("95% Student-t confidence intervals across seeds (n = number of seeds)" if multi_seed
                else "95% Student-t confidence intervals across test images")
+    # The network described: the smallest trained, or an ordered study's one model per seed (its prefixes' too).
+    model_size = (max if config.training.ordered else min)(config.model.latent_dims)
 
     blocks: list[Block] = [
         Heading(f"How small can a VAE's latent space be? Latent-size study on {data_name(files.info, config)}", 1),
-        Paragraph(" ".join([*lower_bound_sentences(files, combined, answer), *answer.headline, *excluded_sentences(files),
+        Paragraph(" ".join([*preview_sentences(config), *lower_bound_sentences(files, combined, answer), *answer.headline,
+                            *excluded_sentences(files),
                             *evidence.sentences()]), highlight=True),
         Heading("Conclusion"),
         Bullets([*answer.sentences, *evidence.sentences()]),
+        *preview,
         *bracket_blocks(files, combined, answer, list(data_rows)),
         *dimension_blocks(list(data_rows), combined, answer, class_names, noun, rel),
         Heading("Setup"),
@@ -162,8 +169,8 @@ def build_blocks(files: StudyFiles, combined: list[dict[str, Any]], figure_paths
             "(beta 1) whatever beta trained the model, so they compare across betas.",
             f"Latent sizes {', '.join(map(str, sorted(config.model.latent_dims)))}; seeds {', '.join(map(str, config.training.seeds))}.",
             "Data mode: " + intensity_mode(config, shape),
-            f"Model: {describe_architecture(files.variant['architecture'], min(config.model.latent_dims), shape)} "
-            f"(at latent size {min(config.model.latent_dims)}). Parameters: "
+            f"Model: {describe_architecture(files.variant['architecture'], model_size, shape)} "
+            f"(at latent size {model_size}). Parameters: "
             + ", ".join(f"{t['parameters']:,} at z={t['latent_dim']}" for t in done if t["seed"] == config.training.seeds[0]) + ".",
             f"Device: {env['device']} ({env['device_name']}), {trials_ran(info)}; Python {env['python']}, "
             f"torch {env['torch']}, numpy {env['numpy']}, latentsweep {env['latentsweep']}; {env['platform']}.",
@@ -294,7 +301,8 @@ def analysis_blocks(files: StudyFiles, combined: list[dict[str, Any]], rel: dict
         return []
     config = files.config
     sizes = sorted({row["latent_dim"] for row in lookup(combined, metric="iwae_nll")})
-    done = [t for t in files.trials if t.get("status") == "done" and t.get("rows")]
+    # The models measured beyond reconstruction (an ordered study's prefixes are not: trial.evaluate_trial).
+    done = [t for t in files.trials if t.get("status") == "done" and lookup(t.get("rows") or [], metric="iwae_nll")]
     classes = max(1, len(files.class_names))
     blocks = (generation_blocks(files, combined, rel, selected, noun, sizes) if lookup(combined, metric="fd") else
               [Heading("Generation quality"), Paragraph(NO_LABELS)])
@@ -502,6 +510,40 @@ def bracket_blocks(files: StudyFiles, combined: list[dict[str, Any]], answer: An
     return [Heading("Does the grid bracket the answer?"), Bullets(sentences)]
 
 
+def preview_blocks(study_dir: Path, own: list[dict[str, Any]], answer: Answer, variant: tuple, prefix: str) -> list[Block]:
+    """--with-preview: the preview's curve (PREVIEW_FOLDER, prefixes of one ordered model per seed) beside this
+    study's independent models, the PSNR difference at every tested size, each one's answer and each one's time."""
+    folder = study_dir / PREVIEW_FOLDER
+    if not (folder / RESULTS_JSON).is_file():
+        return []
+    preview = read_results(folder)
+    if variant not in preview.answers:
+        return []
+    theirs = lookup(preview.rows_of(variant), protocol="test_set", cls="all", metric="psnr")
+    mine = lookup(own, protocol="test_set", cls="all", metric="psnr")
+    by_size = {row["latent_dim"]: row["mean"] for row in theirs}
+    guess, top = preview.answers[variant].selected, max(by_size)
+    apart = abs(guess - answer.selected)
+    gaps = {row["latent_dim"]: by_size[row["latent_dim"]] - row["mean"] for row in mine if row["latent_dim"] in by_size}
+    preview_seconds, grid_seconds = (read_json(path / SUMMARY_FILE).get(key) if (path / SUMMARY_FILE).is_file() else None
+                                     for path, key in ((folder, "wall_seconds"), (study_dir, "grid_seconds")))
+    sentences = [
+        f"The preview (one ordered model per seed at size {top}, every smaller size its first units; its own report: "
+        f"{PREVIEW_FOLDER}/{REPORT_HTML}) answers {guess}; the models trained at each size answer {answer.selected}: "
+        + ("the same size." if not apart else f"{apart} dimension{'s' if apart > 1 else ''} "
+           f"{'above' if guess > answer.selected else 'below'}."),
+        "Its PSNR minus the independent models' at every tested size up to its top: "
+        + ", ".join(f"{size}: {gap:+.2f} dB" for size, gap in sorted(gaps.items())) + "."]
+    if preview_seconds and grid_seconds:
+        sentences.append(f"The preview took {preview_seconds:.0f} s, the grid of independent models {grid_seconds:.0f} s "
+                         f"(x{preview_seconds / grid_seconds:.2f}; summary.json of each).")
+    path = plots.preview_beside(mine, theirs, (answer.selected, guess), study_dir / FIGURES / f"{prefix}preview_beside.png")
+    caption = ("Whole-test-set PSNR (95% CI) against latent size: models trained at each size (circles) and the "
+               "preview's prefixes of one ordered model per seed (line and band), each answer circled.")
+    return [Heading("The preview beside the independent models"), Bullets(sentences),
+            Figure(str(path.relative_to(study_dir)), caption, caption)]
+
+
 def dimension_blocks(data_rows: list[dict[str, Any]], combined: list[dict[str, Any]], answer: Answer,
                      class_names: list[str], noun: str, rel: dict[str, str]) -> list[Block]:
     """The answer to one dimension beside the data's own intrinsic dimension and the codes', in sentences from the numbers."""
@@ -673,7 +715,8 @@ def render_report(study_dir: str | Path) -> list[Path]:
                                                   results.config.model.latent_dims))
         figures = {**make_figures(view, own, files.class_names, evidence, prefix),
                    **answer_figures(view, own, answer, results.data_rows, prefix)}
-        variant_blocks = build_blocks(view, own, figures, evidence, answer, results.data_rows)
+        variant_blocks = build_blocks(view, own, figures, evidence, answer, results.data_rows,
+                                      preview_blocks(study_dir, own, answer, variant, prefix))
         blocks += [Heading(variant_name(variant).capitalize()), *demote(variant_blocks)] if several else variant_blocks
     if several:
         (study_dir / FIGURES).mkdir(exist_ok=True)

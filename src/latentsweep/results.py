@@ -37,6 +37,17 @@ def plural(noun: str) -> str:
     return noun + ("es" if noun.endswith("s") else "s")
 
 
+def preview_sentences(config: StudyConfig) -> list[str]:
+    """What an ordered study's numbers are (--ordered, the preview preset), said wherever its answer is given (the
+    report's headline, the command line's summary); none for a study of independent models."""
+    if not config.training.ordered:
+        return []
+    top = max(config.model.latent_dims)
+    return [f"A preview: every latent size below {top} is the first units of one ordered model per seed (size {top}, "
+            "trained with nested dropout), not a model trained at that size; models trained at each size (a study "
+            "without --ordered; --with-preview sets the two side by side) may reconstruct better."]
+
+
 @dataclass(frozen=True)
 class Results:
     study_dir: Path
@@ -150,7 +161,8 @@ def read_study(results: Results) -> StudyFiles:
         trials.append({"train_seconds": float("nan"), "eval_seconds": float("nan"), **metrics, **timing,
                        "folder": folder})
         if metrics.get("status") == "done":
-            histories[trial] = read_history(folder / HISTORY_FILE)
+            if (folder / HISTORY_FILE).is_file():  # a prefix of an ordered model trained nothing of its own
+                histories[trial] = read_history(folder / HISTORY_FILE)
             with np.load(folder / IMAGES_FILE) as npz:
                 images[trial] = {name: npz[name] for name in npz.files}
             if (folder / ANALYSIS_FILE).is_file():

@@ -26,9 +26,9 @@ from latentsweep.dimension import (ESTIMATE_METRICS, ESTIMATOR_LABELS, MIN_POINT
 from latentsweep.errors import ConfigError, LatentsweepError
 from latentsweep.health import REMEDY_KL_WARMUP, ModelHealth, failures
 from latentsweep.layout import (CONFIG_FILE, CONSTANT_PSNR_KEY, EXTENSION_KEY, FAILED_ATTEMPTS, FAILED_MARKER, GRID_KEY,
-                                METRICS_FILE, PROBES_KEY, RESULTS_CSV, RESULTS_JSON, RETRAINED_KEY, STUDY_LOG, SUMMARY_FILE, Trial,
+                                METRICS_FILE, PREVIEW_FOLDER, PROBES_KEY, RESULTS_CSV, RESULTS_JSON, RETRAINED_KEY, STUDY_LOG, SUMMARY_FILE, Trial,
                                 collect_results, is_done, merged_axes, plan_trials, prepare_study_dir, probe_trials,
-                                read_excluded, read_probes, read_retrained, read_study_info, record_excluded,
+                                ordered_model_of, read_excluded, read_probes, read_retrained, read_study_info, record_excluded,
                                 record_probes, record_retrained, study_trials, trial_dir, variant_name)
 from latentsweep.metrics import AXIS_FIELDS, TIDY_FIELDS, combine_seeds, constant_image_psnr, variant_rows
 from latentsweep.results import read_results
@@ -128,6 +128,8 @@ def execute(config: StudyConfig, placement: dict[str, Any] | None = None) -> dic
         RETRAINED_KEY: earlier.get(RETRAINED_KEY, []), EXTENSION_KEY: earlier.get(EXTENSION_KEY, []),
         **({GRID_KEY: placement or earlier[GRID_KEY]} if placement or GRID_KEY in earlier else {})})
     setup_seconds = time.perf_counter() - started  # data, and the classifier when it was not cached
+    preview_seconds = run_preview(recorded) if config.selection.with_preview else 0.0
+    setup_seconds += preview_seconds
     # The recorded grid: the sizes an earlier run's --extend added too, so that one killed while training is finished.
     statuses = train_and_check(recorded, arrangement, plan_trials(recorded), study_trials(recorded, probes))
     if config.selection.extend:
@@ -146,7 +148,8 @@ def execute(config: StudyConfig, placement: dict[str, Any] | None = None) -> dic
     write_csv(study_dir / RESULTS_CSV, rows, TIDY_FIELDS)
     write_json(study_dir / RESULTS_JSON, rows)
     write_json(study_dir / SUMMARY_FILE, {"wall_seconds": time.perf_counter() - started,
-                                            "setup_seconds": setup_seconds, "grid_seconds": grid_seconds,
+                                            "setup_seconds": setup_seconds - preview_seconds,
+                                            "preview_seconds": preview_seconds, "grid_seconds": grid_seconds,
                                             "refine_seconds": refine_seconds,  # the probe rounds
                                             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "trials": statuses,
                                             "execution": arrangement.to_dict(), "command": " ".join(sys.argv)})
@@ -156,6 +159,28 @@ def execute(config: StudyConfig, placement: dict[str, Any] | None = None) -> dic
         log.warning("explorer.html not written: %s", exc)
     report_paths = render_report(study_dir)
     return {"study_dir": str(study_dir), "trials": statuses, "report": [str(p) for p in report_paths]}
+
+
+def preview_config(config: StudyConfig) -> StudyConfig:
+    """The preview of a study (--with-preview): its data, recipe, seeds and variants, ordered (--ordered) at its grid's
+    largest size, in PREVIEW_FOLDER inside its folder."""
+    return config.replace(ordered=True, with_preview=False, refine=False, extend=False,
+                          latent_dims=(max(config.model.latent_dims),), out=str(config.out / PREVIEW_FOLDER))
+
+
+def run_preview(config: StudyConfig) -> float:
+    """Run the study's preview (preview_config) to its own report before the grid, so its answer comes first; returns
+    its wall seconds."""
+    started = time.perf_counter()
+    preview = preview_config(config)
+    log.info("the preview first: one ordered model per seed at latent size %d, in %s", max(config.model.latent_dims),
+             preview.out)
+    prepare_study_dir(preview.out, preview)
+    execute(preview)
+    for variant, answer in read_results(preview.out).answers.items():
+        log.info("the preview's answer for %s: %d (prefixes of one ordered model per seed); the independent models "
+                 "follow", variant_name(variant), answer.selected)
+    return time.perf_counter() - started
 
 
 def extend(config: StudyConfig, arrangement: Arrangement,
@@ -194,12 +219,18 @@ def train_and_check(config: StudyConfig, arrangement: Arrangement, trials: list[
                     study: Sequence[Trial]) -> list[dict[str, Any]]:
     """Run `trials`, check every finished model of the `study` (check_models), retrain once each that failed with the
     remedy (health.REMEDY_KL_WARMUP), check again. A retrained model's first attempt is kept under failed_attempts/
-    and named in config.json ("retrained") before it is retrained, so a killed retraining resumes as one."""
+    and named in config.json ("retrained") before it is retrained, so a killed retraining resumes as one.
+
+    In an ordered study the prefixes (layout.ordered_model_of) run after the models they read; a prefix that failed is
+    left out, not retrained, and a retrained model's prefixes are evaluated again."""
     remedy = config.replace(kl_warmup=max(config.training.kl_warmup, REMEDY_KL_WARMUP))
     retrained = read_retrained(config.out)
-    statuses = [*run_some([t for t in trials if t.name not in retrained], config, arrangement),
-                *run_some([t for t in trials if t.name in retrained], remedy, arrangement)]
-    again = [trial for trial in check_models(config, study) if trial.name not in retrained]
+    own = [trial for trial in trials if ordered_model_of(config, trial) is None]
+    statuses = [*run_some([t for t in own if t.name not in retrained], config, arrangement),
+                *run_some([t for t in own if t.name in retrained], remedy, arrangement),
+                *run_some([t for t in trials if t not in own], config, arrangement)]
+    again = [trial for trial in check_models(config, study)
+             if trial.name not in retrained and ordered_model_of(config, trial) is None]
     if not again or config.training.kl_warmup >= REMEDY_KL_WARMUP:  # nothing to retrain, or the remedy was the recipe
         return statuses
     excluded = read_excluded(config.out)
@@ -211,7 +242,10 @@ def train_and_check(config: StudyConfig, arrangement: Arrangement, trials: list[
         shutil.rmtree(kept, ignore_errors=True)
         kept.parent.mkdir(exist_ok=True)
         trial_dir(config.out, trial).rename(kept)
-    statuses += run_some(again, remedy, arrangement)
+    prefixes = [trial for trial in study if ordered_model_of(config, trial) in again]
+    for trial in prefixes:  # measured on the first attempt's model
+        shutil.rmtree(trial_dir(config.out, trial), ignore_errors=True)
+    statuses += [*run_some(again, remedy, arrangement), *run_some(prefixes, config, arrangement)]
     check_models(config, study)
     return statuses
 
@@ -229,9 +263,13 @@ def check_models(config: StudyConfig, trials: Sequence[Trial]) -> dict[Trial, li
         record_excluded(study_dir, [])
         return {}
     constant_psnr = read_study_info(study_dir)[CONSTANT_PSNR_KEY]
+    # The models that trained: in an ordered study its tops, whose prefixes are measurements of them, each left out
+    # with its model (a weak small prefix is the curve's start, not a failed training run).
     models = [ModelHealth.from_rows(trial, read_json(trial_dir(study_dir, trial) / METRICS_FILE)["rows"])
-              for trial in trials if is_done(trial_dir(study_dir, trial))]
+              for trial in trials if is_done(trial_dir(study_dir, trial)) and ordered_model_of(config, trial) is None]
     failed = failures(models, constant_psnr)
+    failed.update({trial: [f"a prefix of {source.name}, which failed to train"] for trial in trials
+                   if (source := ordered_model_of(config, trial)) in failed})
     for trial, signs in failed.items():
         log.warning("%s failed to train and is left out of the answer: %s", trial.name, "; ".join(signs))
     record_excluded(study_dir, [{"trial": trial.name, **trial.axes(), "signs": signs} for trial, signs in failed.items()])

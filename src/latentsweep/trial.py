@@ -28,14 +28,14 @@ from latentsweep.architectures import ModelSpec, model_from_checkpoint
 from latentsweep.classifier import ClassifierConfig, load_or_train, predict
 from latentsweep.config import AXES, LEGACY_AXIS_VALUES, DataConfig, EvaluationConfig, StudyConfig
 from latentsweep.data import Dataset, binarize_scored_images, cache_root, load_data
-from latentsweep.errors import TrainingDiverged
-from latentsweep.evaluate import (AnalysisSettings, Reference, evaluate_model, per_image_fields,
+from latentsweep.errors import PrefixUnavailable, TrainingDiverged
+from latentsweep.evaluate import (AnalysisSettings, Reference, active_units_row, evaluate_model, per_image_fields,
                                   representative_indices)
 from latentsweep.kernels import use_fast_cpu_kernels
 from latentsweep.layout import (ANALYSIS_FILE, CONFIG_FILE, DONE_MARKER, FAILED_MARKER, IMAGES_FILE, METRICS_FILE,
-                                PER_IMAGE_FILE, TIMING_FILE, TRIAL_LOG, Trial, is_done,
+                                PER_IMAGE_FILE, PREFIX_OF_KEY, TIMING_FILE, TRIAL_LOG, Trial, is_done, ordered_model_of,
                                 read_timing, trial_dir)
-from latentsweep.model import count_parameters
+from latentsweep.model import Prefix, count_parameters
 from latentsweep.storage import atomic_savez, atomic_write_text, read_json, remove_temp_files, write_csv, write_json
 from latentsweep.train import BEST_CHECKPOINT, LAST_CHECKPOINT, TrainConfig, load_checkpoint, resolve_device, train_model
 
@@ -150,7 +150,7 @@ def trial_task(trial: Trial, config: StudyConfig, in_worker: bool = False) -> di
         try:
             metrics = run_trial(trial, config, inputs, folder, trusted=config.model.architecture,
                                 show_progress=not in_worker)
-        except TrainingDiverged as exc:
+        except (TrainingDiverged, PrefixUnavailable) as exc:
             return record_failure(trial, folder, exc)
     return {"trial": trial.name, **trial.axes(), "status": "done", "train_seconds": metrics.get("train_seconds"),
             "eval_seconds": metrics.get("eval_seconds")}
@@ -163,13 +163,15 @@ def run_trial(trial: Trial, config: StudyConfig, inputs: StudyInputs, folder: Pa
     An unfinished model in `folder` is resumed from its last checkpoint; a finished one whose
     evaluation settings differ from `config`'s is re-evaluated without retraining.
     """
-    action = trial_action(folder, config)
+    action = trial_action(folder, config, trial)
     if action == "skip":
         log.info("%s already done, skipping", trial.name)
         return {**read_json(folder / METRICS_FILE), **read_timing(folder)}
     if action == "re-evaluate":
         log.info("%s trained; re-evaluating with the current evaluation settings", trial.name)
         return evaluate_trial(folder, config, inputs, trusted)
+    if action == "prefix":
+        return evaluate_prefix_trial(trial, config, inputs, folder, trusted)
     dataset = inputs.dataset
     spec, train_config = prepare_trial_folder(trial, config, folder, dataset.image_shape)
     tracker = tensorboard_log(trial, config, dataset)
@@ -188,14 +190,34 @@ def run_trial(trial: Trial, config: StudyConfig, inputs: StudyInputs, folder: Pa
     return metrics
 
 
-def trial_action(folder: Path, config: StudyConfig) -> str:
-    """What running the trial in `folder` does: "skip" (finished and evaluated with `config`'s settings),
-    "re-evaluate" (finished, other evaluation settings), "resume" (from its last checkpoint) or "train".
+def trial_action(folder: Path, config: StudyConfig, trial: Trial) -> str:
+    """What running `trial` in `folder` does: "skip" (finished and evaluated with `config`'s settings),
+    "re-evaluate" (finished, other evaluation settings), "resume" (from its last checkpoint), "train", or for a
+    prefix of an ordered model (layout.ordered_model_of) "prefix": evaluate it, training nothing.
     The runner (run_trial) and the dry run (plan.plan_study) both decide by this."""
     if is_done(folder):
         saved = read_json(folder / METRICS_FILE).get("evaluation")
         return "skip" if saved == evaluation_settings(config) else "re-evaluate"
+    if ordered_model_of(config, trial) is not None:
+        return "prefix"
     return "resume" if (folder / LAST_CHECKPOINT).exists() else "train"
+
+
+def evaluate_prefix_trial(trial: Trial, config: StudyConfig, inputs: StudyInputs, folder: Path,
+                          trusted: Iterable[str] = ()) -> dict[str, Any]:
+    """Evaluate the first trial.latent_dim units of the ordered model it is a prefix of (layout.ordered_model_of),
+    which must have finished training (study.py runs the tops first), as a size-k model, into `folder`."""
+    source = ordered_model_of(config, trial)
+    source_folder = trial_dir(config.out, source)
+    if not is_done(source_folder):
+        raise PrefixUnavailable(f"{trial.name} is a prefix of {source.name}, which did not finish training")
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_temp_files(folder)
+    (folder / FAILED_MARKER).unlink(missing_ok=True)
+    write_json(folder / CONFIG_FILE, {**trial.axes(), PREFIX_OF_KEY: source.name, "study": config.to_dict()})
+    metrics = evaluate_trial(folder, config, inputs, trusted)
+    atomic_write_text(folder / DONE_MARKER, time.strftime("%Y-%m-%dT%H:%M:%S%z\n"))
+    return metrics
 
 
 def train_config_for(trial: Trial, config: StudyConfig) -> TrainConfig:
@@ -234,25 +256,37 @@ def evaluation_settings(config: StudyConfig) -> dict[str, Any]:
 
 def evaluate_trial(folder: Path, config: StudyConfig, inputs: StudyInputs, trusted: Iterable[str] = ()) -> dict[str, Any]:
     """Evaluate a run folder's best.pt on the test set and write metrics.json, per_image.csv, images.npz
-    and analysis.npz. Likelihoods are the plain VAE's (beta 1) whatever beta trained the model."""
+    and analysis.npz. Likelihoods are the plain VAE's (beta 1) whatever beta trained the model.
+
+    A prefix of an ordered model (its config.json names the trial, PREFIX_OF_KEY) is that model's best.pt read as a
+    size-k model (model.Prefix): its reconstructions (MSE, PSNR, SSIM, negative ELBO, on both protocols), images and
+    active units; the generation, likelihood and latent-space analyses are its top's alone, which keeps a preview's
+    evaluation near a tenth of its training (docs/performance.md)."""
     device, dataset, reference, evaluation = inputs.device, inputs.dataset, inputs.reference, config.evaluation
-    best = load_checkpoint(folder / BEST_CHECKPOINT, map_location=device)
-    last = load_checkpoint(folder / LAST_CHECKPOINT, map_location="cpu")
-    model, spec = model_from_checkpoint(best, folder / BEST_CHECKPOINT, trusted)
+    prefix_of = read_json(folder / CONFIG_FILE).get(PREFIX_OF_KEY)
+    model_folder = folder.parent / prefix_of if prefix_of else folder
+    best = load_checkpoint(model_folder / BEST_CHECKPOINT, map_location=device)
+    last = load_checkpoint(model_folder / LAST_CHECKPOINT, map_location="cpu")
+    model, spec = model_from_checkpoint(best, model_folder / BEST_CHECKPOINT, trusted)
     model = use_fast_cpu_kernels(model).to(device)
     axes = trial_axes(folder)
     seed = axes["seed"]
+    if prefix_of:
+        model = Prefix(model, axes["latent_dim"], spec.latent_dim)
     started = time.perf_counter()
-    result = evaluate_model(model, dataset.test.images, dataset.test.labels, spec.latent_dim, seed, axes,
+    result = evaluate_model(model, dataset.test.images, dataset.test.labels, axes["latent_dim"], seed, axes,
                             class_names=dataset.class_names,
                             per_class=evaluation.representatives_per_class, num_samples=evaluation.num_samples,
-                            batch_size=evaluation.eval_batch_size, reference=reference,
+                            batch_size=evaluation.eval_batch_size, reference=None if prefix_of else reference,
                             settings=AnalysisSettings(generation_samples=evaluation.generation_samples,
                                                       iwae_samples=evaluation.iwae_samples,
                                                       describe=seed == config.training.seeds[0]))
+    if prefix_of:
+        result.rows.append({**axes, **active_units_row(model, dataset.test.images.to(device))})
     metrics = {
         "status": "done",
         **axes,
+        **({PREFIX_OF_KEY: prefix_of} if prefix_of else {}),
         "dataset": dataset.name,
         "parameters": count_parameters(model),
         "epochs": last["epoch"],
@@ -263,12 +297,12 @@ def evaluate_trial(folder: Path, config: StudyConfig, inputs: StudyInputs, trust
         "evaluation": evaluation_settings(config),
         "analysis": result.summary,
         # Only what the same command reproduces exactly: no wall-clock times, no cache state.
-        "classifier": None if reference.classifier_record is None else
+        "classifier": None if reference.classifier_record is None or prefix_of else
                       {key: value for key, value in reference.classifier_record.items() if key not in ("train_seconds", "cached")},
         "rows": result.rows,
     }
     save_evaluation(folder, result, metrics)
-    timing = {"train_seconds": sum(row["seconds"] for row in last["history"]),
+    timing = {"train_seconds": 0.0 if prefix_of else sum(row["seconds"] for row in last["history"]),
               "eval_seconds": time.perf_counter() - started, "eval_parts": result.seconds}
     write_json(folder / TIMING_FILE, timing)
     return {**metrics, **timing}

@@ -133,20 +133,25 @@
     return x;
   }
 
+  // A size's model: a network's whole code, or for a prefix of an ordered model the first latentDim of its
+  // codeSize units, the rest at the prior's mean, 0 (model.Prefix).
   class Model {
-    constructor(size) {
+    constructor(size, network) {
       this.latentDim = size.latent_dim;
-      this.encoder = prepare(size.network.encoder);
-      this.decoder = prepare(size.network.decoder);
+      this.codeSize = network.code_size;
+      this.encoder = prepare(network.encoder);
+      this.decoder = prepare(network.decoder);
     }
     // Posterior mean and log-variance of an image (channels, height, width) with values in [0, 1].
     encode(image) {
       const out = run(this.encoder, Float32Array.from(image), [CHANNELS, HEIGHT, WIDTH]);
-      return { mean: out.slice(0, this.latentDim), logVar: out.slice(this.latentDim) };
+      return { mean: out.slice(0, this.latentDim), logVar: out.slice(this.codeSize, this.codeSize + this.latentDim) };
     }
     // The image decoded from a latent code: Bernoulli means, the sigmoid of the logits.
     decode(code) {
-      return run(this.decoder, Float32Array.from(code), [this.latentDim]).map((v) => 1 / (1 + Math.exp(-v)));
+      const full = new Float32Array(this.codeSize);
+      full.set(code);
+      return run(this.decoder, full, [this.codeSize]).map((v) => 1 / (1 + Math.exp(-v)));
     }
   }
 
@@ -305,7 +310,7 @@
   function runnableSizes() { return variant().sizes.filter((size) => size.network); }
   function model(size) {
     const key = `${state.variant}:${size.latent_dim}`;
-    if (!state.models[key]) state.models[key] = new Model(size);
+    if (!state.models[key]) state.models[key] = new Model(size, variant().networks[size.network]);
     return state.models[key];
   }
   function className(label) { return DATA.class_names[label] ?? String(label); }
