@@ -31,7 +31,7 @@ from latentsweep.config import build_config
 from latentsweep.data import intensities, load_data
 from latentsweep.evaluate import per_image_scores
 from latentsweep.kernels import use_fast_cpu_kernels
-from latentsweep.model import vae_forward, vae_loss_terms
+from latentsweep.model import Prefix, vae_forward, vae_loss_terms
 from latentsweep.train import BEST_CHECKPOINT, TrainConfig, epoch_permutation, learning_rate_at, train_model
 
 
@@ -63,7 +63,7 @@ def train_prefix_sum(spec: ModelSpec, config: TrainConfig, images: torch.Tensor,
 
 def prefix_psnr(model: torch.nn.Module, test: torch.Tensor, top: int) -> dict[int, float]:
     with torch.no_grad():
-        return {k: float(per_image_scores(model, test, 1000, seed=0, prefix_size=k)["psnr"].mean())
+        return {k: float(per_image_scores(Prefix(model, k, top), test, 1000, seed=0)["psnr"].mean())
                 for k in range(1, top + 1)}
 
 

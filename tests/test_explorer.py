@@ -22,6 +22,7 @@ import torch
 from conftest import SMALL_EVAL, cli
 from latentsweep.architectures import model_from_checkpoint
 from latentsweep.cli import main
+from latentsweep.model import Prefix
 from latentsweep.explorer import write_explorer
 from latentsweep.train import load_checkpoint
 
@@ -36,8 +37,11 @@ def page_data(path: Path) -> dict:
 
 
 def torch_model(study: Path, size: dict):
-    folder = study / "models" / size["trial"]
-    return model_from_checkpoint(load_checkpoint(folder / "best.pt"), "best.pt")[0].eval()
+    """The size's model as PyTorch runs it: its trial's own, or the first units of the ordered model it is a prefix of."""
+    prefix_of = json.loads((study / "models" / size["trial"] / "config.json").read_text()).get("prefix_of")
+    folder = study / "models" / (prefix_of or size["trial"])
+    model, spec = model_from_checkpoint(load_checkpoint(folder / "best.pt"), "best.pt")
+    return (Prefix(model, size["latent_dim"], spec.latent_dim) if prefix_of else model).eval()
 
 
 def open_page(browser, study: Path) -> dict:
@@ -103,6 +107,18 @@ def test_the_page_runs_the_mlp_at_two_betas_as_pytorch_does(fake_data, browser, 
     assert [v["name"] for v in data["variants"]] == ["architecture mlp, beta 1", "architecture mlp, beta 4"]
     for variant in (0, 1):
         assert_page_models_match_pytorch(browser, out, data, variant)
+
+
+def test_a_previews_page_runs_every_prefix_of_its_one_model_as_pytorch_does(fake_data, browser, tmp_path):
+    out = tmp_path / "study"
+    result = cli("run", "--data-dir", str(fake_data), "--no-verify-data", "--out", str(out), "--ordered",
+                 "--latent-dims", "3", "--seeds", "0", "--train-subset", "100", "--val-size", "50", "--epochs", "1",
+                 "--no-check-training", *SMALL_EVAL)
+    assert result.returncode == 0, result.stderr
+    data = open_page(browser, out)
+    variant, = data["variants"]
+    assert [size["latent_dim"] for size in variant["sizes"]] == [1, 2, 3] and len(variant["networks"]) == 1
+    assert_page_models_match_pytorch(browser, out, data, variant=0)
 
 
 def test_a_drawn_stroke_is_preprocessed_like_mnist_and_its_psnr_is_pythons(study, browser):

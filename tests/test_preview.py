@@ -181,3 +181,27 @@ def test_the_dry_run_says_which_sizes_are_prefixes(data, tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert sum("a prefix of the largest size's ordered model: evaluate" in line for line in lines) == (TOP - 1) * len(SEEDS)
     assert sum(" train 2 epochs" in line for line in lines) == len(SEEDS)
+
+
+def test_the_checks_judge_the_trained_models_and_a_failed_one_takes_its_prefixes_with_it(preview, tmp_path):
+    from latentsweep.config import from_dict
+    from latentsweep.layout import plan_trials, read_excluded
+    from latentsweep.study import check_models
+
+    copy = tmp_path / "study"
+    shutil.copytree(preview, copy)
+    config = from_dict(json.loads((copy / "config.json").read_text())["config"]).replace(out=str(copy),
+                                                                                          check_training=True)
+    # The tiny models trained two epochs on 500 images, so the constant image is set below them: every model passes.
+    info = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**info, "constant_image_psnr_db": 0.0}))
+    assert check_models(config, plan_trials(config)) == {}
+    top = copy / "models" / f"conv_beta1_latent{TOP:03d}_seed1" / "metrics.json"
+    metrics = json.loads(top.read_text())
+    for row in metrics["rows"]:  # seed 1's model now no better than the constant image
+        if row["metric"] == "psnr" and row["protocol"] == "test_set" and row["class"] == "all":
+            row["mean"] = 0.1
+    top.write_text(json.dumps(metrics))
+    excluded = read_excluded(copy) if check_models(config, plan_trials(config)) else {}
+    assert sorted(excluded) == [f"conv_beta1_latent{size:03d}_seed1" for size in range(1, TOP + 1)]
+    assert excluded["conv_beta1_latent002_seed1"] == [f"a prefix of conv_beta1_latent{TOP:03d}_seed1, which failed to train"]

@@ -21,18 +21,19 @@ from latentsweep.data import describe_shape
 from latentsweep.dimension import HALVES, MLE_NEIGHBOURS, placement_sentence
 from latentsweep.health import COLLAPSE_KL_NATS, CONSTANT_MARGIN_DB, REMEDY_KL_WARMUP, WORSE_MARGIN_DB
 from latentsweep.layout import (EXCLUDED_KEY, EXPLORER_FILE, EXTENSION_KEY, FIGURES, GRID_KEY, PREVIEW_FOLDER, REPORT_HTML,
-                                REPORT_MD, RESULTS_JSON, RETRAINED_KEY, SUMMARY_FILE, variant_name, variant_slug)
+                                REPORT_MD, RESULTS_JSON, RETRAINED_KEY, plan_trials, read_timing, trial_dir, variant_name,
+                                variant_slug)
 from latentsweep.metrics import (COMPARISON_METRICS, GENERATION_PROTOCOLS, REGISTRY, SATURATION_METRICS, TIDY_FIELDS,
                                  by_class_metrics, data_metrics, generation_metrics, headline_metrics, lookup,
                                  variant_rows)
 from latentsweep.model import MNIST_SHAPE
 from latentsweep.plots import UNLABELLED_GROUP
 from latentsweep.render import Block, Bullets, Figure, Heading, Link, Paragraph, Table, to_html, to_markdown
-from latentsweep.results import (StudyFiles, class_noun, for_variant, model_scores, plural, preview_sentences, read_results,
-                                 read_study)
+from latentsweep.results import (Results, StudyFiles, class_noun, for_variant, model_scores, plural, preview_sentences,
+                                 read_results, read_study)
 from latentsweep.selection import (Answer, Saturation, fondue_choice, overall_active_units, overall_code_dimensions,
                                    overall_psnr, rule_text, saturation)
-from latentsweep.storage import atomic_write_text, read_json
+from latentsweep.storage import atomic_write_text
 from latentsweep.uncertainty import Evidence, gather_evidence, p_text, selection_rule
 
 # ----------------------------------------------------------------------------------------
@@ -510,9 +511,10 @@ def bracket_blocks(files: StudyFiles, combined: list[dict[str, Any]], answer: An
     return [Heading("Does the grid bracket the answer?"), Bullets(sentences)]
 
 
-def preview_blocks(study_dir: Path, own: list[dict[str, Any]], answer: Answer, variant: tuple, prefix: str) -> list[Block]:
+def preview_blocks(results: Results, own: list[dict[str, Any]], answer: Answer, variant: tuple, prefix: str) -> list[Block]:
     """--with-preview: the preview's curve (PREVIEW_FOLDER, prefixes of one ordered model per seed) beside this
     study's independent models, the PSNR difference at every tested size, each one's answer and each one's time."""
+    study_dir = results.study_dir
     folder = study_dir / PREVIEW_FOLDER
     if not (folder / RESULTS_JSON).is_file():
         return []
@@ -525,8 +527,11 @@ def preview_blocks(study_dir: Path, own: list[dict[str, Any]], answer: Answer, v
     guess, top = preview.answers[variant].selected, max(by_size)
     apart = abs(guess - answer.selected)
     gaps = {row["latent_dim"]: by_size[row["latent_dim"]] - row["mean"] for row in mine if row["latent_dim"] in by_size}
-    preview_seconds, grid_seconds = (read_json(path / SUMMARY_FILE).get(key) if (path / SUMMARY_FILE).is_file() else None
-                                     for path, key in ((folder, "wall_seconds"), (study_dir, "grid_seconds")))
+    # Model time, the seconds each model trained and was evaluated (timing.json) summed: the same however often either
+    # study was interrupted and run again, which a wall time is not.
+    preview_seconds, grid_seconds = (sum(sum(read_timing(trial_dir(where.study_dir, trial)).get(part, 0.0)
+                                             for part in ("train_seconds", "eval_seconds")) for trial in trials)
+                                     for where, trials in ((preview, preview.trials), (results, plan_trials(results.config))))
     sentences = [
         f"The preview (one ordered model per seed at size {top}, every smaller size its first units; its own report: "
         f"{PREVIEW_FOLDER}/{REPORT_HTML}) answers {guess}; the models trained at each size answer {answer.selected}: "
@@ -535,8 +540,8 @@ def preview_blocks(study_dir: Path, own: list[dict[str, Any]], answer: Answer, v
         "Its PSNR minus the independent models' at every tested size up to its top: "
         + ", ".join(f"{size}: {gap:+.2f} dB" for size, gap in sorted(gaps.items())) + "."]
     if preview_seconds and grid_seconds:
-        sentences.append(f"The preview took {preview_seconds:.0f} s, the grid of independent models {grid_seconds:.0f} s "
-                         f"(x{preview_seconds / grid_seconds:.2f}; summary.json of each).")
+        sentences.append(f"Model time (training and evaluation, summed over the models): the preview {preview_seconds:.0f} s, "
+                         f"the grid's independent models {grid_seconds:.0f} s (x{preview_seconds / grid_seconds:.2f}).")
     path = plots.preview_beside(mine, theirs, (answer.selected, guess), study_dir / FIGURES / f"{prefix}preview_beside.png")
     caption = ("Whole-test-set PSNR (95% CI) against latent size: models trained at each size (circles) and the "
                "preview's prefixes of one ordered model per seed (line and band), each answer circled.")
@@ -716,7 +721,7 @@ def render_report(study_dir: str | Path) -> list[Path]:
         figures = {**make_figures(view, own, files.class_names, evidence, prefix),
                    **answer_figures(view, own, answer, results.data_rows, prefix)}
         variant_blocks = build_blocks(view, own, figures, evidence, answer, results.data_rows,
-                                      preview_blocks(study_dir, own, answer, variant, prefix))
+                                      preview_blocks(results, own, answer, variant, prefix))
         blocks += [Heading(variant_name(variant).capitalize()), *demote(variant_blocks)] if several else variant_blocks
     if several:
         (study_dir / FIGURES).mkdir(exist_ok=True)

@@ -26,10 +26,11 @@ from latentsweep.dimension import (ESTIMATE_METRICS, ESTIMATOR_LABELS, MIN_POINT
 from latentsweep.errors import ConfigError, LatentsweepError
 from latentsweep.health import REMEDY_KL_WARMUP, ModelHealth, failures
 from latentsweep.layout import (CONFIG_FILE, CONSTANT_PSNR_KEY, EXTENSION_KEY, FAILED_ATTEMPTS, FAILED_MARKER, GRID_KEY,
-                                METRICS_FILE, PREVIEW_FOLDER, PROBES_KEY, RESULTS_CSV, RESULTS_JSON, RETRAINED_KEY, STUDY_LOG, SUMMARY_FILE, Trial,
-                                collect_results, is_done, merged_axes, plan_trials, prepare_study_dir, probe_trials,
-                                ordered_model_of, read_excluded, read_probes, read_retrained, read_study_info, record_excluded,
-                                record_probes, record_retrained, study_trials, trial_dir, variant_name)
+                                METRICS_FILE, PREVIEW_FOLDER, PROBES_KEY, RESULTS_CSV, RESULTS_JSON, RETRAINED_KEY,
+                                STUDY_LOG, SUMMARY_FILE, Trial, collect_results, is_done, merged_axes, ordered_model_of,
+                                plan_trials, prepare_study_dir, probe_trials, read_excluded, read_probes, read_retrained,
+                                read_study_info, record_excluded, record_probes, record_retrained, study_trials, trial_dir,
+                                variant_name)
 from latentsweep.metrics import AXIS_FIELDS, TIDY_FIELDS, combine_seeds, constant_image_psnr, variant_rows
 from latentsweep.results import read_results
 from latentsweep.runner import Arrangement, choose_arrangement, probes_per_round, run_trials
@@ -129,17 +130,16 @@ def execute(config: StudyConfig, placement: dict[str, Any] | None = None) -> dic
         **({GRID_KEY: placement or earlier[GRID_KEY]} if placement or GRID_KEY in earlier else {})})
     setup_seconds = time.perf_counter() - started  # data, and the classifier when it was not cached
     preview_seconds = run_preview(recorded) if config.selection.with_preview else 0.0
-    setup_seconds += preview_seconds
     # The recorded grid: the sizes an earlier run's --extend added too, so that one killed while training is finished.
     statuses = train_and_check(recorded, arrangement, plan_trials(recorded), study_trials(recorded, probes))
     if config.selection.extend:
         recorded, extension_statuses = extend(recorded, arrangement, probes)
         statuses += extension_statuses
-    grid_seconds = time.perf_counter() - started - setup_seconds  # with the sizes --extend added
+    grid_seconds = time.perf_counter() - started - setup_seconds - preview_seconds  # with the sizes --extend added
     if config.selection.refine:
         probes, probe_statuses = refine(recorded, arrangement, probes)
         statuses += probe_statuses
-    refine_seconds = time.perf_counter() - started - setup_seconds - grid_seconds
+    refine_seconds = time.perf_counter() - started - setup_seconds - preview_seconds - grid_seconds
     all_trials = study_trials(recorded, probes)
     rows = collect_results(study_dir, all_trials)
     if not rows:
@@ -148,7 +148,7 @@ def execute(config: StudyConfig, placement: dict[str, Any] | None = None) -> dic
     write_csv(study_dir / RESULTS_CSV, rows, TIDY_FIELDS)
     write_json(study_dir / RESULTS_JSON, rows)
     write_json(study_dir / SUMMARY_FILE, {"wall_seconds": time.perf_counter() - started,
-                                            "setup_seconds": setup_seconds - preview_seconds,
+                                            "setup_seconds": setup_seconds,
                                             "preview_seconds": preview_seconds, "grid_seconds": grid_seconds,
                                             "refine_seconds": refine_seconds,  # the probe rounds
                                             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "trials": statuses,
