@@ -8,7 +8,6 @@ import json
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +50,7 @@ def csv_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow  # the preview fixture: a real ordered study
 def test_the_preview_measures_every_prefix_size_at_every_seed_and_trains_only_its_top(preview):
     rows = csv_rows(preview / "results.csv")
     overall = [row for row in rows if row["protocol"] == "test_set" and row["class"] == "all" and row["latent_dim"]]
@@ -74,6 +74,7 @@ def test_the_preview_measures_every_prefix_size_at_every_seed_and_trains_only_it
             assert (folder / "DONE").is_file() and not list(folder.glob("*.pt"))
 
 
+@pytest.mark.slow  # the preview fixture: a real ordered study
 def test_a_prefixs_scores_are_its_models_first_units_decoded_with_zeros_after_them(preview, data):
     from latentsweep.data import load_data
 
@@ -93,6 +94,7 @@ def test_a_prefixs_scores_are_its_models_first_units_decoded_with_zeros_after_th
     assert np.array_equal(whole, per_image_scores(model, test, 100, seed=1)["mse"])  # the whole code: the model
 
 
+@pytest.mark.slow  # the preview fixture: a real ordered study
 def test_the_preview_says_what_it_is_and_its_page_carries_one_network_per_seed_model(preview):
     report = (preview / "report.md").read_text()
     assert f"A preview: every latent size below {TOP} is the first units of one ordered model per seed" in report
@@ -105,6 +107,7 @@ def test_the_preview_says_what_it_is_and_its_page_carries_one_network_per_seed_m
     assert [len(size["kl_per_dimension"]) for size in variant["sizes"]] == list(range(1, TOP + 1))
 
 
+@pytest.mark.slow  # the preview fixture: a real ordered study
 def test_a_preview_killed_while_evaluating_a_prefix_finishes_it_byte_identically(preview, data, tmp_path):
     copy = tmp_path / "study"
     shutil.copytree(preview, copy)
@@ -183,6 +186,7 @@ def test_the_dry_run_says_which_sizes_are_prefixes(data, tmp_path, capsys):
     assert sum(" train 2 epochs" in line for line in lines) == len(SEEDS)
 
 
+@pytest.mark.slow  # the preview fixture: a real ordered study
 def test_the_checks_judge_the_trained_models_and_a_failed_one_takes_its_prefixes_with_it(preview, tmp_path):
     from latentsweep.config import from_dict
     from latentsweep.layout import plan_trials, read_excluded
@@ -205,3 +209,24 @@ def test_the_checks_judge_the_trained_models_and_a_failed_one_takes_its_prefixes
     excluded = read_excluded(copy) if check_models(config, plan_trials(config)) else {}
     assert sorted(excluded) == [f"conv_beta1_latent{size:03d}_seed1" for size in range(1, TOP + 1)]
     assert excluded["conv_beta1_latent002_seed1"] == [f"a prefix of conv_beta1_latent{TOP:03d}_seed1, which failed to train"]
+
+
+def test_the_dry_run_of_a_study_with_its_preview_plans_the_preview_first(data, tmp_path, capsys):
+    out = tmp_path / "study"
+    args = ["-q", "run", "--data-dir", str(data), "--no-verify-data", "--out", str(out),
+            *tiny_options(latent_dims="2,4", seeds="0"), "--with-preview", "--dry-run"]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    plans = [index for index, line in enumerate(lines) if line.startswith("Plan for ")]
+    assert lines[0] == "--with-preview: the preview first, then the study"
+    assert [lines[index].split(":")[0] for index in plans] == [f"Plan for {out / 'preview'}", f"Plan for {out}"]
+    assert sum("a prefix of the largest size's ordered model" in line for line in lines) == 3
+    assert not out.exists()
+
+
+@pytest.mark.slow  # the preview fixture: a real ordered study
+def test_exporting_a_prefix_of_a_preview_is_one_line_naming_the_model_to_export(preview, tmp_path, capsys):
+    assert main(["-q", "export", str(preview), "--latent-dim", "2", "--out", str(tmp_path / "export")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and f"ordered model conv_beta1_latent{TOP:03d}_seed0" in error[0]
+    assert f"--latent-dim {TOP}" in error[0] and not (tmp_path / "export").exists()

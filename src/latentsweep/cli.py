@@ -365,7 +365,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from latentsweep.config import VARIANT_AXES
     from latentsweep.export import export_model
-    from latentsweep.layout import BEST_CHECKPOINT, Trial, axis_values, trial_dir, variant_name
+    from latentsweep.layout import BEST_CHECKPOINT, Trial, axis_values, ordered_model_of, trial_dir, variant_name
     from latentsweep.metrics import lookup
     from latentsweep.results import read_results
 
@@ -385,6 +385,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         chosen["latent_dim"] = selected
     trial = Trial(**chosen)
     checkpoint = trial_dir(study, trial) / BEST_CHECKPOINT
+    if (source := ordered_model_of(config, trial)) is not None:
+        raise ConfigError(f"{trial_dir(study, trial)}: latent size {trial.latent_dim} of this preview is the first units "
+                          f"of the ordered model {source.name}, not a model of its own: export that one with "
+                          f"--latent-dim {source.latent_dim}, or train size {trial.latent_dim} in a study without --ordered")
     if not checkpoint.is_file():
         raise ConfigError(f"{checkpoint}: no trained model for {trial.label()} in this study")
     psnr = lookup(rows, latent_dim=trial.latent_dim, protocol="test_set", cls="all", metric="psnr")

@@ -2,8 +2,8 @@
 
 `write_explorer(study_dir)` writes STUDY_DIR/explorer.html from the folder's files alone: for each
 variant (architecture, beta) and latent size the best weights of one seed's model (the study's first seed
-that finished; in an ordered study, --ordered, every size is the first units of one model, carried once), the representative test images, each size's headline numbers and each latent
-dimension's mean KL and activity. The page's script (explorer.js beside this file) runs the
+that finished; in an ordered study, --ordered, every size is the first units of one model, carried once), the
+representative test images, each size's headline numbers and each latent dimension's mean KL and activity. The page's script (explorer.js beside this file) runs the
 encoders and decoders in plain JavaScript, so the file needs no server, no network and no
 library: open it from disk.
 
@@ -32,8 +32,8 @@ from torch import nn
 from latentsweep.architectures import model_from_checkpoint
 from latentsweep.config import BUILTIN_ARCHITECTURES, VARIANT_AXES
 from latentsweep.errors import LatentsweepError
-from latentsweep.layout import (BEST_CHECKPOINT, EXPLORER_FILE, IMAGES_FILE, METRICS_FILE, MODELS, PER_IMAGE_FILE,
-                                PREFIX_OF_KEY, Trial, is_done, trial_dir, variant_name)
+from latentsweep.layout import (BEST_CHECKPOINT, EXPLORER_FILE, IMAGES_FILE, METRICS_FILE, PER_IMAGE_FILE, Trial, is_done,
+                                model_folder, trial_dir, variant_name)
 from latentsweep.metrics import ACTIVE_UNIT_THRESHOLD, REGISTRY, lookup
 from latentsweep.results import read_results
 from latentsweep.storage import atomic_write_text, read_json
@@ -128,14 +128,15 @@ def page_data(study_dir: Path) -> dict[str, Any]:
             if trial_variant != variant:
                 continue
             folder = trial_dir(study_dir, trial)
-            metrics = read_json(folder / METRICS_FILE)
             psnr = lookup(rows, latent_dim=latent_dim, protocol="test_set", cls="all", metric="psnr")
             units = lookup(rows, latent_dim=latent_dim, protocol="test_set", cls="all", metric="active_units")
-            analysis = metrics.get("analysis") or {}
-            if PREFIX_OF_KEY in metrics:  # a prefix's units are its model's first latent_dim, measured with it
-                whole = read_json(study_dir / MODELS / metrics[PREFIX_OF_KEY] / METRICS_FILE).get("analysis") or {}
-                analysis = {key: whole[key][:latent_dim] for key in ("kl_per_dimension", "posterior_mean_variance")
-                            if key in whole}
+            # The model the size runs: its own, or for a prefix of an ordered model that model's first latent_dim
+            # units, its network carried once for all its prefixes and its units' measures read from it.
+            source = model_folder(folder)
+            analysis = read_json(source / METRICS_FILE).get("analysis") or {}
+            if source != folder:
+                analysis = {key: analysis[key][:latent_dim] for key in ("kl_per_dimension", "posterior_mean_variance")
+                            if key in analysis}
             entry: dict[str, Any] = {
                 "latent_dim": latent_dim, "seed": trial.seed, "trial": trial.name, "selected": latent_dim == selected,
                 "psnr": _number(psnr[0]["mean"]) if psnr else None,
@@ -145,16 +146,13 @@ def page_data(study_dir: Path) -> dict[str, Any]:
                 "kl_per_dimension": analysis.get("kl_per_dimension"),
                 "posterior_mean_variance": analysis.get("posterior_mean_variance"),
             }
-            # The model the size runs: its own, or for a prefix of an ordered model (its metrics name the trial) that
-            # model's first latent_dim units, the network carried once for all its prefixes.
-            source = metrics.get(PREFIX_OF_KEY, trial.name)
             entry["network"] = None  # a user's own architecture: the page names it as one it cannot run
             if trial.architecture in BUILTIN_ARCHITECTURES:
-                if source not in networks:
-                    checkpoint = study_dir / MODELS / source / BEST_CHECKPOINT
+                if source.name not in networks:
+                    checkpoint = source / BEST_CHECKPOINT
                     model, spec = model_from_checkpoint(load_checkpoint(checkpoint), checkpoint)
-                    networks[source] = {**describe_model(model), "code_size": spec.latent_dim}
-                entry["network"] = source
+                    networks[source.name] = {**describe_model(model), "code_size": spec.latent_dim}
+                entry["network"] = source.name
             sizes.append(entry)
             if representatives is None:  # the same images for every model; their labels from this one's scores
                 with np.load(folder / IMAGES_FILE) as images:

@@ -137,6 +137,20 @@ def ordered_model_of(config: StudyConfig, trial: Trial) -> Trial | None:
     return dataclasses.replace(trial, latent_dim=top)
 
 
+def model_folder(folder: Path) -> Path:
+    """The folder whose best.pt a trial folder's model is: its own, or for a prefix of an ordered model (its
+    config.json names the trial, PREFIX_OF_KEY) that model's folder beside it."""
+    prefix_of = read_json(folder / CONFIG_FILE).get(PREFIX_OF_KEY)
+    return folder.parent / prefix_of if prefix_of else folder
+
+
+def preview_config(config: StudyConfig) -> StudyConfig:
+    """The preview of a study (--with-preview): its data, recipe, seeds and variants, ordered (--ordered) at its grid's
+    largest size, in PREVIEW_FOLDER inside its folder."""
+    return config.replace(ordered=True, with_preview=False, refine=False, extend=False,
+                          latent_dims=(max(config.model.latent_dims),), out=str(config.out / PREVIEW_FOLDER))
+
+
 def read_probes(study_dir: Path) -> list[dict[str, Any]]:
     """The probes recorded in a study folder's config.json ("probes"; none before the folder was refined)."""
     path = Path(study_dir) / CONFIG_FILE

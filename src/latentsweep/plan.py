@@ -34,7 +34,7 @@ from latentsweep.data import Dataset, cache_root, describe_shape, load_data
 from latentsweep.dimension import placement_sentence
 from latentsweep.errors import LatentsweepError
 from latentsweep.kernels import use_fast_cpu_kernels
-from latentsweep.layout import Trial, check_same_training_settings, plan_trials, trial_dir
+from latentsweep.layout import Trial, check_same_training_settings, plan_trials, preview_config, trial_dir
 from latentsweep.runner import Arrangement, choose_arrangement, probes_per_round
 from latentsweep.selection import widest_gap, worst_case_probes
 from latentsweep.train import (LAST_CHECKPOINT, epoch_permutation, evaluate_loss, load_checkpoint,
@@ -244,6 +244,8 @@ def dry_run(config: StudyConfig) -> list[str]:
         estimate = ClusterEstimate(arrangement.workers, arrangement.threads,
                                    seconds["classifier"] + parallel_seconds(per_trial, arrangement.workers))
     lines = describe(config, dataset, data_dir, device, plans, rates, seconds, arrangement, estimate)
+    if config.selection.with_preview:  # run first (study.run_preview), so planned first
+        lines = ["--with-preview: the preview first, then the study", *dry_run(preview_config(config)), *lines]
     if config.selection.extend:
         lines += extension_lines(config, dataset, plans, rates, arrangement)
     if config.selection.refine:

@@ -26,11 +26,11 @@ from latentsweep.dimension import (ESTIMATE_METRICS, ESTIMATOR_LABELS, MIN_POINT
 from latentsweep.errors import ConfigError, LatentsweepError
 from latentsweep.health import REMEDY_KL_WARMUP, ModelHealth, failures
 from latentsweep.layout import (CONFIG_FILE, CONSTANT_PSNR_KEY, EXTENSION_KEY, FAILED_ATTEMPTS, FAILED_MARKER, GRID_KEY,
-                                METRICS_FILE, PREVIEW_FOLDER, PROBES_KEY, RESULTS_CSV, RESULTS_JSON, RETRAINED_KEY,
-                                STUDY_LOG, SUMMARY_FILE, Trial, collect_results, is_done, merged_axes, ordered_model_of,
-                                plan_trials, prepare_study_dir, probe_trials, read_excluded, read_probes, read_retrained,
-                                read_study_info, record_excluded, record_probes, record_retrained, study_trials, trial_dir,
-                                variant_name)
+                                METRICS_FILE, PROBES_KEY, RESULTS_CSV, RESULTS_JSON, RETRAINED_KEY, STUDY_LOG,
+                                SUMMARY_FILE, Trial, collect_results, is_done, merged_axes, ordered_model_of, plan_trials,
+                                prepare_study_dir, preview_config, probe_trials, read_excluded, read_probes,
+                                read_retrained, read_study_info, record_excluded, record_probes, record_retrained,
+                                study_trials, trial_dir, variant_name)
 from latentsweep.metrics import AXIS_FIELDS, TIDY_FIELDS, combine_seeds, constant_image_psnr, variant_rows
 from latentsweep.results import read_results
 from latentsweep.runner import Arrangement, choose_arrangement, probes_per_round, run_trials
@@ -159,13 +159,6 @@ def execute(config: StudyConfig, placement: dict[str, Any] | None = None) -> dic
         log.warning("explorer.html not written: %s", exc)
     report_paths = render_report(study_dir)
     return {"study_dir": str(study_dir), "trials": statuses, "report": [str(p) for p in report_paths]}
-
-
-def preview_config(config: StudyConfig) -> StudyConfig:
-    """The preview of a study (--with-preview): its data, recipe, seeds and variants, ordered (--ordered) at its grid's
-    largest size, in PREVIEW_FOLDER inside its folder."""
-    return config.replace(ordered=True, with_preview=False, refine=False, extend=False,
-                          latent_dims=(max(config.model.latent_dims),), out=str(config.out / PREVIEW_FOLDER))
 
 
 def run_preview(config: StudyConfig) -> float:

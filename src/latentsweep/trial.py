@@ -33,8 +33,8 @@ from latentsweep.evaluate import (AnalysisSettings, Reference, active_units_row,
                                   representative_indices)
 from latentsweep.kernels import use_fast_cpu_kernels
 from latentsweep.layout import (ANALYSIS_FILE, CONFIG_FILE, DONE_MARKER, FAILED_MARKER, IMAGES_FILE, METRICS_FILE,
-                                PER_IMAGE_FILE, PREFIX_OF_KEY, TIMING_FILE, TRIAL_LOG, Trial, is_done, ordered_model_of,
-                                read_timing, trial_dir)
+                                PER_IMAGE_FILE, PREFIX_OF_KEY, TIMING_FILE, TRIAL_LOG, Trial, is_done, model_folder,
+                                ordered_model_of, read_timing, trial_dir)
 from latentsweep.model import Prefix, count_parameters
 from latentsweep.storage import atomic_savez, atomic_write_text, read_json, remove_temp_files, write_csv, write_json
 from latentsweep.train import BEST_CHECKPOINT, LAST_CHECKPOINT, TrainConfig, load_checkpoint, resolve_device, train_model
@@ -260,14 +260,14 @@ def evaluate_trial(folder: Path, config: StudyConfig, inputs: StudyInputs, trust
 
     A prefix of an ordered model (its config.json names the trial, PREFIX_OF_KEY) is that model's best.pt read as a
     size-k model (model.Prefix): its reconstructions (MSE, PSNR, SSIM, negative ELBO, on both protocols), images and
-    active units; the generation, likelihood and latent-space analyses are its top's alone, which keeps a preview's
-    evaluation near a tenth of its training (docs/performance.md)."""
+    active units; the generation, likelihood and latent-space analyses are its top's alone, so that a prefix's
+    evaluation takes seconds (4.4 s for MNIST's 10,000 test images on one core: docs/performance.md)."""
     device, dataset, reference, evaluation = inputs.device, inputs.dataset, inputs.reference, config.evaluation
-    prefix_of = read_json(folder / CONFIG_FILE).get(PREFIX_OF_KEY)
-    model_folder = folder.parent / prefix_of if prefix_of else folder
-    best = load_checkpoint(model_folder / BEST_CHECKPOINT, map_location=device)
-    last = load_checkpoint(model_folder / LAST_CHECKPOINT, map_location="cpu")
-    model, spec = model_from_checkpoint(best, model_folder / BEST_CHECKPOINT, trusted)
+    source = model_folder(folder)
+    prefix_of = source.name if source != folder else None
+    best = load_checkpoint(source / BEST_CHECKPOINT, map_location=device)
+    last = load_checkpoint(source / LAST_CHECKPOINT, map_location="cpu")
+    model, spec = model_from_checkpoint(best, source / BEST_CHECKPOINT, trusted)
     model = use_fast_cpu_kernels(model).to(device)
     axes = trial_axes(folder)
     seed = axes["seed"]
