@@ -231,7 +231,8 @@ class SelectionConfig:
     max_latent_dim: int = setting(256, "the largest latent size --extend adds")
     with_preview: bool = setting(False, "before the grid, train the study's preview too (one ordered model per seed at "
                                  "the grid's largest size, --ordered, in OUT/preview/, with its own report) and draw its "
-                                 "curve beside the independent models' in the report; about a quarter more time")
+                                 "curve beside the independent models' in the report; a fifth more time for the full "
+                                 "preset on Fashion-MNIST (docs/performance.md)")
 
 
 @with_axes("execution")

@@ -352,9 +352,18 @@ def psnr_refinement(psnr_rows: Sequence[Mapping[str, Any]], grid: Sequence[int],
             axis.errorbar([r["latent_dim"] for r in mine], [r["mean"] for r in mine], yerr=_error_bars(mine), fmt=marker,
                           capsize=3, label=label, zorder=2)
     axis.axhline(threshold_db, color="tab:red", linestyle="--", linewidth=1, label=f"threshold {threshold_db:.2f} dB")
-    chosen = next(row for row in rows if row["latent_dim"] == selected)
-    axis.scatter([selected], [chosen["mean"]], s=260, facecolors="none", edgecolors="black", linewidths=1.5,
-                 label=f"answer: {selected}", zorder=3)
+    circle_answer(axis, rows, selected, "black", f"answer: {selected}")
+    return save_psnr_by_size(figure, axis, path)
+
+
+def circle_answer(axis, rows: Sequence[Mapping[str, Any]], size: int, color: str, label: str) -> None:
+    """Circle the answer `size` on a PSNR-against-size curve of `rows`."""
+    value = next(row["mean"] for row in rows if row["latent_dim"] == size)
+    axis.scatter([size], [value], s=260, facecolors="none", edgecolors=color, linewidths=1.5, label=label, zorder=3)
+
+
+def save_psnr_by_size(figure: Figure, axis, path: Path) -> Path:
+    """The axes, grid and legend of a figure of PSNR against latent size, saved."""
     axis.set_xlabel("latent size")
     axis.set_ylabel(REGISTRY["psnr"].axis_label)
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -395,14 +404,6 @@ def preview_beside(independent: Sequence[Mapping[str, Any]], preview: Sequence[M
     mine = sorted(independent, key=lambda row: row["latent_dim"])
     axis.errorbar([r["latent_dim"] for r in mine], [r["mean"] for r in mine], yerr=_error_bars(mine), fmt="o",
                   color="tab:blue", capsize=3, label="models trained at each size")
-    for (size, curve, color), name in zip(((answers[0], mine, "tab:blue"), (answers[1], rows, "tab:orange")),
-                                          ("independent", "preview")):
-        value = next(r["mean"] for r in curve if r["latent_dim"] == size)
-        axis.scatter([size], [value], s=260, facecolors="none", edgecolors=color, linewidths=1.5,
-                     label=f"{name} answer: {size}", zorder=3)
-    axis.set_xlabel("latent size")
-    axis.set_ylabel(REGISTRY["psnr"].axis_label)
-    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
-    return save(figure, path)
+    circle_answer(axis, mine, answers[0], "tab:blue", f"independent answer: {answers[0]}")
+    circle_answer(axis, rows, answers[1], "tab:orange", f"preview answer: {answers[1]}")
+    return save_psnr_by_size(figure, axis, path)
