@@ -324,3 +324,20 @@ def test_one_model_trains_on_labelled_grey_40x40_images_with_per_class_and_gener
     assert set(psnr) == {*map(str, range(10)), "all"}
     assert f"test PSNR dB {psnr['all']:.2f}" in capsys.readouterr().out
     assert {r["metric"] for r in rows if r["protocol"] == "prior_samples"} >= {"fd", "kid", "inception_score"}
+
+
+def test_a_class_with_fewer_test_images_than_its_representatives_still_gets_its_report(tmp_path):
+    """Found trying the preview on colour images: 300 labelled images leave about 4 test images a class, fewer than
+    --representatives-per-class 10, and the report's reconstruction grid then failed with a traceback."""
+    from conftest import IMAGE_STUDY
+    from synthetic_images import synthetic_images, write_image_folder
+
+    images, labels = synthetic_images(300, 9, 11, 3, seed=3)
+    write_image_folder(tmp_path / "images", images, labels)
+    out = tmp_path / "study"
+    assert main(["-q", "run", "--dataset", "folder", "--data-dir", str(tmp_path / "images"), "--out", str(out),
+                 *IMAGE_STUDY, "--representatives-per-class", "10"]) == 0
+    with np.load(out / "models" / "conv_beta1_latent002_seed0" / "images.npz") as arrays:
+        shown = len(arrays["representatives"])
+    assert shown < 10 * len(set(labels.tolist()))  # some class had fewer than 10 test images
+    assert (out / "figures" / "reconstructions.png").is_file() and (out / "report.md").is_file()

@@ -35,7 +35,7 @@ from latentsweep.errors import LatentsweepError
 from latentsweep.layout import (BEST_CHECKPOINT, EXPLORER_FILE, IMAGES_FILE, METRICS_FILE, PER_IMAGE_FILE, Trial, is_done,
                                 model_folder, trial_dir, variant_name)
 from latentsweep.metrics import ACTIVE_UNIT_THRESHOLD, REGISTRY, lookup
-from latentsweep.results import read_results
+from latentsweep.results import read_labels, read_results
 from latentsweep.storage import atomic_write_text, read_json
 from latentsweep.train import load_checkpoint
 
@@ -185,17 +185,6 @@ def page_data(study_dir: Path) -> dict[str, Any]:
         "image_labels": labels,
         "image_indices": [int(i) for i in indices],
     }
-
-
-def read_labels(folder: Path, indices: np.ndarray) -> list[int]:
-    """The class indices of test images `indices`, from a model's per_image.csv (index -> label)."""
-    labels = {}
-    with (folder / PER_IMAGE_FILE).open() as handle:
-        next(handle)
-        for line in handle:
-            index, label = line.split(",", 2)[:2]
-            labels[int(index)] = int(label)
-    return [labels[int(i)] for i in indices]
 
 
 def _number(value: Any) -> float | None:

@@ -30,7 +30,7 @@ from latentsweep.model import MNIST_SHAPE
 from latentsweep.plots import UNLABELLED_GROUP
 from latentsweep.render import Block, Bullets, Figure, Heading, Link, Paragraph, Table, to_html, to_markdown
 from latentsweep.results import (Results, StudyFiles, class_noun, for_variant, model_scores, plural, preview_sentences,
-                                 read_results, read_study)
+                                 read_labels, read_results, read_study)
 from latentsweep.selection import (Answer, Saturation, fondue_choice, overall_active_units, overall_code_dimensions,
                                    overall_psnr, rule_text, saturation)
 from latentsweep.storage import atomic_write_text
@@ -94,11 +94,16 @@ def make_figures(files: StudyFiles, combined: list[dict[str, Any]], class_names:
     if shown:
         any_arrays = next(iter(shown.values()))
         groups = class_names or [UNLABELLED_GROUP]  # one row of the first test images when unlabelled
-        per_class = len(any_arrays["representatives"]) // len(groups)
-        columns = min(3 if class_names else 8, per_class)
+        # Each class's representatives, in order: a class with fewer test images than --representatives-per-class
+        # has fewer, so the grid is as wide as the scarcest class allows.
+        labels = (np.array(read_labels(next(t["folder"] for t in files.trials if t.get("status") == "done"),
+                                       any_arrays["representatives"])) if class_names
+                  else np.zeros(len(any_arrays["representatives"]), int))
+        rows = [np.flatnonzero(labels == group) for group in range(len(groups))]
+        columns = min(3 if class_names else 8, *(len(row) for row in rows))
 
         def by_class(images: np.ndarray) -> np.ndarray:
-            return images.reshape(len(groups), per_class, *images.shape[1:])[:, :columns]
+            return np.stack([images[row[:columns]] for row in rows])
 
         paths["reconstructions"] = plots.reconstruction_grid(
             by_class(any_arrays["originals"]), {dim: by_class(a["reconstructions"]) for dim, a in shown.items()},

@@ -182,6 +182,17 @@ def for_variant(files: StudyFiles, variant: tuple) -> StudyFiles:
                       mine(files.histories), mine(files.images), mine(files.analysis))
 
 
+def read_labels(folder: Path, indices: np.ndarray) -> list[int]:
+    """The class indices of test images `indices`, from a model's per_image.csv (index -> label)."""
+    labels = {}
+    with (folder / PER_IMAGE_FILE).open() as handle:
+        next(handle)
+        for line in handle:
+            index, label = line.split(",", 2)[:2]
+            labels[int(index)] = int(label)
+    return [labels[int(i)] for i in indices]
+
+
 def per_image_psnr(folder: Path) -> np.ndarray:
     """PSNR of every test image, in test order, from a run folder's per_image.csv."""
     with (folder / PER_IMAGE_FILE).open(newline="") as handle:
